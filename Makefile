@@ -1,0 +1,48 @@
+# emoedge — `make test` and `make demo` build their own environments from nothing (idempotent).
+PYTHON ?= python3
+VENV := .venv
+EDGE_VENV := .venv-edge
+PIP_FLAGS := -q --disable-pip-version-check
+# System packages the tests talk to for real: the MQTT broker, PortAudio/ALSA, libsndfile,
+# systemd-analyze, openssl for test certificates.
+APT_PACKAGES := mosquitto mosquitto-clients portaudio19-dev libasound2-plugins alsa-utils \
+	libsndfile1 systemd openssl
+
+.PHONY: test demo lint format system-deps check-arm64 clean
+
+system-deps:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing system packages: $$missing"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install $(PIP_FLAGS) --upgrade pip
+	$(VENV)/bin/pip install $(PIP_FLAGS) -e '.[workstation,dev]'
+	touch $@
+
+$(EDGE_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(EDGE_VENV)
+	$(EDGE_VENV)/bin/pip install $(PIP_FLAGS) --upgrade pip
+	$(EDGE_VENV)/bin/pip install $(PIP_FLAGS) -e '.[edge]'
+	touch $@
+
+test: system-deps $(VENV)/.installed
+	$(VENV)/bin/ruff check edge distill export tests
+	$(VENV)/bin/python -m pytest
+
+demo: system-deps $(EDGE_VENV)/.installed
+	$(EDGE_VENV)/bin/emoedge demo
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check edge distill export tests
+
+format: $(VENV)/.installed
+	$(VENV)/bin/ruff check --fix edge distill export tests
+	$(VENV)/bin/ruff format edge distill export tests
+
+clean:
+	rm -rf $(VENV) $(EDGE_VENV) build *.egg-info .pytest_cache .ruff_cache

@@ -1,0 +1,80 @@
+"""Batch augmentation in torch: face geometry and photometry, modality dropout, SpecAugment."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch.nn import functional as F
+
+from edge.face import FaceConfig
+
+
+def faces_to_input(faces_u8: torch.Tensor, cfg: FaceConfig) -> torch.Tensor:
+    """uint8 (B, 48, 48) → normalised float (B, 1, 48, 48), as edge.face.normalize_face does."""
+    return ((faces_u8.float() / 255.0 - cfg.mean) / cfg.std).unsqueeze(1)
+
+
+def augment_faces(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Random flip, rotation (±15°), scale (0.85–1.15), shift (±10 %), brightness/contrast,
+    and random erasing of one patch, on a normalised face batch (B, 1, H, W)."""
+    b = x.shape[0]
+
+    def uniform(lo: float, hi: float) -> torch.Tensor:
+        return torch.rand(b, generator=gen) * (hi - lo) + lo
+
+    angle = uniform(-15, 15) * math.pi / 180
+    scale = uniform(0.85, 1.15)
+    flip = torch.where(torch.rand(b, generator=gen) < 0.5, -1.0, 1.0)
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    theta = torch.stack(
+        [
+            torch.stack([cos * flip, -sin, uniform(-0.1, 0.1)], 1),
+            torch.stack([sin * flip, cos, uniform(-0.1, 0.1)], 1),
+        ],
+        1,
+    )
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    x = F.grid_sample(x, grid, padding_mode="border", align_corners=False)
+    x = x * uniform(0.7, 1.3).view(b, 1, 1, 1) + uniform(-0.4, 0.4).view(b, 1, 1, 1)
+    h, w = x.shape[2:]
+    size = (torch.rand(b, generator=gen) * 0.3 * h).long()
+    top = (torch.rand(b, generator=gen) * h).long()
+    left = (torch.rand(b, generator=gen) * w).long()
+    rows = torch.arange(h).view(1, h, 1)
+    cols = torch.arange(w).view(1, 1, w)
+    erase = (
+        (rows >= top.view(b, 1, 1))
+        & (rows < (top + size).view(b, 1, 1))
+        & (cols >= left.view(b, 1, 1))
+        & (cols < (left + size).view(b, 1, 1))
+    )
+    erase &= (torch.rand(b, generator=gen) < 0.5).view(b, 1, 1)
+    return x.masked_fill(erase.unsqueeze(1), 0.0)
+
+
+def spec_augment(
+    audio: torch.Tensor, gen: torch.Generator, time_mask: int = 30, feature_mask: int = 4
+) -> torch.Tensor:
+    """One time mask and one mask on each of the 3 coefficient groups, per sample (B, T, 39)."""
+    b, t, d = audio.shape
+    group = d // 3
+    t0 = (torch.rand(b, generator=gen) * t).long().view(b, 1)
+    tw = (torch.rand(b, generator=gen) * time_mask).long().view(b, 1)
+    f0 = (torch.rand(b, generator=gen) * group).long().view(b, 1)
+    fw = (torch.rand(b, generator=gen) * feature_mask).long().view(b, 1)
+    steps = torch.arange(t).view(1, t)
+    coeffs = torch.arange(d).view(1, d) % group
+    tmask = (steps >= t0) & (steps < t0 + tw)
+    fmask = (coeffs >= f0) & (coeffs < f0 + fw)
+    return audio.masked_fill(tmask.unsqueeze(2) | fmask.unsqueeze(1), 0.0)
+
+
+def modality_mask(
+    b: int, p_face_only: float, p_audio_only: float, gen: torch.Generator
+) -> torch.Tensor:
+    """Per-sample [face present, audio present]: face-only, audio-only or both."""
+    r = torch.rand(b, generator=gen)
+    face = (r >= p_face_only + p_audio_only) | (r < p_face_only)
+    audio = r >= p_face_only
+    return torch.stack([face, audio], 1).float()

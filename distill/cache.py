@@ -1,0 +1,150 @@
+"""Decode a corpus once into arrays and cache them on disk, so an epoch never decodes again.
+
+Unreadable files are skipped, counted and named in one warning; a corpus with nothing
+readable is a DataError. The cache key covers every file's path, size and mtime.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from distill.corpora import Sample
+from edge.audio import AudioConfig, resample, to_mono_float
+from edge.errors import DataError
+from edge.face import resize_bilinear, to_gray
+
+log = logging.getLogger(__name__)
+
+
+def default_cache_dir() -> Path:
+    """$EMOEDGE_CACHE, or ~/.cache/emoedge."""
+    return Path(os.environ.get("EMOEDGE_CACHE", Path.home() / ".cache" / "emoedge"))
+
+
+@dataclass
+class Decoded:
+    """Decoded samples of one modality; `data` is (N, 48, 48) uint8 faces or a list of waves."""
+
+    data: np.ndarray | list[np.ndarray]
+    labels: np.ndarray
+    splits: np.ndarray
+    persons: np.ndarray
+
+    def select(self, split: str) -> Decoded:
+        idx = np.flatnonzero(self.splits == split)
+        data = self.data[idx] if isinstance(self.data, np.ndarray) else [self.data[i] for i in idx]
+        return Decoded(data, self.labels[idx], self.splits[idx], self.persons[idx])
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def _key(samples: Sequence[Sample], extra: str) -> str:
+    digest = hashlib.sha1(extra.encode())
+    for s in samples:
+        if s.path is not None:
+            stat = s.path.stat()
+            digest.update(f"{s.path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode())
+        else:
+            digest.update(s.pixels.tobytes())
+        digest.update(f"|{s.label}|{s.split}|{s.person}".encode())
+    return digest.hexdigest()[:16]
+
+
+def read_face(path: Path) -> np.ndarray:
+    """An image file as a 48×48 uint8 gray face."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            gray = to_gray(np.asarray(image.convert("RGB")))
+    except (UnidentifiedImageError, OSError, ValueError) as error:
+        raise DataError(f"unreadable image {path}: {error}") from None
+    return np.clip(resize_bilinear(gray, 48) + 0.5, 0, 255).astype(np.uint8)
+
+
+def read_audio(path: Path, sample_rate: int) -> np.ndarray:
+    """An audio file as float32 mono at `sample_rate`."""
+    import soundfile
+
+    try:
+        wave, sr = soundfile.read(str(path), dtype="float32", always_2d=True)
+    except (RuntimeError, OSError, ValueError) as error:
+        raise DataError(f"unreadable audio {path}: {error}") from None
+    if len(wave) == 0:
+        raise DataError(f"empty audio file {path}")
+    return resample(to_mono_float(wave), sr, sample_rate)
+
+
+def _decode_all(samples: Sequence[Sample], decode: Callable[[Sample], np.ndarray], what: str):
+    kept, data, bad = [], [], []
+    for sample in tqdm(samples, desc=f"decoding {what}", unit="file", leave=False):
+        try:
+            data.append(decode(sample))
+            kept.append(sample)
+        except DataError as error:
+            bad.append(str(error))
+    if bad:
+        log.warning(
+            "skipped %d unreadable %s: %s%s",
+            len(bad),
+            what,
+            "; ".join(bad[:3]),
+            " …" if len(bad) > 3 else "",
+        )
+    if not kept:
+        raise DataError(f"none of the {len(samples)} {what} could be read")
+    return kept, data
+
+
+def _meta(kept: Sequence[Sample]) -> dict[str, np.ndarray]:
+    return {
+        "labels": np.array([s.label for s in kept], dtype=np.int64),
+        "splits": np.array([s.split for s in kept]),
+        "persons": np.array([s.person for s in kept]),
+    }
+
+
+def decode_faces(samples: Sequence[Sample], cache_dir: Path | None = None) -> Decoded:
+    """Faces as (N, 48, 48) uint8, from the cache when it is current."""
+    cache = (cache_dir or default_cache_dir()) / f"faces-{_key(samples, 'faces48')}.npz"
+    if cache.exists():
+        with np.load(cache) as z:
+            return Decoded(z["data"], z["labels"], z["splits"], z["persons"])
+
+    def decode(s: Sample) -> np.ndarray:
+        return s.pixels if s.pixels is not None else read_face(s.path)
+
+    kept, data = _decode_all(samples, decode, "images")
+    result = Decoded(np.stack(data), **_meta(kept))
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(cache, data=result.data, **_meta(kept))
+    return result
+
+
+def decode_audio(
+    samples: Sequence[Sample], cfg: AudioConfig, cache_dir: Path | None = None
+) -> Decoded:
+    """Waves as float32 mono at cfg.sample_rate (a list), from the cache when it is current."""
+    cache = (cache_dir or default_cache_dir()) / f"audio-{_key(samples, str(cfg.sample_rate))}.npz"
+    if cache.exists():
+        with np.load(cache) as z:
+            waves = np.split(z["pcm"].astype(np.float32) / 32768.0, z["offsets"][1:-1])
+            return Decoded(waves, z["labels"], z["splits"], z["persons"])
+
+    kept, waves = _decode_all(samples, lambda s: read_audio(s.path, cfg.sample_rate), "audio files")
+    pcm = np.concatenate([np.clip(w * 32768.0, -32768, 32767) for w in waves]).astype(np.int16)
+    offsets = np.cumsum([0] + [len(w) for w in waves])
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(cache, pcm=pcm, offsets=offsets, **_meta(kept))
+    return Decoded(
+        [(p.astype(np.float32) / 32768.0) for p in np.split(pcm, offsets[1:-1])], **_meta(kept)
+    )

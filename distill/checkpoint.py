@@ -1,0 +1,79 @@
+"""Checkpoints: a model's weights with everything needed to rebuild and feed it.
+
+A released checkpoint stores fp16 weights (half the size; loading casts back to fp32) with
+its architecture config, label order, audio and face front-end configs and its metrics.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from distill.models import EmotionModel, build_model, model_config
+from edge.audio import AudioConfig
+from edge.errors import ModelError
+from edge.face import FaceConfig
+from edge.labels import LABELS
+
+FORMAT = "emoedge-checkpoint/1"
+
+
+def save_checkpoint(
+    path: Path,
+    model: EmotionModel,
+    arch: str,
+    audio: AudioConfig,
+    face: FaceConfig,
+    metrics: dict[str, Any] | None = None,
+    half: bool = True,
+    **extra: Any,
+) -> None:
+    """Write the model and its front-end contract; `half` stores float weights as fp16."""
+    state = {
+        k: (v.half() if half and v.is_floating_point() else v)
+        for k, v in model.state_dict().items()
+    }
+    payload = {
+        "format": FORMAT,
+        "arch": arch,
+        "config": model_config(model),
+        "labels": list(LABELS),
+        "audio": audio.to_dict(),
+        "face": face.to_dict(),
+        "metrics": metrics or {},
+        "state_dict": state,
+        **extra,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)
+
+
+def load_checkpoint(path: Path) -> tuple[EmotionModel, dict[str, Any]]:
+    """The model (fp32, eval mode) and the checkpoint's metadata."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"checkpoint not found: {path}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as error:  # torch raises many types for a damaged file
+        raise ModelError(f"cannot read checkpoint {path}: {error}") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise ModelError(f"{path} is not an emoedge checkpoint (format {FORMAT})")
+    if payload["labels"] != list(LABELS):
+        raise ModelError(f"{path}: label order {payload['labels']} differs from {list(LABELS)}")
+    model = build_model(payload["arch"], payload["config"])
+    model.load_state_dict(
+        {k: v.float() if v.is_floating_point() else v for k, v in payload["state_dict"].items()}
+    )
+    model.eval()
+    meta = {k: v for k, v in payload.items() if k != "state_dict"}
+    return model, meta
+
+
+def front_end(meta: dict[str, Any]) -> tuple[AudioConfig, FaceConfig]:
+    """The audio and face configs a checkpoint was trained with."""
+    return AudioConfig(**meta["audio"]), FaceConfig(**meta["face"])

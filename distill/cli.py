@@ -1,0 +1,110 @@
+"""`emoedge distill` and `emoedge evaluate`. Torch is imported only when a command runs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import fields
+from pathlib import Path
+
+from edge.cli import Command
+
+DEFAULT_FACES = "../shared/data/fer2013"
+DEFAULT_SPEECH = "../shared/data/ravdess"
+
+
+def _configure_distill(p: argparse.ArgumentParser) -> None:
+    from distill.config import TrainConfig
+
+    defaults = TrainConfig()
+    p.add_argument("--arch", choices=["teacher", "student"], default=defaults.arch)
+    p.add_argument(
+        "--faces",
+        default=DEFAULT_FACES,
+        help="FER2013 folder, Kaggle fer2013.csv, or <root>/<class>/ images",
+    )
+    p.add_argument(
+        "--speech",
+        default=DEFAULT_SPEECH,
+        help="RAVDESS folder (Actor_XX/...) or <root>/<class>/ audio",
+    )
+    p.add_argument("--out", default=None, help="run folder (default runs/ARCH)")
+    p.add_argument("--teacher", help="teacher checkpoint: train the student by distillation")
+    for name in (
+        "epochs",
+        "batch_size",
+        "lr",
+        "weight_decay",
+        "label_smoothing",
+        "p_face_only",
+        "p_audio_only",
+        "kd_temperature",
+        "kd_alpha",
+        "max_train_faces",
+        "max_eval_faces",
+        "threads",
+        "workers",
+        "seed",
+    ):
+        value = getattr(defaults, name)
+        p.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=value)
+    p.add_argument("--cache-dir", help="decoded-corpus cache (default ~/.cache/emoedge)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+
+
+def _run_distill(args: argparse.Namespace) -> int:
+    from distill.config import TrainConfig
+    from distill.train import train
+
+    names = {f.name for f in fields(TrainConfig)}
+    values = {k: v for k, v in vars(args).items() if k in names and v is not None}
+    values.setdefault("out", f"runs/{args.arch}")
+    result = train(TrainConfig(**values))
+    print(f"best validation score {result['best_val_score']:.2f} → {values['out']}/best.pt")
+    return 0
+
+
+def _configure_evaluate(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="checkpoint (.pt) or exported artifact (folder or manifest.json)")
+    p.add_argument("--faces", default=DEFAULT_FACES)
+    p.add_argument("--speech", default=DEFAULT_SPEECH)
+    p.add_argument(
+        "--split",
+        default="test",
+        choices=["train", "val", "test"],
+        help="split of the canonical corpora (a plain class folder is all 'test')",
+    )
+    p.add_argument("--backend", help="runtime for an artifact (default: from its file type)")
+    p.add_argument("--cache-dir")
+    p.add_argument("--json", type=Path, help="also write the metrics here")
+
+
+def _run_evaluate(args: argparse.Namespace) -> int:
+    from distill.scoring import score_model, table
+
+    metrics = score_model(
+        args.model,
+        Path(args.faces),
+        Path(args.speech),
+        args.split,
+        backend=args.backend,
+        cache_dir=Path(args.cache_dir) if args.cache_dir else None,
+    )
+    print(table(metrics))
+    if args.json:
+        args.json.write_text(json.dumps(metrics, indent=1))
+    return 0
+
+
+DISTILL = Command(
+    help="train the teacher, or distil the student from it, on real data",
+    configure=_configure_distill,
+    run=_run_distill,
+    extra="workstation",
+)
+EVALUATE = Command(
+    help="score a checkpoint or exported artifact: face-only, audio-only, fused",
+    configure=_configure_evaluate,
+    run=_run_evaluate,
+    extra="workstation",
+)

@@ -1,0 +1,34 @@
+"""The training configuration (torch-free, so the CLI can build its arguments on any machine)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run depends on; saved in its checkpoints."""
+
+    arch: str = "student"
+    faces: str = "../shared/data/fer2013"
+    speech: str = "../shared/data/ravdess"
+    out: str = "runs/student"
+    teacher: str | None = None
+    epochs: int = 30
+    batch_size: int = 128
+    lr: float = 3e-3
+    weight_decay: float = 5e-4
+    warmup_epochs: float = 1.0
+    label_smoothing: float = 0.1
+    p_face_only: float = 0.2
+    p_audio_only: float = 0.2
+    kd_temperature: float = 4.0
+    kd_alpha: float = 0.7
+    max_train_faces: int = 0
+    max_eval_faces: int = 0
+    threads: int = 0
+    workers: int = 1
+    seed: int = 0
+    resume: bool = False
+    cache_dir: str | None = None
+    model_config: dict = field(default_factory=dict)

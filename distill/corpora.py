@@ -1,0 +1,176 @@
+"""Corpus loaders: RAVDESS, FER2013 (folders or Kaggle CSV), and a generic <root>/<class>/* folder.
+
+A loader lists samples (path or pixels, label, split, person); decoding happens in `distill.cache`.
+Canonical splits, fixed so numbers are comparable:
+  RAVDESS  actors 1–18 train, 19–20 val, 21–24 test
+  FER2013  Training → train, PublicTest → val, PrivateTest → test
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edge.errors import DataError
+from edge.labels import LABELS, label_index, warn_skipped
+
+log = logging.getLogger(__name__)
+
+AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".mp3"}
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".pgm"}
+SPLITS = ("train", "val", "test")
+
+RAVDESS_EMOTIONS = {
+    "01": "neutral",
+    "02": "calm",
+    "03": "happy",
+    "04": "sad",
+    "05": "angry",
+    "06": "fearful",
+    "07": "disgust",
+    "08": "surprised",
+}
+RAVDESS_NAME = re.compile(r"^(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)$")
+FER_PREFIX_SPLIT = {"Training": "train", "PublicTest": "val", "PrivateTest": "test"}
+FER_CSV_CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One labelled item of a corpus: a file (or inline pixels), its class, split and person."""
+
+    label: int
+    split: str
+    path: Path | None = None
+    person: str = ""
+    pixels: np.ndarray | None = None
+
+
+def ravdess_split(actor: int) -> str:
+    """The canonical RAVDESS split of an actor number."""
+    return "train" if actor <= 18 else "val" if actor <= 20 else "test"
+
+
+def _require_dir(root: Path, what: str) -> Path:
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise DataError(f"{what} folder not found: {root}")
+    return root
+
+
+def load_ravdess(root: Path) -> list[Sample]:
+    """RAVDESS speech: Actor_XX/03-01-EE-II-SS-RR-AA.{wav,flac}; calm counts as neutral."""
+    root = _require_dir(root, "RAVDESS")
+    samples, skipped, unnamed = [], [], 0
+    for path in sorted(root.glob("Actor_*/*")):
+        match = RAVDESS_NAME.match(path.stem)
+        if path.suffix.lower() not in AUDIO_SUFFIXES or not match:
+            unnamed += 1
+            continue
+        emotion = RAVDESS_EMOTIONS.get(match.group(3), f"code {match.group(3)}")
+        label = label_index(emotion)
+        if label is None:
+            skipped.append(emotion)
+            continue
+        actor = int(match.group(7))
+        samples.append(Sample(label, ravdess_split(actor), path, person=f"actor{actor:02d}"))
+    if unnamed:
+        log.warning("skipped %d files under %s that are not RAVDESS audio names", unnamed, root)
+    warn_skipped(skipped, "RAVDESS clips")
+    if not samples:
+        raise DataError(f"no RAVDESS clips (Actor_XX/03-01-EE-II-SS-RR-AA.wav|flac) under {root}")
+    return samples
+
+
+def load_fer_folders(root: Path) -> list[Sample]:
+    """FER2013 folder layout: train|test/<class>/*.png; a Training_/PublicTest_/PrivateTest_
+    file-name prefix gives the split, otherwise train/ is train and test/ is test."""
+    root = _require_dir(root, "FER2013")
+    samples, skipped = [], []
+    for top in ("train", "test"):
+        if not (root / top).is_dir():
+            continue
+        for class_dir in sorted(p for p in (root / top).iterdir() if p.is_dir()):
+            label = label_index(class_dir.name)
+            files = sorted(p for p in class_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            if label is None:
+                skipped += [class_dir.name] * len(files)
+                continue
+            for path in files:
+                prefix = path.name.split("_", 1)[0]
+                split = FER_PREFIX_SPLIT.get(prefix, top)
+                samples.append(Sample(label, split, path))
+    warn_skipped(skipped, "FER2013 images")
+    if not samples:
+        raise DataError(f"no images in the FER2013 layout (train|test/<class>/*.png) under {root}")
+    return samples
+
+
+def load_fer_csv(path: Path) -> list[Sample]:
+    """The Kaggle fer2013.csv form: columns emotion (0–6), pixels (2304 numbers), Usage."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise DataError(f"FER2013 CSV not found: {path}")
+    samples = []
+    with path.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        missing = {"emotion", "pixels", "Usage"} - set(reader.fieldnames or [])
+        if missing:
+            raise DataError(f"{path}: missing column(s) {', '.join(sorted(missing))}")
+        for line, row in enumerate(reader, start=2):
+            try:
+                pixels = np.array(row["pixels"].split(), dtype=np.uint8).reshape(48, 48)
+                label = label_index(FER_CSV_CLASSES[int(row["emotion"])])
+            except (ValueError, IndexError) as error:
+                raise DataError(f"{path}:{line}: bad row ({error})") from None
+            split = FER_PREFIX_SPLIT.get(row["Usage"].strip())
+            if split is None:
+                raise DataError(
+                    f"{path}:{line}: unknown Usage {row['Usage']!r}; "
+                    f"allowed: {', '.join(FER_PREFIX_SPLIT)}"
+                )
+            samples.append(Sample(label, split, pixels=pixels))
+    if not samples:
+        raise DataError(f"{path}: no rows")
+    return samples
+
+
+def load_class_folder(root: Path, modality: str) -> list[Sample]:
+    """Any corpus as <root>/<class>/* (images for modality 'face', audio for 'audio').
+
+    Every sample is in split 'test' (a folder given for evaluation); the person is unknown.
+    """
+    root = _require_dir(root, "class")
+    suffixes = IMAGE_SUFFIXES if modality == "face" else AUDIO_SUFFIXES
+    samples, skipped = [], []
+    for class_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+        files = sorted(p for p in class_dir.rglob("*") if p.suffix.lower() in suffixes)
+        label = label_index(class_dir.name)
+        if label is None:
+            skipped += [class_dir.name] * len(files)
+            continue
+        samples += [Sample(label, "test", path) for path in files]
+    warn_skipped(skipped, f"{modality} files")
+    if not samples:
+        raise DataError(
+            f"no {modality} files in <class>/ folders under {root}; classes: {', '.join(LABELS)}"
+        )
+    return samples
+
+
+def load_corpus(path: Path, modality: str) -> list[Sample]:
+    """Pick the loader from what is at `path`: RAVDESS, FER2013 folders, Kaggle CSV, class folder."""
+    path = Path(path).expanduser()
+    if path.suffix.lower() == ".csv":
+        return load_fer_csv(path)
+    path = _require_dir(path, modality)
+    if modality == "audio" and any(path.glob("Actor_*")):
+        return load_ravdess(path)
+    if modality == "face" and ((path / "train").is_dir() or (path / "test").is_dir()):
+        return load_fer_folders(path)
+    return load_class_folder(path, modality)

@@ -1,0 +1,340 @@
+"""Teacher and student: face + voice emotion models with a per-sample modality mask.
+
+Every model maps (face, audio, mask) to 7 logits:
+  face  float32 (B, 1, 48, 48)  normalised gray face (edge.face)
+  audio float32 (B, T, 39)      MFCC + Δ + ΔΔ frames of one window (edge.audio)
+  mask  float32 (B, 2)          [face present, audio present], each 0 or 1
+A missing modality's input is ignored: its features are zeroed and a learned query
+stands in for a missing face, so one model serves face-only, voice-only and fused input.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from edge.labels import NUM_CLASSES
+
+# ---------------------------------------------------------------- fusion (shared)
+
+
+class CrossModalAttention(nn.Module):
+    """The visual feature is the query; it attends over the audio time steps of the same sample.
+
+    (The seed computed Q @ K.T over the batch, mixing samples; here the scores are per sample:
+    (B, 1, d) @ (B, d, T) -> (B, 1, T).) Without a face a learned query takes its place.
+    """
+
+    def __init__(self, visual_dim: int, audio_dim: int, dim: int):
+        super().__init__()
+        self.query = nn.Linear(visual_dim, dim)
+        self.key = nn.Linear(audio_dim, dim)
+        self.value = nn.Linear(audio_dim, dim)
+        self.missing_face_query = nn.Parameter(torch.zeros(dim))
+        self.scale = 1.0 / math.sqrt(dim)
+
+    def forward(
+        self, visual: torch.Tensor, audio_steps: torch.Tensor, face_present: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """visual (B, Dv), audio_steps (B, T, Da), face_present (B, 1) -> (attended (B, d), weights (B, T))."""
+        q = self.query(visual) * face_present + self.missing_face_query * (1 - face_present)
+        k = self.key(audio_steps)
+        v = self.value(audio_steps)
+        scores = torch.bmm(q.unsqueeze(1), k.transpose(1, 2)).squeeze(1) * self.scale
+        weights = torch.softmax(scores, dim=-1)
+        attended = torch.bmm(weights.unsqueeze(1), v).squeeze(1)
+        return attended, weights
+
+
+class FusionHead(nn.Module):
+    """Masked concat of face feature and attended audio, the mask itself, an MLP, 7 logits."""
+
+    def __init__(self, visual_dim: int, attended_dim: int, hidden: int, dropout: float):
+        super().__init__()
+        self.mlp = nn.Sequential(
+            nn.Linear(visual_dim + attended_dim + 2, hidden),
+            nn.ReLU(inplace=True),
+            nn.Dropout(dropout),
+            nn.Linear(hidden, NUM_CLASSES),
+        )
+
+    def forward(
+        self, visual: torch.Tensor, attended: torch.Tensor, mask: torch.Tensor
+    ) -> torch.Tensor:
+        fused = torch.cat([visual * mask[:, :1], attended * mask[:, 1:], mask], dim=1)
+        return self.mlp(fused)
+
+
+class EmotionModel(nn.Module):
+    """Face branch + audio branch + cross-modal attention + fusion head."""
+
+    face: nn.Module
+    audio: nn.Module
+    attention: CrossModalAttention
+    head: FusionHead
+
+    def forward(self, face: torch.Tensor, audio: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        face_present = mask[:, :1]
+        visual = self.face(face * face_present.view(-1, 1, 1, 1))
+        steps = self.audio(audio * mask[:, 1:].view(-1, 1, 1))
+        attended, _ = self.attention(visual, steps, face_present)
+        return self.head(visual, attended, mask)
+
+
+# ---------------------------------------------------------------- teacher
+
+
+def conv_bn(cin: int, cout: int) -> list[nn.Module]:
+    return [
+        nn.Conv2d(cin, cout, 3, padding=1, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+    ]
+
+
+class FaceCNN(nn.Module):
+    """VGG-style face CNN for 48×48 gray faces: 4 double-conv blocks, two dense layers."""
+
+    def __init__(
+        self,
+        widths: tuple[int, ...] = (32, 64, 128, 256),
+        hidden: int = 1024,
+        out_dim: int = 256,
+        dropout: float = 0.4,
+    ):
+        super().__init__()
+        layers: list[nn.Module] = []
+        cin = 1
+        for w in widths:
+            layers += [*conv_bn(cin, w), *conv_bn(w, w), nn.MaxPool2d(2)]
+            cin = w
+        self.features = nn.Sequential(*layers)
+        side = 48 // 2 ** len(widths)
+        self.dense = nn.Sequential(
+            nn.Flatten(),
+            nn.Dropout(dropout),
+            nn.Linear(cin * side * side, hidden),
+            nn.ReLU(inplace=True),
+            nn.Dropout(dropout),
+            nn.Linear(hidden, out_dim),
+            nn.ReLU(inplace=True),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dense(self.features(x))
+
+
+class AudioLSTM(nn.Module):
+    """Bidirectional LSTM over MFCC frames (pairs of frames stacked): time steps (B, T/2, 2H)."""
+
+    def __init__(self, in_dim: int = 39, hidden: int = 128, layers: int = 2, dropout: float = 0.2):
+        super().__init__()
+        self.norm = nn.LayerNorm(2 * in_dim)
+        self.lstm = nn.LSTM(
+            2 * in_dim,
+            hidden,
+            num_layers=layers,
+            batch_first=True,
+            bidirectional=True,
+            dropout=dropout,
+        )
+        self.out_dim = 2 * hidden
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, d = x.shape
+        x = x[:, : t - t % 2].reshape(b, t // 2, 2 * d)
+        steps, _ = self.lstm(self.norm(x))
+        return steps
+
+
+@dataclass
+class TeacherConfig:
+    face_widths: tuple[int, ...] = (32, 64, 128, 256)
+    face_hidden: int = 1472
+    visual_dim: int = 256
+    lstm_hidden: int = 128
+    lstm_layers: int = 2
+    attn_dim: int = 128
+    head_hidden: int = 256
+    dropout: float = 0.4
+
+
+class Teacher(EmotionModel):
+    """The seed's cross-modal attention model, corrected (~5.6 M parameters)."""
+
+    def __init__(self, cfg: TeacherConfig | None = None):
+        super().__init__()
+        cfg = cfg or TeacherConfig()
+        self.config = cfg
+        self.face = FaceCNN(cfg.face_widths, cfg.face_hidden, cfg.visual_dim, cfg.dropout)
+        self.audio = AudioLSTM(hidden=cfg.lstm_hidden, layers=cfg.lstm_layers)
+        self.attention = CrossModalAttention(cfg.visual_dim, self.audio.out_dim, cfg.attn_dim)
+        self.head = FusionHead(cfg.visual_dim, cfg.attn_dim, cfg.head_hidden, cfg.dropout)
+
+
+# ---------------------------------------------------------------- student
+
+
+class DepthwiseSeparable2d(nn.Module):
+    """3×3 depthwise conv, 1×1 pointwise conv, each with BN and ReLU6."""
+
+    def __init__(self, cin: int, cout: int, stride: int):
+        super().__init__()
+        self.block = nn.Sequential(
+            nn.Conv2d(cin, cin, 3, stride, 1, groups=cin, bias=False),
+            nn.BatchNorm2d(cin),
+            nn.ReLU6(inplace=True),
+            nn.Conv2d(cin, cout, 1, bias=False),
+            nn.BatchNorm2d(cout),
+            nn.ReLU6(inplace=True),
+        )
+        self.residual = stride == 1 and cin == cout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.block(x)
+        return x + y if self.residual else y
+
+
+class FaceDSCNN(nn.Module):
+    """Depthwise-separable face CNN: stem, blocks (width, stride), global average pool."""
+
+    def __init__(self, stem: int, blocks: tuple[tuple[int, int], ...], out_dim: int):
+        super().__init__()
+        layers: list[nn.Module] = [
+            nn.Conv2d(1, stem, 3, padding=1, bias=False),
+            nn.BatchNorm2d(stem),
+            nn.ReLU6(inplace=True),
+        ]
+        cin = stem
+        for width, stride in blocks:
+            layers.append(DepthwiseSeparable2d(cin, width, stride))
+            cin = width
+        self.features = nn.Sequential(*layers)
+        self.proj = nn.Sequential(nn.Linear(cin, out_dim), nn.ReLU6(inplace=True))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(self.features(x).mean(dim=(2, 3)))
+
+
+class DepthwiseSeparable1d(nn.Module):
+    """Temporal depthwise conv (kernel k) then pointwise conv, each with BN and ReLU6."""
+
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int):
+        super().__init__()
+        self.block = nn.Sequential(
+            nn.Conv1d(cin, cin, kernel, stride, kernel // 2, groups=cin, bias=False),
+            nn.BatchNorm1d(cin),
+            nn.ReLU6(inplace=True),
+            nn.Conv1d(cin, cout, 1, bias=False),
+            nn.BatchNorm1d(cout),
+            nn.ReLU6(inplace=True),
+        )
+        self.residual = stride == 1 and cin == cout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.block(x)
+        return x + y if self.residual else y
+
+
+class AudioTCN(nn.Module):
+    """Temporal 1-D conv audio branch (no RNN, so it converts to TFLite as is): (B, T', C)."""
+
+    def __init__(self, in_dim: int, stem: int, blocks: tuple[tuple[int, int], ...], kernel: int):
+        super().__init__()
+        layers: list[nn.Module] = [
+            nn.Conv1d(in_dim, stem, kernel, padding=kernel // 2, bias=False),
+            nn.BatchNorm1d(stem),
+            nn.ReLU6(inplace=True),
+        ]
+        cin = stem
+        for width, stride in blocks:
+            layers.append(DepthwiseSeparable1d(cin, width, kernel, stride))
+            cin = width
+        self.net = nn.Sequential(*layers)
+        self.out_dim = cin
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x.transpose(1, 2)).transpose(1, 2)
+
+
+@dataclass
+class StudentConfig:
+    face_stem: int = 32
+    face_blocks: tuple[tuple[int, int], ...] = (
+        (64, 2),
+        (64, 1),
+        (128, 2),
+        (128, 1),
+        (192, 2),
+        (192, 1),
+    )
+    visual_dim: int = 128
+    audio_stem: int = 64
+    audio_blocks: tuple[tuple[int, int], ...] = ((96, 2), (96, 1), (128, 2), (128, 1), (128, 2))
+    audio_kernel: int = 5
+    attn_dim: int = 64
+    head_hidden: int = 96
+    dropout: float = 0.2
+
+
+class Student(EmotionModel):
+    """Edge model (≤ 300 k parameters): DS-CNN face, temporal-conv audio, light attention."""
+
+    def __init__(self, cfg: StudentConfig | None = None):
+        super().__init__()
+        cfg = cfg or StudentConfig()
+        self.config = cfg
+        self.face = FaceDSCNN(cfg.face_stem, cfg.face_blocks, cfg.visual_dim)
+        self.audio = AudioTCN(39, cfg.audio_stem, cfg.audio_blocks, cfg.audio_kernel)
+        self.attention = CrossModalAttention(cfg.visual_dim, self.audio.out_dim, cfg.attn_dim)
+        self.head = FusionHead(cfg.visual_dim, cfg.attn_dim, cfg.head_hidden, cfg.dropout)
+
+
+ARCHITECTURES: dict[str, tuple[type[EmotionModel], type]] = {
+    "teacher": (Teacher, TeacherConfig),
+    "student": (Student, StudentConfig),
+}
+
+
+def build_model(arch: str, config: dict | None = None) -> EmotionModel:
+    """A model by architecture name ('teacher' or 'student') and its config as a dict."""
+    model_cls, config_cls = ARCHITECTURES[arch]
+    fields = {
+        k: tuple(map(tuple, v)) if k.endswith("blocks") else tuple(v) if isinstance(v, list) else v
+        for k, v in (config or {}).items()
+    }
+    return model_cls(config_cls(**fields))
+
+
+def model_config(model: EmotionModel) -> dict:
+    """The architecture config of a model as a plain dict (for checkpoints)."""
+    return asdict(model.config)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def distillation_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    labels: torch.Tensor,
+    temperature: float,
+    alpha: float,
+    label_smoothing: float = 0.0,
+) -> torch.Tensor:
+    """Hinton KD: alpha·T²·KL(teacher_T ‖ student_T) + (1 − alpha)·CE(student, labels)."""
+    soft = (
+        F.kl_div(
+            F.log_softmax(student_logits / temperature, dim=1),
+            F.softmax(teacher_logits / temperature, dim=1),
+            reduction="batchmean",
+        )
+        * temperature**2
+    )
+    hard = F.cross_entropy(student_logits, labels, label_smoothing=label_smoothing)
+    return alpha * soft + (1 - alpha) * hard

@@ -1,0 +1,116 @@
+"""The `emoedge` command: subcommands are found through the `emoedge.commands` entry points.
+
+`edge` never imports the workstation packages; `distill` and `export` register their
+commands in pyproject.toml. A command whose extra is not installed says which one to install.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import ClassVar
+from importlib.metadata import entry_points
+
+from edge import __version__
+from edge.errors import EmoedgeError
+
+log = logging.getLogger("emoedge")
+
+
+@dataclass(frozen=True)
+class Command:
+    """One subcommand: its help line, how it declares its arguments and what it runs."""
+
+    help: str
+    configure: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+    extra: str = "edge"
+
+
+def _unavailable(name: str, error: ImportError) -> Command:
+    def run(_: argparse.Namespace) -> int:
+        raise EmoedgeError(
+            f"'emoedge {name}' cannot load ({error}); "
+            "install the extra it needs, e.g. pip install 'emoedge[workstation]'"
+        )
+
+    return Command(help="(unavailable: missing dependency)", configure=lambda p: None, run=run)
+
+
+def load_commands() -> dict[str, Command]:
+    """All registered subcommands by name, sorted."""
+    commands: dict[str, Command] = {}
+    for ep in sorted(entry_points(group="emoedge.commands"), key=lambda e: e.name):
+        try:
+            commands[ep.name] = ep.load()
+        except ImportError as error:
+            commands[ep.name] = _unavailable(ep.name, error)
+    return commands
+
+
+def configure_logging(verbose: int) -> None:
+    """Log to stderr; under systemd (JOURNAL_STREAM set) leave timestamps to journald."""
+    level = logging.DEBUG if verbose > 0 else logging.INFO
+    if os.environ.get("JOURNAL_STREAM"):
+        fmt = "<%(levelno_syslog)s>%(name)s: %(message)s"
+    else:
+        fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Formatter(fmt))
+    logging.basicConfig(level=level, handlers=[handler], force=True)
+
+
+class _Formatter(logging.Formatter):
+    """Adds the syslog priority journald reads from a `<N>` line prefix."""
+
+    _SYSLOG: ClassVar[dict[int, int]] = {
+        logging.DEBUG: 7,
+        logging.INFO: 6,
+        logging.WARNING: 4,
+        logging.ERROR: 3,
+    }
+
+    def format(self, record: logging.LogRecord) -> str:
+        record.levelno_syslog = self._SYSLOG.get(record.levelno, 2)
+        return super().format(record)
+
+
+def build_parser(commands: dict[str, Command]) -> argparse.ArgumentParser:
+    """The top-level parser with one subparser per registered command."""
+    parser = argparse.ArgumentParser(
+        prog="emoedge", description="Face + voice emotion recognition on the edge."
+    )
+    parser.add_argument("--version", action="version", version=f"emoedge {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, command in commands.items():
+        sp = sub.add_parser(name, help=command.help, description=command.help)
+        command.configure(sp)
+        sp.set_defaults(_run=command.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `emoedge` console script."""
+    parser = build_parser(load_commands())
+    args = parser.parse_args(argv)
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return 2
+    configure_logging(args.verbose)
+    try:
+        return int(args._run(args) or 0)
+    except EmoedgeError as error:
+        print(f"emoedge {args.command}: error: {error}", file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        print(f"emoedge {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,74 @@
+"""Face preprocessing (numpy only): grayscale, square crop with margin, 48×48, normalisation."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class FaceConfig:
+    """Face input contract; written into each model's manifest."""
+
+    size: int = 48
+    mean: float = 0.5
+    std: float = 0.25
+    margin: float = 0.15
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def to_gray(image: np.ndarray) -> np.ndarray:
+    """uint8 gray from gray, RGB or RGBA (ITU-R BT.601 luma, as FER2013 was made)."""
+    if image.ndim == 2:
+        return image
+    rgb = image[..., :3].astype(np.float32)
+    gray = rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    return np.clip(gray + 0.5, 0, 255).astype(np.uint8)
+
+
+def square_box(
+    box: tuple[float, float, float, float], margin: float, width: int, height: int
+) -> tuple[int, int, int]:
+    """Square (x0, y0, side) around an (x, y, w, h) box, grown by `margin`, kept inside the image."""
+    x, y, w, h = box
+    side = max(w, h) * (1.0 + 2.0 * margin)
+    side = int(round(min(side, width, height)))
+    cx, cy = x + w / 2.0, y + h / 2.0
+    x0 = int(round(min(max(cx - side / 2.0, 0), width - side)))
+    y0 = int(round(min(max(cy - side / 2.0, 0), height - side)))
+    return x0, y0, side
+
+
+def resize_bilinear(image: np.ndarray, size: int) -> np.ndarray:
+    """Resize a 2-D image to size×size with bilinear interpolation (pixel centres aligned)."""
+    h, w = image.shape
+    if (h, w) == (size, size):
+        return image.astype(np.float32)
+    ys = np.clip((np.arange(size) + 0.5) * h / size - 0.5, 0, h - 1)
+    xs = np.clip((np.arange(size) + 0.5) * w / size - 0.5, 0, w - 1)
+    y0, x0 = np.floor(ys).astype(int), np.floor(xs).astype(int)
+    y1, x1 = np.minimum(y0 + 1, h - 1), np.minimum(x0 + 1, w - 1)
+    wy, wx = (ys - y0)[:, None], (xs - x0)[None, :]
+    img = image.astype(np.float32)
+    top = img[y0][:, x0] * (1 - wx) + img[y0][:, x1] * wx
+    bottom = img[y1][:, x0] * (1 - wx) + img[y1][:, x1] * wx
+    return top * (1 - wy) + bottom * wy
+
+
+def normalize_face(gray48: np.ndarray, cfg: FaceConfig) -> np.ndarray:
+    """uint8 or float 0..255 face of cfg.size² as the model input: float32 (1, size, size)."""
+    x = np.asarray(gray48, dtype=np.float32) / 255.0
+    return ((x - cfg.mean) / cfg.std)[None].astype(np.float32)
+
+
+def crop_face(
+    image: np.ndarray, box: tuple[float, float, float, float], cfg: FaceConfig
+) -> np.ndarray:
+    """Model input for the face in `box` (x, y, w, h) of a camera frame: float32 (1, size, size)."""
+    gray = to_gray(image)
+    x0, y0, side = square_box(box, cfg.margin, gray.shape[1], gray.shape[0])
+    crop = gray[y0 : y0 + side, x0 : x0 + side]
+    return normalize_face(resize_bilinear(crop, cfg.size), cfg)

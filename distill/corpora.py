@@ -164,7 +164,7 @@ def load_class_folder(root: Path, modality: str) -> list[Sample]:
 
 
 def load_corpus(path: Path, modality: str) -> list[Sample]:
-    """Pick the loader from what is at `path`: RAVDESS, FER2013 folders, Kaggle CSV, class folder."""
+    """Pick the loader for `path`: RAVDESS, FER2013 folders, Kaggle CSV or a class folder."""
     path = Path(path).expanduser()
     if path.suffix.lower() == ".csv":
         return load_fer_csv(path)

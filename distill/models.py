@@ -40,7 +40,7 @@ class CrossModalAttention(nn.Module):
     def forward(
         self, visual: torch.Tensor, audio_steps: torch.Tensor, face_present: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """visual (B, Dv), audio_steps (B, T, Da), face_present (B, 1) -> (attended (B, d), weights (B, T))."""
+        """visual (B, Dv), steps (B, T, Da), face_present (B, 1) -> attended, weights (B, T)."""
         q = self.query(visual) * face_present + self.missing_face_query * (1 - face_present)
         k = self.key(audio_steps)
         v = self.value(audio_steps)

@@ -12,8 +12,8 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import ClassVar
 from importlib.metadata import entry_points
+from typing import ClassVar
 
 from edge import __version__
 from edge.errors import EmoedgeError

@@ -32,7 +32,7 @@ def to_gray(image: np.ndarray) -> np.ndarray:
 def square_box(
     box: tuple[float, float, float, float], margin: float, width: int, height: int
 ) -> tuple[int, int, int]:
-    """Square (x0, y0, side) around an (x, y, w, h) box, grown by `margin`, kept inside the image."""
+    """Square (x0, y0, side) around an (x, y, w, h) box, grown by `margin`, inside the image."""
     x, y, w, h = box
     side = max(w, h) * (1.0 + 2.0 * margin)
     side = int(round(min(side, width, height)))

@@ -1,0 +1,98 @@
+"""What the daemon tells its subscribers: state, events and stats, as typed records.
+
+The daemon builds these; `edge.mqtt` serialises them (JSON, validated by the schemas in
+`edge/schemas/`) and `edge.client` parses them back for consumers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Protocol
+
+SCHEMA_VERSION = 1
+
+
+def iso_utc(epoch_ms: int) -> str:
+    """ISO 8601 UTC with milliseconds, e.g. 2026-11-23T18:30:00.123Z."""
+    return (
+        datetime.fromtimestamp(epoch_ms / 1000, tz=timezone.utc)
+        .isoformat(timespec="milliseconds")
+        .replace("+00:00", "Z")
+    )
+
+
+@dataclass
+class EmotionState:
+    """The current (smoothed) emotion of one device; label None when the state is 'absent'."""
+
+    label: str | None
+    confidence: float
+    probabilities: dict[str, float]
+    face: bool
+    audio: bool
+    epoch_ms: int
+    seq: int
+    model_id: str
+    state: str = "present"  # 'present' or 'absent' (no face and no voice)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["modalities"] = {"face": d.pop("face"), "audio": d.pop("audio")}
+        d["timestamp"] = iso_utc(self.epoch_ms)
+        d["schema_version"] = SCHEMA_VERSION
+        return d
+
+
+@dataclass
+class EmotionEvent:
+    """One change of the reported emotion: previous → current, and how long previous held."""
+
+    previous: str | None
+    current: str | None
+    previous_duration_s: float
+    confidence: float
+    epoch_ms: int
+    seq: int
+    model_id: str
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["timestamp"] = iso_utc(self.epoch_ms)
+        d["schema_version"] = SCHEMA_VERSION
+        return d
+
+
+@dataclass
+class CommandResult:
+    """Answer to a `set/<name>` command: accepted or rejected with the reason."""
+
+    name: str
+    ok: bool
+    message: str = ""
+    value: Any = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+CommandHandler = Callable[[str, Any], CommandResult]
+
+
+class Publisher(Protocol):
+    """How the daemon hands messages out. `edge.mqtt` implements it; nothing else in the
+    daemon touches an MQTT client."""
+
+    def start(self) -> None:
+        """Connect (or begin connecting), announce availability and discovery."""
+
+    def publish_state(self, state: EmotionState) -> None: ...
+
+    def publish_event(self, event: EmotionEvent) -> None: ...
+
+    def publish_stats(self, stats: dict[str, Any]) -> None: ...
+
+    def set_command_handler(self, handler: CommandHandler) -> None:
+        """Commands received on `<prefix>/<device>/set/<name>` go to `handler(name, payload)`."""
+
+    def stop(self) -> None:
+        """Publish availability offline, flush what is queued, disconnect."""

@@ -10,7 +10,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("EMOEDGE_DATA", REPO.parent / "shared" / "data"))
 
-pytest_plugins: list[str] = []
+pytest_plugins: list[str] = ["tests.fixtures_mqtt"]
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,271 @@
+"""A real Mosquitto broker for the tests: three loopback listeners on random free ports.
+
+- anonymous: `broker.url()`            (plain TCP, anyone may connect)
+- password:  `broker.url("auth")`      (user `broker.username`, password `broker.password`)
+- TLS:       `broker.url("tls")`       (server certificate for 127.0.0.1/localhost signed by
+             `broker.ca_file`; `broker.rogue_ca_file` is a CA that did NOT sign it)
+
+`broker.mqtt_table(kind)` gives an `[mqtt]` table for `edge.mqtt_config.parse_mqtt_config`.
+`broker.kill()` (SIGKILL) and `broker.start()` stop and restart it on the same ports.
+Fixtures: `mqtt_certs` (session), `mqtt_broker` (session, shared: never kill it) and
+`private_broker` (one per test: kill and restart it freely). `MessageLog` records what a
+real paho subscriber receives.
+"""
+
+from __future__ import annotations
+
+import getpass
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+HOST = "127.0.0.1"
+
+
+def free_port() -> int:
+    """A loopback TCP port that was free a moment ago."""
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
+    """Poll `predicate` until it returns something truthy; AssertionError after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.02)
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+@dataclass(frozen=True)
+class Certs:
+    """A test CA, a server certificate it signed (127.0.0.1, localhost) and an unrelated CA."""
+
+    ca_file: Path
+    server_cert: Path
+    server_key: Path
+    rogue_ca_file: Path
+
+
+def make_certs(folder: Path) -> Certs:
+    """Generate the certificates with the openssl CLI."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for ca in ("ca", "rogue"):
+        _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                 "-keyout", f"{ca}.key", "-out", f"{ca}.crt", "-subj", f"/CN=emoedge test {ca}",
+                 cwd=folder)  # fmt: skip
+    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key",
+             "-out", "server.csr", "-subj", "/CN=localhost", cwd=folder)  # fmt: skip
+    (folder / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    _openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+             "-CAcreateserial", "-days", "2", "-extfile", "san.ext", "-out", "server.crt",
+             cwd=folder)  # fmt: skip
+    return Certs(
+        folder / "ca.crt", folder / "server.crt", folder / "server.key", folder / "rogue.crt"
+    )
+
+
+@dataclass
+class Broker:
+    """One mosquitto process with anonymous, password and TLS listeners on loopback."""
+
+    folder: Path
+    certs: Certs
+    username: str = "emoedge"
+    password: str = "s3cret-test-pass"
+    ports: dict[str, int] = field(default_factory=dict)
+    proc: subprocess.Popen | None = None
+
+    def __post_init__(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.ports = {kind: free_port() for kind in ("anon", "auth", "tls")}
+        passwd = self.folder / "passwd"
+        passwd.touch()
+        self.password_file = self.folder / "password.txt"
+        self.password_file.write_text(self.password + "\n")
+        subprocess.run(
+            ["mosquitto_passwd", "-b", str(passwd), self.username, self.password],
+            check=True,
+            capture_output=True,
+        )
+        self.config = self.folder / "mosquitto.conf"
+        self.log = self.folder / "mosquitto.log"
+        self.config.write_text(
+            "\n".join(
+                [
+                    "per_listener_settings true",
+                    "persistence false",
+                    f"user {getpass.getuser()}",
+                    f"log_dest file {self.log}",
+                    "log_type error",
+                    "log_type warning",
+                    "log_type notice",
+                    f"listener {self.ports['anon']} {HOST}",
+                    "allow_anonymous true",
+                    f"listener {self.ports['auth']} {HOST}",
+                    "allow_anonymous false",
+                    f"password_file {passwd}",
+                    f"listener {self.ports['tls']} {HOST}",
+                    "allow_anonymous true",
+                    f"cafile {self.certs.ca_file}",
+                    f"certfile {self.certs.server_cert}",
+                    f"keyfile {self.certs.server_key}",
+                    "",
+                ]
+            )
+        )
+
+    @property
+    def host(self) -> str:
+        return HOST
+
+    @property
+    def port(self) -> int:
+        """The anonymous listener's port."""
+        return self.ports["anon"]
+
+    def url(self, kind: str = "anon") -> str:
+        scheme = "mqtts" if kind == "tls" else "mqtt"
+        return f"{scheme}://{HOST}:{self.ports[kind]}"
+
+    def mqtt_table(self, kind: str = "anon", **overrides: Any) -> dict[str, Any]:
+        """An `[mqtt]` table for this listener (the password listener's from a password file)."""
+        table: dict[str, Any] = {"url": self.url(kind)}
+        if kind == "auth":
+            table |= {"username": self.username, "password_file": str(self.password_file)}
+        if kind == "tls":
+            table["tls"] = {"ca_file": str(self.certs.ca_file)}
+        return table | overrides
+
+    def start(self, timeout: float = 10.0) -> None:
+        """Start (or restart) mosquitto on the same ports; returns once every listener accepts."""
+        assert self.proc is None or self.proc.poll() is not None, "broker already running"
+        deadline = time.monotonic() + timeout
+        while True:
+            self.proc = subprocess.Popen(
+                [MOSQUITTO, "-c", str(self.config)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )
+            if self._wait_listening(deadline):
+                return
+            # A port still held by the previous process: try again until the deadline.
+            err = self.proc.stderr.read().decode() if self.proc.stderr else ""
+            if time.monotonic() > deadline:
+                log = self.log.read_text() if self.log.exists() else ""
+                raise RuntimeError(f"mosquitto did not start: {err}\n{log}")
+            time.sleep(0.1)
+
+    def _wait_listening(self, deadline: float) -> bool:
+        assert self.proc is not None
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                return False
+            if all(_accepts(port) for port in self.ports.values()):
+                return True
+            time.sleep(0.02)
+        return False
+
+    def kill(self) -> None:
+        """SIGKILL the broker: clients see the connection drop without a goodbye."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+def _accepts(port: int) -> bool:
+    try:
+        with socket.create_connection((HOST, port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+class MessageLog:
+    """A real paho subscriber that records (topic, payload bytes, retain) as they arrive."""
+
+    def __init__(self, broker: Broker, topics: str | list[str], protocol: int = 5) -> None:
+        self.messages: list[tuple[str, bytes, bool]] = []
+        self._lock = threading.Lock()
+        self._subscribed = threading.Event()
+        version = mqtt.MQTTv5 if protocol == 5 else mqtt.MQTTv311
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=version)
+        self.client.on_message = self._on_message
+        self.client.on_subscribe = lambda *a: self._subscribed.set()
+        topic_list = [topics] if isinstance(topics, str) else topics
+        self.client.on_connect = lambda c, *a: c.subscribe([(t, 1) for t in topic_list])
+        self.client.connect(broker.host, broker.port)
+        self.client.loop_start()
+        if not self._subscribed.wait(10):
+            raise AssertionError(f"could not subscribe to {topic_list}")
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        with self._lock:
+            self.messages.append((msg.topic, msg.payload, bool(msg.retain)))
+
+    def on(self, topic: str) -> list[bytes]:
+        """Payloads received so far on `topic`, in arrival order."""
+        with self._lock:
+            return [payload for t, payload, _ in self.messages if t == topic]
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+@pytest.fixture(scope="session")
+def mqtt_certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
+    if not shutil.which("openssl"):
+        pytest.fail("openssl is not installed (make test installs it)")
+    return make_certs(tmp_path_factory.mktemp("mqtt-certs"))
+
+
+def _broker(folder: Path, certs: Certs) -> Iterator[Broker]:
+    if not Path(MOSQUITTO).exists():
+        pytest.fail(f"mosquitto not found at {MOSQUITTO} (make test installs it)")
+    broker = Broker(folder, certs)
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+@pytest.fixture(scope="session")
+def mqtt_broker(tmp_path_factory: pytest.TempPathFactory, mqtt_certs: Certs) -> Iterator[Broker]:
+    """One broker for the whole session; tests must not kill it (use `private_broker`)."""
+    yield from _broker(tmp_path_factory.mktemp("mosquitto"), mqtt_certs)
+
+
+@pytest.fixture
+def private_broker(tmp_path: Path, mqtt_certs: Certs) -> Iterator[Broker]:
+    """A broker of this test's own, to kill and restart mid-test."""
+    yield from _broker(tmp_path / "mosquitto", mqtt_certs)

@@ -156,8 +156,9 @@ def _venv_steps(target: Target, platform: str, spec: str) -> list[Step]:
         steps.append(Step("unchanged", f"{VENV}/bin/emoedge", "already installed"))
     else:
         pip = [str(python), "-m", "pip", "install", "--disable-pip-version-check", spec]
-        steps.append(Step("install", f"{VENV}/bin/emoedge", f"pip install {spec}",
-                          lambda: _call(pip)))
+        steps.append(
+            Step("install", f"{VENV}/bin/emoedge", f"pip install {spec}", lambda: _call(pip))
+        )
     return steps
 
 
@@ -189,8 +190,11 @@ def plan_install(target: Target, platform: str, spec: str | None) -> list[Step]:
     if wants.is_symlink():
         steps.append(Step("unchanged", UNIT_NAME, "enabled"))
     else:
-        steps.append(Step("enable", UNIT_NAME, "starts at boot",
-                          lambda: target.systemctl("enable", UNIT_NAME)))
+        steps.append(
+            Step(
+                "enable", UNIT_NAME, "starts at boot", lambda: target.systemctl("enable", UNIT_NAME)
+            )
+        )
     created = [s.target for s in steps if s.verb == "create"] + [MANIFEST]
     steps.append(_manifest_step(target, platform, created))
     return steps
@@ -315,16 +319,29 @@ def _target(args: argparse.Namespace) -> Target:
 def configure_install(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
     parser.add_argument("--root", default="/", help="install into this staging root (default /)")
-    parser.add_argument("--platform", choices=PLATFORMS, default="auto",
-                        help="board the service is for (default: detect this machine)")
-    parser.add_argument("--source", default=None,
-                        help="what pip installs: a checkout path or a requirement "
-                             "(default: this checkout, else emoedge==VERSION)")
-    parser.add_argument("--extra", default="edge",
-                        help="the package extra to install (default edge; 'none' for none)")
-    parser.add_argument("--no-venv", action="store_true",
-                        help="skip creating /opt/emoedge/venv and pip (staging roots, tests, "
-                             "or a venv you built yourself)")
+    parser.add_argument(
+        "--platform",
+        choices=PLATFORMS,
+        default="auto",
+        help="board the service is for (default: detect this machine)",
+    )
+    parser.add_argument(
+        "--source",
+        default=None,
+        help="what pip installs: a checkout path or a requirement "
+        "(default: this checkout, else emoedge==VERSION)",
+    )
+    parser.add_argument(
+        "--extra",
+        default="edge",
+        help="the package extra to install (default edge; 'none' for none)",
+    )
+    parser.add_argument(
+        "--no-venv",
+        action="store_true",
+        help="skip creating /opt/emoedge/venv and pip (staging roots, tests, "
+        "or a venv you built yourself)",
+    )
 
 
 def run_install(args: argparse.Namespace) -> int:
@@ -341,8 +358,11 @@ def run_install(args: argparse.Namespace) -> int:
 def configure_uninstall(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
     parser.add_argument("--root", default="/", help="uninstall from this staging root")
-    parser.add_argument("--purge", action="store_true",
-                        help="also remove /etc/emoedge (config, secrets) and /var/lib/emoedge")
+    parser.add_argument(
+        "--purge",
+        action="store_true",
+        help="also remove /etc/emoedge (config, secrets) and /var/lib/emoedge",
+    )
 
 
 def run_uninstall(args: argparse.Namespace) -> int:

@@ -1,0 +1,323 @@
+"""The daemon's configuration: one TOML file, one typed and validated schema.
+
+Every error is a ConfigError that names the key, the value and what is allowed. Secrets
+(the MQTT password) never live here: `[mqtt]` names an environment variable or a file.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edge.backends import BACKENDS
+from edge.errors import ConfigError
+from edge.mqtt_config import MqttConfig, parse_mqtt_config
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+CAMERA_SOURCES = ("picamera2", "opencv", "file", "none")
+MIC_SOURCES = ("pyaudio", "file", "none")
+DETECTORS = ("blazeface", "haar")
+SMOOTHING = ("ema", "window")
+DEVICE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+@dataclass(frozen=True)
+class CameraConfig:
+    """Where frames come from. `device` is an OpenCV index, a GStreamer pipeline or a file."""
+
+    source: str = "opencv"
+    device: int | str = 0
+    path: str = ""
+    width: int = 640
+    height: int = 480
+    fps: float = 15.0
+    lores_width: int = 320
+    lores_height: int = 240
+    loop: bool = False
+
+
+@dataclass(frozen=True)
+class MicConfig:
+    """Where audio comes from. `device` is a PyAudio index or (part of) a device name."""
+
+    source: str = "pyaudio"
+    device: int | str | None = None
+    path: str = ""
+    sample_rate: int = 16000
+    chunk: int = 1024
+    offset_s: float = 0.0
+    loop: bool = False
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Which artifact runs and how: "default" is the bundled model, "auto" picks the backend
+    from the model file; `providers` apply to onnxruntime only."""
+
+    artifact: str = "default"
+    backend: str = "auto"
+    threads: int = 1
+    providers: tuple[str, ...] = ("CPUExecutionProvider",)
+
+
+@dataclass(frozen=True)
+class SmoothingConfig:
+    """Temporal smoothing of the probabilities: an EMA with `alpha` or a moving window."""
+
+    method: str = "ema"
+    alpha: float = 0.4
+    window: int = 5
+
+
+@dataclass(frozen=True)
+class EventConfig:
+    """A new emotion is reported once it holds `hold_s` above `threshold`; state heartbeat."""
+
+    threshold: float = 0.4
+    hold_s: float = 1.0
+    heartbeat_s: float = 30.0
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    """Face detector; faces smaller than `min_size` (fraction of the frame's short side) are
+    ignored."""
+
+    kind: str = "blazeface"
+    min_size: float = 0.08
+    score_threshold: float = 0.5
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything the daemon needs, validated."""
+
+    device_id: str = "emoedge"
+    camera: CameraConfig = field(default_factory=CameraConfig)
+    microphone: MicConfig = field(default_factory=MicConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    inference_hz: float = 10.0
+    smoothing: SmoothingConfig = field(default_factory=SmoothingConfig)
+    events: EventConfig = field(default_factory=EventConfig)
+    detector: DetectorConfig = field(default_factory=DetectorConfig)
+    frame_queue: int = 4
+    max_audio_wait_s: float = 0.25
+    stats_interval_s: float = 60.0
+    mqtt: MqttConfig = field(default_factory=MqttConfig)
+
+
+class _Table:
+    """One TOML table being validated: typed getters whose errors name `section.key`."""
+
+    def __init__(self, data: Any, section: str) -> None:
+        if not isinstance(data, dict):
+            raise ConfigError(f"{section}: expected a table, got {data!r}")
+        self.data = data
+        self.section = section
+
+    def key(self, name: str) -> str:
+        return f"{self.section}.{name}" if self.section else name
+
+    def check_keys(self, allowed: set[str]) -> None:
+        unknown = sorted(set(self.data) - allowed)
+        if unknown:
+            raise ConfigError(
+                f"{self.key(unknown[0])}: unknown key; allowed keys: {', '.join(sorted(allowed))}"
+            )
+
+    def get(
+        self,
+        name: str,
+        kinds: tuple[type, ...],
+        default: Any,
+        check: Callable[[Any], bool] = lambda v: True,
+        allowed: str = "",
+    ) -> Any:
+        if name not in self.data:
+            return default
+        value = self.data[name]
+        ok_type = isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds)
+        if not ok_type or not check(value):
+            rule = allowed or " or ".join(k.__name__ for k in kinds)
+            raise ConfigError(f"{self.key(name)}: invalid value {value!r}; allowed: {rule}")
+        if float in kinds and isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+        return value
+
+    def choice(self, name: str, choices: tuple[str, ...], default: str) -> str:
+        return self.get(name, (str,), default, lambda v: v in choices, ", ".join(choices))
+
+    def number(self, name: str, default: float, low: float, high: float, unit: str = "") -> float:
+        rule = f"a number in [{low}, {high}]{unit}"
+        return self.get(name, (int, float), default, lambda v: low <= v <= high, rule)
+
+    def integer(self, name: str, default: int, low: int, high: int) -> int:
+        return self.get(name, (int,), default, lambda v: low <= v <= high, f"{low}..{high}")
+
+    def flag(self, name: str, default: bool) -> bool:
+        return self.get(name, (bool,), default, allowed="true or false")
+
+    def sub(self, name: str) -> _Table:
+        return _Table(self.data.get(name, {}), self.key(name))
+
+
+def _device(t: _Table, default: int | str | None, rule: str) -> int | str | None:
+    """A device given as an index >= 0 or a non-empty name."""
+    return t.get(
+        "device",
+        (int, str),
+        default,
+        lambda v: v != "" and not (isinstance(v, int) and v < 0),
+        rule,
+    )
+
+
+def _camera(t: _Table) -> CameraConfig:
+    t.check_keys({"source", "device", "path", "width", "height", "fps", "lores_width",
+                  "lores_height", "loop"})  # fmt: skip
+    d = CameraConfig()
+    source = t.choice("source", CAMERA_SOURCES, d.source)
+    path = t.get("path", (str,), "", allowed="a video file path")
+    if source == "file" and not path:
+        raise ConfigError(f"{t.key('path')}: required when camera.source is 'file'")
+    return CameraConfig(
+        source=source,
+        device=_device(t, d.device, "a camera index >= 0, a GStreamer pipeline or a video file"),
+        path=path,
+        width=t.integer("width", d.width, 16, 8192),
+        height=t.integer("height", d.height, 16, 8192),
+        fps=t.number("fps", d.fps, 0.5, 240.0),
+        lores_width=t.integer("lores_width", d.lores_width, 16, 8192),
+        lores_height=t.integer("lores_height", d.lores_height, 16, 8192),
+        loop=t.flag("loop", d.loop),
+    )
+
+
+def _microphone(t: _Table) -> MicConfig:
+    t.check_keys({"source", "device", "path", "sample_rate", "chunk", "offset_s", "loop"})
+    d = MicConfig()
+    source = t.choice("source", MIC_SOURCES, d.source)
+    path = t.get("path", (str,), "", allowed="a wav or flac file path")
+    if source == "file" and not path:
+        raise ConfigError(f"{t.key('path')}: required when microphone.source is 'file'")
+    return MicConfig(
+        source=source,
+        device=_device(t, None, "a PyAudio device index >= 0 or a device name"),
+        path=path,
+        sample_rate=t.integer("sample_rate", d.sample_rate, 8000, 192000),
+        chunk=t.integer("chunk", d.chunk, 64, 65536),
+        offset_s=t.number("offset_s", d.offset_s, -60.0, 60.0, " seconds"),
+        loop=t.flag("loop", d.loop),
+    )
+
+
+def _model(t: _Table) -> ModelConfig:
+    t.check_keys({"artifact", "backend", "threads", "providers"})
+    d = ModelConfig()
+    providers = t.get(
+        "providers", (list,), list(d.providers),
+        lambda v: bool(v) and all(isinstance(p, str) and p for p in v),
+        'a non-empty list of ONNX Runtime provider names, e.g. ["CPUExecutionProvider"]',
+    )  # fmt: skip
+    return ModelConfig(
+        artifact=t.get("artifact", (str,), d.artifact, bool, '"default" or an artifact path'),
+        backend=t.choice("backend", ("auto", *BACKENDS), d.backend),
+        threads=t.integer("threads", d.threads, 1, 64),
+        providers=tuple(providers),
+    )
+
+
+def _smoothing(t: _Table) -> SmoothingConfig:
+    t.check_keys({"method", "alpha", "window"})
+    d = SmoothingConfig()
+    alpha = t.get("alpha", (int, float), d.alpha, lambda v: 0 < v <= 1, "a number in (0, 1]")
+    return SmoothingConfig(
+        method=t.choice("method", SMOOTHING, d.method),
+        alpha=alpha,
+        window=t.integer("window", d.window, 1, 1000),
+    )
+
+
+def _events(t: _Table) -> EventConfig:
+    t.check_keys({"threshold", "hold_s", "heartbeat_s"})
+    d = EventConfig()
+    return EventConfig(
+        threshold=t.number("threshold", d.threshold, 0.0, 1.0),
+        hold_s=t.number("hold_s", d.hold_s, 0.0, 3600.0, " seconds"),
+        heartbeat_s=t.get(
+            "heartbeat_s", (int, float), d.heartbeat_s, lambda v: v > 0, "seconds > 0"
+        ),
+    )
+
+
+def _detector(t: _Table) -> DetectorConfig:
+    t.check_keys({"kind", "min_size", "score_threshold"})
+    d = DetectorConfig()
+    return DetectorConfig(
+        kind=t.choice("kind", DETECTORS, d.kind),
+        min_size=t.number("min_size", d.min_size, 0.0, 1.0, " (fraction of the frame)"),
+        score_threshold=t.number("score_threshold", d.score_threshold, 0.0, 1.0),
+    )
+
+
+def parse_config(data: dict[str, Any]) -> Config:
+    """Validate a parsed TOML document into a Config."""
+    top = _Table(data, "")
+    top.check_keys({"device_id", "camera", "microphone", "model", "rates", "smoothing",
+                    "events", "detector", "queues", "stats", "mqtt"})  # fmt: skip
+    d = Config()
+    camera = _camera(top.sub("camera"))
+    microphone = _microphone(top.sub("microphone"))
+    if camera.source == "none" and microphone.source == "none":
+        raise ConfigError(
+            "camera.source: 'none' together with microphone.source 'none' leaves nothing to "
+            "analyse; allowed: at least one real source"
+        )
+    rates, queues, stats = top.sub("rates"), top.sub("queues"), top.sub("stats")
+    rates.check_keys({"inference_hz"})
+    queues.check_keys({"frames", "max_audio_wait_s"})
+    stats.check_keys({"interval_s"})
+    return Config(
+        device_id=top.get(
+            "device_id",
+            (str,),
+            d.device_id,
+            lambda v: bool(DEVICE_ID.match(v)),
+            "1..64 characters of A-Z, a-z, 0-9, _ and - (it becomes an MQTT topic level)",
+        ),
+        camera=camera,
+        microphone=microphone,
+        model=_model(top.sub("model")),
+        inference_hz=rates.number("inference_hz", d.inference_hz, 0.1, 120.0, " cycles/s"),
+        smoothing=_smoothing(top.sub("smoothing")),
+        events=_events(top.sub("events")),
+        detector=_detector(top.sub("detector")),
+        frame_queue=queues.integer("frames", d.frame_queue, 1, 1024),
+        max_audio_wait_s=queues.number("max_audio_wait_s", d.max_audio_wait_s, 0.0, 5.0),
+        stats_interval_s=stats.number("interval_s", d.stats_interval_s, 1.0, 86400.0, " s"),
+        mqtt=parse_mqtt_config(data.get("mqtt", {})),
+    )
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a TOML configuration file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"configuration file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"cannot read configuration file {path}: {error}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path}: not valid TOML ({error})") from None
+    return parse_config(data)

@@ -1,0 +1,163 @@
+"""One inference cycle: frame → face → audio window → mask → model → smoothing → events.
+
+Both modalities missing means state "absent" and no inference. Everything the model is fed
+follows its manifest (face size and normalisation, audio rate, window and features).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from edge.audio import is_voiced, resample, window_features
+from edge.capture import Frame
+from edge.config import EventConfig, SmoothingConfig
+from edge.detect import Detection, FaceDetector, largest_face
+from edge.face import crop_face
+from edge.labels import LABELS
+from edge.messages import EmotionEvent, EmotionState
+from edge.smoothing import Change, EventPolicy, Smoother
+from edge.stats import Stats
+from edge.sync import AudioRing
+
+
+class Runner(Protocol):
+    """What `edge.backends.load_artifact` returns."""
+
+    manifest: Any
+
+    def predict(self, face: np.ndarray, audio: np.ndarray, mask: np.ndarray) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class ModelInputs:
+    """One sample of model input and what was found."""
+
+    face: np.ndarray  # (1, size, size)
+    audio: np.ndarray  # (frames, 39)
+    mask: np.ndarray  # (2,) = [face present, audio present]
+    box: Detection | None
+
+
+@dataclass(frozen=True)
+class CycleResult:
+    """The outcome of one cycle; `state`/`event` are set when something is to be published."""
+
+    inputs: ModelInputs
+    probs: np.ndarray | None
+    smoothed: np.ndarray | None
+    change: Change | None
+    state: EmotionState | None
+    event: EmotionEvent | None
+
+
+class Pipeline:
+    """Turns (frame, time) into model inputs, probabilities and the messages to publish."""
+
+    def __init__(
+        self,
+        runner: Runner,
+        detector: FaceDetector | None,
+        ring: AudioRing | None,
+        smoothing: SmoothingConfig,
+        events: EventConfig,
+        stats: Stats,
+    ) -> None:
+        self.runner = runner
+        self.detector = detector
+        self.ring = ring
+        self.audio_cfg = runner.manifest.audio
+        self.face_cfg = runner.manifest.face
+        self.model_id = runner.manifest.model_id
+        self.smoother = Smoother(smoothing)
+        self.policy = EventPolicy(events)
+        self.stats = stats
+        self.seq = 0
+        self._blank_face = np.zeros((1, self.face_cfg.size, self.face_cfg.size), np.float32)
+        self._blank_audio = np.zeros(
+            (self.audio_cfg.num_frames, self.audio_cfg.feature_dim), np.float32
+        )
+
+    def inputs(self, frame: Frame | None, t: float) -> ModelInputs:
+        """Detect the face in `frame` and take the audio window that ends at `t`."""
+        box = None
+        if frame is not None and self.detector is not None:
+            start = time.perf_counter()
+            box = largest_face(self.detector, frame.image)
+            self.stats.record("detect", time.perf_counter() - start)
+        start = time.perf_counter()
+        face = self._blank_face if box is None else crop_face(frame.image, box.box, self.face_cfg)
+        audio, voiced = self._blank_audio, False
+        if self.ring is not None:
+            wave = self.ring.window(t, self.audio_cfg.window_s)
+            wave = resample(wave, self.ring.sample_rate, self.audio_cfg.sample_rate)
+            voiced = is_voiced(wave, self.audio_cfg)
+            if voiced:
+                audio = window_features(wave, self.audio_cfg)
+        self.stats.record("features", time.perf_counter() - start)
+        mask = np.array([box is not None, voiced], dtype=np.float32)
+        return ModelInputs(face, audio, mask, box)
+
+    def predict(self, inputs: ModelInputs) -> np.ndarray | None:
+        """Class probabilities (7,), or None when both modalities are missing."""
+        if not inputs.mask.any():
+            return None
+        start = time.perf_counter()
+        probs = self.runner.predict(inputs.face[None], inputs.audio[None], inputs.mask[None])
+        self.stats.record("inference", time.perf_counter() - start)
+        return np.asarray(probs, dtype=np.float64)[0]
+
+    def cycle(self, frame: Frame | None, t: float) -> CycleResult:
+        """One full cycle at time `t` (monotonic) for `frame` (None without a camera)."""
+        inputs = self.inputs(frame, t)
+        probs = self.predict(inputs)
+        if probs is None:
+            self.smoother.reset()
+            smoothed, label, confidence = None, None, 0.0
+        else:
+            smoothed = self.smoother.update(probs)
+            best = int(np.argmax(smoothed))
+            label, confidence = LABELS[best], float(smoothed[best])
+        change = self.policy.update(label, confidence, t)
+        state = event = None
+        if change is not None or self.policy.heartbeat_due(t):
+            state = self._state(inputs, smoothed)
+            self.policy.state_published(t)
+        if change is not None:
+            event = self._event(change, state)
+        self.stats.cycle()
+        return CycleResult(inputs, probs, smoothed, change, state, event)
+
+    def _next_seq(self) -> int:
+        self.seq += 1
+        return self.seq
+
+    def _state(self, inputs: ModelInputs, smoothed: np.ndarray | None) -> EmotionState:
+        label = self.policy.reported
+        probs = np.zeros(len(LABELS)) if smoothed is None else smoothed
+        confidence = 0.0 if label is None else float(probs[LABELS.index(label)])
+        return EmotionState(
+            label=label,
+            confidence=round(confidence, 4),
+            probabilities={name: round(float(p), 4) for name, p in zip(LABELS, probs, strict=True)},
+            face=bool(inputs.mask[0]),
+            audio=bool(inputs.mask[1]),
+            epoch_ms=int(time.time() * 1000),
+            seq=self._next_seq(),
+            model_id=self.model_id,
+            state="absent" if label is None else "present",
+        )
+
+    def _event(self, change: Change, state: EmotionState) -> EmotionEvent:
+        return EmotionEvent(
+            previous=change.previous,
+            current=change.current,
+            previous_duration_s=round(change.previous_duration_s, 3),
+            confidence=state.confidence,
+            epoch_ms=state.epoch_ms,
+            seq=self._next_seq(),
+            model_id=self.model_id,
+        )

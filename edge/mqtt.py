@@ -55,7 +55,7 @@ INFLIGHT_WINDOW = 20
 STOP_FLUSH_S = 5.0
 
 
-class _Transient(Exception):
+class Transient(Exception):
     """A connection attempt failed in a way that retrying can fix."""
 
 
@@ -67,10 +67,13 @@ class _Outgoing:
     retain: bool = False
 
 
-def new_client(config: MqttConfig, client_id: str, will: _Outgoing | None = None) -> mqtt.Client:
+def new_client(
+    config: MqttConfig, client_id: str, will: _Outgoing | None = None, reconnect: bool = False
+) -> mqtt.Client:
     """A paho client configured from `config` (protocol, credentials, TLS, last will).
 
-    It never reconnects by itself: the owner decides (see `MqttPublisher`).
+    With `reconnect` paho's network thread reconnects with the configured backoff (fine for
+    consumers); the publisher reconnects itself with a fresh client to keep its queue in order.
     """
     v5 = config.protocol == "5"
     client = mqtt.Client(
@@ -78,8 +81,9 @@ def new_client(config: MqttConfig, client_id: str, will: _Outgoing | None = None
         client_id=client_id,
         protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
         clean_session=None if v5 else True,
-        reconnect_on_failure=False,
+        reconnect_on_failure=reconnect,
     )
+    client.reconnect_delay_set(config.reconnect_min_s, config.reconnect_max_s)  # type: ignore[arg-type]
     client.enable_logger(logging.getLogger("emoedge.mqtt.paho"))
     if will:
         client.will_set(will.topic, will.payload, will.qos, will.retain)
@@ -96,7 +100,7 @@ def connect(client: mqtt.Client, config: MqttConfig) -> None:
     """Connect and start the network thread; returns once the broker accepted.
 
     Raises BrokerError for what retrying cannot fix (credentials, certificate, authorisation)
-    and `_Transient` for the rest (refused, unreachable, timeout).
+    and `Transient` for the rest (refused, unreachable, timeout).
     """
     where = config.url
     accepted = threading.Event()
@@ -115,17 +119,17 @@ def connect(client: mqtt.Client, config: MqttConfig) -> None:
             f"{f' (CA file {config.tls.ca_file})' if config.tls and config.tls.ca_file else ''}"
         ) from error
     except (ssl.SSLEOFError, ssl.SSLZeroReturnError) as error:
-        raise _Transient(f"TLS connection to {where} closed during the handshake") from error
+        raise Transient(f"TLS connection to {where} closed during the handshake") from error
     except ssl.SSLError as error:
         raise BrokerError(f"TLS handshake with the broker at {where} failed: {error}") from error
     except socket.gaierror as error:
-        raise _Transient(f"cannot resolve broker host {config.host!r} ({error})") from error
+        raise Transient(f"cannot resolve broker host {config.host!r} ({error})") from error
     except OSError as error:
-        raise _Transient(f"cannot connect to the broker at {where} ({error})") from error
+        raise Transient(f"cannot connect to the broker at {where} ({error})") from error
     client.loop_start()
     if not accepted.wait(config.connect_timeout_s):
         _close(client)
-        raise _Transient(f"no answer from the broker at {where} in {config.connect_timeout_s} s")
+        raise Transient(f"no answer from the broker at {where} in {config.connect_timeout_s} s")
     reason = outcome[0]
     if not reason.is_failure:
         return
@@ -134,7 +138,7 @@ def connect(client: mqtt.Client, config: MqttConfig) -> None:
     if code in FATAL_CONNACK:
         who = f" as user {config.username!r}" if config.username else " anonymously"
         raise BrokerError(f"the broker at {where} refused the connection{who}: {reason}")
-    raise _Transient(f"the broker at {where} refused the connection: {reason}")
+    raise Transient(f"the broker at {where} refused the connection: {reason}")
 
 
 def _close(client: mqtt.Client) -> None:
@@ -244,7 +248,7 @@ class MqttPublisher:
         client = self._new_client()
         try:
             connect(client, self.config)
-        except _Transient as error:
+        except Transient as error:
             log.warning("%s; retrying in the background", error)
             client = None
         if client:
@@ -349,7 +353,7 @@ class MqttPublisher:
                 client = self._new_client()
                 try:
                     connect(client, self.config)
-                except _Transient as error:
+                except Transient as error:
                     log.warning("%s; next attempt in %.1f s", error, delay)
                     client = None
                     with self._cond:

@@ -44,5 +44,11 @@ format: $(VENV)/.installed
 	$(VENV)/bin/ruff check --fix edge distill export tests
 	$(VENV)/bin/ruff format edge distill export tests
 
+# arm64 Debian bookworm under qemu-user: install + one inference + one MQTT publish. Takes
+# minutes, needs root and binfmt; not part of `make test` (see scripts/check-arm64.sh).
+check-arm64:
+	$(MAKE) system-deps APT_PACKAGES="$(APT_PACKAGES) debootstrap qemu-user-static binfmt-support git"
+	scripts/check-arm64.sh
+
 clean:
-	rm -rf $(VENV) $(EDGE_VENV) build *.egg-info .pytest_cache .ruff_cache
+	rm -rf --one-file-system $(VENV) $(EDGE_VENV) build *.egg-info .pytest_cache .ruff_cache

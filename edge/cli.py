@@ -53,30 +53,41 @@ def load_commands() -> dict[str, Command]:
 
 
 def configure_logging(verbose: int) -> None:
-    """Log to stderr; under systemd (JOURNAL_STREAM set) leave timestamps to journald."""
+    """Log to stderr. When stderr is systemd's journal stream, leave timestamps to journald and
+    start every line with its syslog priority (`<N>`), which journald records as the level."""
     level = logging.DEBUG if verbose > 0 else logging.INFO
-    if os.environ.get("JOURNAL_STREAM"):
-        fmt = "<%(levelno_syslog)s>%(name)s: %(message)s"
-    else:
-        fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_Formatter(fmt))
+    if _stderr_is_journal():
+        handler.setFormatter(_JournalFormatter("%(name)s: %(message)s"))
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=level, handlers=[handler], force=True)
 
 
-class _Formatter(logging.Formatter):
-    """Adds the syslog priority journald reads from a `<N>` line prefix."""
+def _stderr_is_journal() -> bool:
+    """True when stderr is the stream systemd connected to journald (JOURNAL_STREAM=dev:inode);
+    the variable alone is not enough, since children inherit it with other streams."""
+    device, _, inode = os.environ.get("JOURNAL_STREAM", "").partition(":")
+    try:
+        stat = os.fstat(sys.stderr.fileno())
+        return (stat.st_dev, stat.st_ino) == (int(device), int(inode))
+    except (ValueError, OSError):
+        return False
 
-    _SYSLOG: ClassVar[dict[int, int]] = {
-        logging.DEBUG: 7,
-        logging.INFO: 6,
-        logging.WARNING: 4,
-        logging.ERROR: 3,
-    }
+
+class _JournalFormatter(logging.Formatter):
+    """Prefixes every line, tracebacks included, with the record's syslog priority."""
+
+    _SYSLOG: ClassVar[tuple[tuple[int, int], ...]] = (
+        (logging.CRITICAL, 2),
+        (logging.ERROR, 3),
+        (logging.WARNING, 4),
+        (logging.INFO, 6),
+    )
 
     def format(self, record: logging.LogRecord) -> str:
-        record.levelno_syslog = self._SYSLOG.get(record.levelno, 2)
-        return super().format(record)
+        priority = next((p for level, p in self._SYSLOG if record.levelno >= level), 7)
+        return "\n".join(f"<{priority}>{line}" for line in super().format(record).splitlines())
 
 
 def build_parser(commands: dict[str, Command]) -> argparse.ArgumentParser:

@@ -10,7 +10,11 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("EMOEDGE_DATA", REPO.parent / "shared" / "data"))
 
-pytest_plugins: list[str] = ["tests.fixtures_mqtt"]
+pytest_plugins: list[str] = [
+    "tests.fixtures_mqtt",
+    "tests.fixtures_export",
+    "tests.fixtures_daemon",
+]
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,111 @@
+"""Fixtures for the daemon's tests: a tiny exported model, daemon configs, subprocess runs.
+
+`tiny_model` exports a randomly initialised student to ONNX with a real manifest through the
+export package (torch is fine in tests, never in `edge/`), so the tests do not depend on the
+bundled default model.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.fixtures_export import TINY
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE = REPO / "edge" / "assets" / "sample"
+FAKES = Path(__file__).resolve().parent / "fakes"
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An artifact folder: model.onnx + manifest.json of a random student (seeded)."""
+    import torch
+
+    from distill.models import build_model
+    from edge.audio import AudioConfig
+    from edge.face import FaceConfig
+    from export.artifact import Source, write_artifact
+    from export.onnx_export import convert
+
+    torch.manual_seed(0)
+    model = build_model("student", TINY["student"]).eval()
+    dest = tmp_path_factory.mktemp("tiny-model")
+    audio, face = AudioConfig(), FaceConfig()
+    converted = convert(model, dest, audio, face, None)
+    source = Source(Path("random-student.pt"), "0" * 64, "student", audio, face)
+    write_artifact(dest, converted, source, "onnx", "fp32")
+    return dest
+
+
+def toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, list):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    return repr(value)
+
+
+def write_toml(path: Path, data: dict[str, Any]) -> Path:
+    """A TOML file from nested dicts (tables one level deep plus sub-tables)."""
+    lines: list[str] = []
+
+    def table(name: str, body: dict[str, Any]) -> None:
+        subs = {k: v for k, v in body.items() if isinstance(v, dict)}
+        if name:
+            lines.append(f"[{name}]")
+        lines.extend(f"{k} = {toml_value(v)}" for k, v in body.items() if k not in subs)
+        for k, v in subs.items():
+            table(f"{name}.{k}" if name else k, v)
+
+    table("", data)
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def sample_config(model: Path, mqtt: dict[str, Any], **overrides: dict[str, Any]) -> dict:
+    """A daemon config that replays the bundled sample with `model`; tables overridable."""
+    config: dict[str, Any] = {
+        "device_id": "testcam",
+        "camera": {"source": "file", "path": str(SAMPLE / "sample.avi")},
+        "microphone": {"source": "file", "path": str(SAMPLE / "sample.flac")},
+        "model": {"artifact": str(model), "backend": "onnxruntime", "threads": 1},
+        "rates": {"inference_hz": 10.0},
+        "stats": {"interval_s": 1.0},
+        "mqtt": {**mqtt, "discovery": False},
+    }
+    for key, table in overrides.items():
+        config[key] = {**config.get(key, {}), **table}
+    return config
+
+
+def emoedge(*args: str, env: dict[str, str] | None = None, **kw: Any) -> subprocess.Popen:
+    """`emoedge ARGS` as a subprocess of this venv's Python (stdout/stderr captured)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "edge.cli", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+        cwd=REPO,
+        **kw,
+    )
+
+
+def finish(proc: subprocess.Popen, timeout: float = 60) -> tuple[int, str, str]:
+    """Wait for the process (SIGKILL after `timeout`); (returncode, stdout, stderr)."""
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGKILL)
+        out, err = proc.communicate()
+        raise AssertionError(f"emoedge did not finish in {timeout} s:\n{err}") from None
+    return proc.returncode, out, err

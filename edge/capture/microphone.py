@@ -115,14 +115,14 @@ def read_audio_file(path: str | Path) -> tuple[np.ndarray, int]:
 
 
 class FileMicrophone:
-    """An audio file replayed on the replay clock; sample n is due at origin + offset + n / sr."""
+    """An audio file replayed on the replay clock; sample n is due at origin + offset + n / sr.
+    The file is read when the source is made, so a bad file fails before anything starts."""
 
     def __init__(self, cfg: MicConfig, clock: ReplayClock) -> None:
         self.cfg = cfg
         self.clock = clock
         self.overflows = 0
-        self.sample_rate = cfg.sample_rate
-        self.samples = np.zeros(0, np.float32)
+        self.samples, self.sample_rate = read_audio_file(cfg.path)
         self._stop = threading.Event()
         self._done = threading.Event()
         self._thread: threading.Thread | None = None
@@ -132,7 +132,6 @@ class FileMicrophone:
         return self._done.is_set()
 
     def start(self, sink: ChunkSink) -> None:
-        self.samples, self.sample_rate = read_audio_file(self.cfg.path)
         self._thread = threading.Thread(target=self._run, args=(sink,), name="mic-file")
         self._thread.daemon = True
         self._thread.start()

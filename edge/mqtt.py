@@ -110,7 +110,13 @@ def connect(client: mqtt.Client, config: MqttConfig) -> None:
         outcome.append(reason)
         accepted.set()
 
+    def on_disconnect(c: mqtt.Client, userdata: Any, *args: Any) -> None:
+        outcome.append(None)  # closed before the broker answered
+        accepted.set()
+
     client.on_connect = on_connect
+    owners_on_disconnect = client.on_disconnect
+    client.on_disconnect = on_disconnect
     try:
         client.connect(config.host, config.port, config.keepalive)
     except ssl.SSLCertVerificationError as error:
@@ -131,9 +137,15 @@ def connect(client: mqtt.Client, config: MqttConfig) -> None:
         _close(client)
         raise Transient(f"no answer from the broker at {where} in {config.connect_timeout_s} s")
     reason = outcome[0]
-    if not reason.is_failure:
-        return
+    if reason is not None and not reason.is_failure:
+        client.on_disconnect = owners_on_disconnect
+        if client.is_connected():
+            return
+        _close(client)
+        raise Transient(f"the broker at {where} closed the connection right after accepting it")
     _close(client)
+    if reason is None:
+        raise Transient(f"the broker at {where} closed the connection before answering")
     code = reason.value
     if code in FATAL_CONNACK:
         who = f" as user {config.username!r}" if config.username else " anonymously"

@@ -8,7 +8,7 @@
 `broker.mqtt_table(kind)` gives an `[mqtt]` table for `edge.mqtt_config.parse_mqtt_config`.
 `broker.kill()` (SIGKILL) and `broker.start()` stop and restart it on the same ports.
 Fixtures: `mqtt_certs` (session), `mqtt_broker` (session, shared: never kill it) and
-`private_broker` (one per test: kill and restart it freely). `MessageLog` records what a
+`private_broker` (one per test, persistent: kill and restart it freely). `MessageLog` records what a
 real paho subscriber receives.
 """
 
@@ -29,6 +29,11 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
+
+from edge.labels import LABELS
+from edge.messages import EmotionEvent, EmotionState
+from edge.mqtt import MqttPublisher
+from edge.mqtt_config import parse_mqtt_config
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 HOST = "127.0.0.1"
@@ -51,6 +56,22 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "c
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(0.02)
+
+
+def sample_state(seq: int, label: str = "happy", confidence: float = 0.9) -> EmotionState:
+    """A present state whose probabilities put `confidence` on `label`."""
+    rest = (1.0 - confidence) / (len(LABELS) - 1)
+    probs = {name: confidence if name == label else rest for name in LABELS}
+    ms = time.time_ns() // 1_000_000
+    return EmotionState(label, confidence, probs, True, True, ms, seq, "test-model")
+
+
+def sample_event(
+    seq: int, previous: str | None = "neutral", current: str | None = "happy"
+) -> EmotionEvent:
+    """An emotion change previous -> current with sequence number `seq`."""
+    ms = time.time_ns() // 1_000_000
+    return EmotionEvent(previous, current, 1.5, 0.9, ms, seq, "test-model")
 
 
 def _openssl(*args: str, cwd: Path) -> None:
@@ -93,6 +114,7 @@ class Broker:
     certs: Certs
     username: str = "emoedge"
     password: str = "s3cret-test-pass"
+    persistent: bool = False
     ports: dict[str, int] = field(default_factory=dict)
     proc: subprocess.Popen | None = None
 
@@ -114,7 +136,7 @@ class Broker:
             "\n".join(
                 [
                     "per_listener_settings true",
-                    "persistence false",
+                    *self._persistence(),
                     f"user {getpass.getuser()}",
                     f"log_dest file {self.log}",
                     "log_type error",
@@ -134,6 +156,18 @@ class Broker:
                 ]
             )
         )
+
+    def _persistence(self) -> list[str]:
+        """Persistent: sessions, subscriptions and queued messages survive a kill (saved at
+        every change), so a persistent-session subscriber misses nothing across a restart."""
+        if not self.persistent:
+            return ["persistence false"]
+        return [
+            "persistence true",
+            f"persistence_location {self.folder}/",
+            "autosave_on_changes true",
+            "autosave_interval 1",
+        ]
 
     @property
     def host(self) -> str:
@@ -210,14 +244,23 @@ def _accepts(port: int) -> bool:
 
 
 class MessageLog:
-    """A real paho subscriber that records (topic, payload bytes, retain) as they arrive."""
+    """A real paho subscriber that records (topic, payload bytes, retain) as they arrive.
 
-    def __init__(self, broker: Broker, topics: str | list[str], protocol: int = 5) -> None:
+    It reconnects (and resubscribes) by itself; `session` names a persistent MQTT 3.1.1 session
+    so that, on a `persistent` broker, messages published while it is away are kept for it.
+    """
+
+    def __init__(self, broker: Broker, topics: str | list[str], session: str = "") -> None:
         self.messages: list[tuple[str, bytes, bool]] = []
         self._lock = threading.Lock()
         self._subscribed = threading.Event()
-        version = mqtt.MQTTv5 if protocol == 5 else mqtt.MQTTv311
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=version)
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=session,
+            protocol=mqtt.MQTTv311 if session else mqtt.MQTTv5,
+            clean_session=False if session else None,
+        )
+        self.client.reconnect_delay_set(0.1, 1)  # type: ignore[arg-type]
         self.client.on_message = self._on_message
         self.client.on_subscribe = lambda *a: self._subscribed.set()
         topic_list = [topics] if isinstance(topics, str) else topics
@@ -248,10 +291,10 @@ def mqtt_certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
     return make_certs(tmp_path_factory.mktemp("mqtt-certs"))
 
 
-def _broker(folder: Path, certs: Certs) -> Iterator[Broker]:
+def _broker(folder: Path, certs: Certs, persistent: bool = False) -> Iterator[Broker]:
     if not Path(MOSQUITTO).exists():
         pytest.fail(f"mosquitto not found at {MOSQUITTO} (make test installs it)")
-    broker = Broker(folder, certs)
+    broker = Broker(folder, certs, persistent=persistent)
     broker.start()
     try:
         yield broker
@@ -267,5 +310,24 @@ def mqtt_broker(tmp_path_factory: pytest.TempPathFactory, mqtt_certs: Certs) -> 
 
 @pytest.fixture
 def private_broker(tmp_path: Path, mqtt_certs: Certs) -> Iterator[Broker]:
-    """A broker of this test's own, to kill and restart mid-test."""
-    yield from _broker(tmp_path / "mosquitto", mqtt_certs)
+    """A broker of this test's own, to kill and restart mid-test; it persists its state."""
+    yield from _broker(tmp_path / "mosquitto", mqtt_certs, persistent=True)
+
+
+@pytest.fixture
+def make_publisher() -> Iterator[Callable[..., MqttPublisher]]:
+    """`make_publisher(broker, device="dev", kind="anon", **mqtt_keys)`: a started
+    MqttPublisher on that listener (stopped at the end of the test)."""
+    started: list[MqttPublisher] = []
+
+    def make(broker: Broker, device: str = "dev", kind: str = "anon", **keys: Any) -> MqttPublisher:
+        publisher = MqttPublisher(
+            parse_mqtt_config(broker.mqtt_table(kind, **keys)), device, "test-model"
+        )
+        publisher.start()
+        started.append(publisher)
+        return publisher
+
+    yield make
+    for publisher in started:
+        publisher.stop()

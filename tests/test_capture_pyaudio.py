@@ -1,0 +1,105 @@
+"""Real PyAudio (PortAudio → ALSA) capturing from an ALSA `file` PCM that plays a known wav.
+
+The PCM is defined in a temporary ~/.asoundrc; the capture runs in a subprocess whose HOME
+points there, so ALSA reads that configuration and nothing of the machine's."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+
+from tests.fixtures_daemon import REPO
+
+RATE = 16000
+CAPTURE = textwrap.dedent(
+    """
+    import json, sys, time
+    import numpy as np
+    from edge.capture.microphone import PyAudioMicrophone
+    from edge.config import MicConfig
+    from edge.errors import DeviceError
+
+    chunks = []
+    mic = PyAudioMicrophone(MicConfig(device=sys.argv[1], sample_rate=16000, chunk=512))
+    try:
+        mic.start(chunks.append)
+    except DeviceError as error:
+        print(json.dumps({"error": str(error)}))
+        sys.exit(0)
+    deadline = time.monotonic() + 20
+    while sum(len(c.samples) for c in chunks) < int(sys.argv[2]) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    mic.stop()
+    np.save(sys.argv[3], np.concatenate([c.samples for c in chunks]))
+    times = [c.t_end for c in chunks]
+    rates = sorted({c.sample_rate for c in chunks})
+    print(json.dumps({"chunks": len(chunks), "monotonic": times == sorted(times),
+                      "overflows": mic.overflows, "rates": rates}))
+    """
+)
+
+
+@pytest.fixture
+def alsa_home(tmp_path: Path) -> tuple[Path, np.ndarray]:
+    """A HOME whose .asoundrc defines `emoedge_test`: capture reads a known wav's samples."""
+    pytest.importorskip("pyaudio", reason="pyaudio not installed (needs portaudio19-dev)")
+    t = np.arange(2 * RATE) / RATE
+    wave = (0.5 * np.sin(2 * np.pi * 440 * t) * np.linspace(0, 1, len(t))).astype(np.float32)
+    soundfile.write(tmp_path / "known.wav", wave, RATE, subtype="PCM_16")
+    pcm16, _ = soundfile.read(tmp_path / "known.wav", dtype="int16")
+    pcm16.astype("<i2").tofile(tmp_path / "known.raw")  # the file PCM's infile is raw S16_LE
+    (tmp_path / ".asoundrc").write_text(
+        textwrap.dedent(
+            f"""
+            pcm.emoedge_test {{
+                type file
+                slave.pcm "null"
+                file "/dev/null"
+                infile "{tmp_path / "known.raw"}"
+                format "raw"
+            }}
+            """
+        )
+    )
+    return tmp_path, pcm16.astype(np.float32) / 32768.0
+
+
+def capture(home: Path, device: str, samples: int) -> dict:
+    out = home / "captured.npy"
+    proc = subprocess.run(
+        [sys.executable, "-c", CAPTURE, device, str(samples), str(out)],
+        capture_output=True, text=True, timeout=60, cwd=REPO,
+        env={**os.environ, "HOME": str(home)},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    if out.exists():
+        result["samples"] = np.load(out)
+    return result
+
+
+def test_pyaudio_captures_the_known_wav(alsa_home: tuple[Path, np.ndarray]) -> None:
+    home, known = alsa_home
+    result = capture(home, "emoedge_test", len(known))
+    assert "error" not in result, result
+    captured = result["samples"]
+    assert len(captured) >= len(known)
+    np.testing.assert_allclose(captured[: len(known)], known, atol=1e-6)
+    assert result["monotonic"] and result["rates"] == [RATE] and result["chunks"] > 1
+    assert result["overflows"] >= 0
+
+
+def test_missing_input_device_names_the_available_ones(alsa_home: tuple[Path, np.ndarray]) -> None:
+    home, _ = alsa_home
+    result = capture(home, "no-such-microphone", 1)
+    assert "no input device 'no-such-microphone'" in result["error"]
+    assert "emoedge_test" in result["error"]

@@ -2,7 +2,7 @@
 
 - anonymous: `broker.url()`            (plain TCP, anyone may connect)
 - password:  `broker.url("auth")`      (user `broker.username`, password `broker.password`)
-- TLS:       `broker.url("tls")`       (server certificate for 127.0.0.1/localhost signed by
+- TLS:       `broker.url("tls")`       (server certificate for 127.0.0.1 only (not `localhost`) signed by
              `broker.ca_file`; `broker.rogue_ca_file` is a CA that did NOT sign it)
 
 `broker.mqtt_table(kind)` gives an `[mqtt]` table for `edge.mqtt_config.parse_mqtt_config`.
@@ -80,7 +80,7 @@ def _openssl(*args: str, cwd: Path) -> None:
 
 @dataclass(frozen=True)
 class Certs:
-    """A test CA, a server certificate it signed (127.0.0.1, localhost) and an unrelated CA."""
+    """A test CA, a server certificate it signed (for 127.0.0.1) and an unrelated CA."""
 
     ca_file: Path
     server_cert: Path
@@ -96,8 +96,8 @@ def make_certs(folder: Path) -> Certs:
                  "-keyout", f"{ca}.key", "-out", f"{ca}.crt", "-subj", f"/CN=emoedge test {ca}",
                  cwd=folder)  # fmt: skip
     _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key",
-             "-out", "server.csr", "-subj", "/CN=localhost", cwd=folder)  # fmt: skip
-    (folder / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+             "-out", "server.csr", "-subj", "/CN=127.0.0.1", cwd=folder)  # fmt: skip
+    (folder / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
     _openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
              "-CAcreateserial", "-days", "2", "-extfile", "san.ext", "-out", "server.crt",
              cwd=folder)  # fmt: skip

@@ -11,7 +11,8 @@ from edge.mqtt_config import parse_mqtt_config
 def test_defaults_are_safe_and_documented() -> None:
     config = parse_mqtt_config({})
     assert (config.host, config.port, config.prefix) == ("localhost", 1883, "emoedge")
-    assert config.qos.events == 1 and config.discovery and config.discovery_prefix == "homeassistant"
+    assert config.qos.events == 1 and config.discovery
+    assert config.discovery_prefix == "homeassistant"
     assert config.tls is None and config.password() is None
 
 

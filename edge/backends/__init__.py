@@ -1,0 +1,69 @@
+"""Runtime backends behind one interface, found through a registry by name or file type.
+
+    runner = load_artifact("edge/models/default/onnx-int8")       # backend from the file type
+    runner = load_artifact(path, "openvino", threads=1)            # or by name, with options
+    probabilities = runner.predict(face, audio, mask)              # (B, 7) float32
+
+Each backend module imports its runtime only when a model is loaded.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from edge.backends import litert, onnxruntime, openvino  # noqa: F401  (they register)
+from edge.backends.base import BACKENDS, Runner
+from edge.errors import ModelError, UsageError
+from edge.manifest import load_manifest
+
+__all__ = ["BACKENDS", "Runner", "backend_for", "default_artifact", "load_artifact"]
+
+DEFAULT_MODELS = Path(__file__).resolve().parent.parent / "models" / "default"
+# Bundled artifacts, most preferred first: int8 where the runtime has it.
+DEFAULT_ORDER = ("onnx-int8", "openvino-int8", "tflite-int8", "onnx-fp32")
+
+
+def backend_for(model_file: str | Path, backend: str | None = None) -> type[Runner]:
+    """The backend class named `backend`, or the first registered one that reads the file type."""
+    suffix = Path(model_file).suffix.lower()
+    if backend is not None:
+        cls = BACKENDS.get(backend)
+        if cls is None:
+            raise UsageError(f"unknown backend {backend!r}; allowed: {', '.join(BACKENDS)}")
+        if suffix not in cls.file_types:
+            raise UsageError(
+                f"backend {backend} cannot read {suffix} files; "
+                f"it reads {', '.join(cls.file_types)}"
+            )
+        return cls
+    for cls in BACKENDS.values():
+        if suffix in cls.file_types:
+            return cls
+    raise ModelError(f"no backend reads {suffix} files ({Path(model_file).name})")
+
+
+def load_artifact(path: str | Path, backend: str | None = None, **options: Any) -> Runner:
+    """Load an exported artifact (folder, manifest or model file) after verifying its manifest."""
+    manifest = load_manifest(path)
+    return backend_for(manifest.model_file, backend)(manifest, **options)
+
+
+def default_artifact(backend: str | None = None) -> Path:
+    """The folder of the bundled default model, preferring one that `backend` can read."""
+    for name in DEFAULT_ORDER:
+        folder = DEFAULT_MODELS / name
+        if not (folder / "manifest.json").is_file():
+            continue
+        if backend is None:
+            return folder
+        model_file = load_manifest(folder).model_file
+        cls = BACKENDS.get(backend)
+        if cls is None:
+            raise UsageError(f"unknown backend {backend!r}; allowed: {', '.join(BACKENDS)}")
+        if Path(model_file).suffix.lower() in cls.file_types:
+            return folder
+    raise ModelError(
+        f"no bundled default model{f' for backend {backend}' if backend else ''} under "
+        f"{DEFAULT_MODELS}; export one (make default-model) or pass a model path"
+    )

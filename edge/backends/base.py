@@ -1,0 +1,94 @@
+"""The interface every runtime backend implements, and the registry that finds them.
+
+Like Frigate's detector plugins: a backend is one small module with an options dataclass
+and one inference method, registered by name with the model file types it reads.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import fields
+from typing import Any, ClassVar
+
+import numpy as np
+
+from edge.errors import ConfigError, ModelError
+from edge.manifest import Manifest
+
+log = logging.getLogger(__name__)
+
+BACKENDS: dict[str, type[Runner]] = {}
+
+
+def register(cls: type[Runner]) -> type[Runner]:
+    """Class decorator: make a backend findable by its name and file types."""
+    BACKENDS[cls.name] = cls
+    return cls
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax in float32."""
+    z = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+class Runner:
+    """A loaded model artifact. Subclasses set name, file_types, Options and implement `_infer`."""
+
+    name: ClassVar[str]
+    file_types: ClassVar[tuple[str, ...]]
+    Options: ClassVar[type]
+
+    def __init__(self, manifest: Manifest, **options: Any):
+        allowed = {f.name for f in fields(self.Options)}
+        unknown = sorted(set(options) - allowed)
+        if unknown:
+            raise ConfigError(
+                f"backend {self.name}: unknown option(s) {', '.join(unknown)}; "
+                f"allowed: {', '.join(sorted(allowed)) or '(none)'}"
+            )
+        self.manifest = manifest
+        self.options = self.Options(**options)
+        self._input_names = tuple(t.name for t in manifest.inputs)
+        self._load()
+        self._smoke_test()
+
+    def _load(self) -> None:
+        """Open the model with the runtime (called once from __init__)."""
+        raise NotImplementedError
+
+    def _infer(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        """Run the model on float32 inputs by name; return float32 logits (B, classes)."""
+        raise NotImplementedError
+
+    def _smoke_test(self) -> None:
+        """One inference on a blank batch-1 input, so a broken model fails at load time."""
+        self.logits(*self.blank_inputs(1))
+
+    def blank_inputs(self, batch: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Zeros of the manifest's input shapes with both modalities marked present."""
+        face, audio, mask = (
+            np.zeros((batch, *t.shape[1:]), np.float32) for t in self.manifest.inputs
+        )
+        mask[:] = 1.0
+        return face, audio, mask
+
+    def logits(self, face: np.ndarray, audio: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """Raw class scores (B, classes) float32 for face (B,1,H,W), audio (B,T,F), mask (B,2)."""
+        arrays = [np.ascontiguousarray(x, dtype=np.float32) for x in (face, audio, mask)]
+        batch = len(arrays[0])
+        for spec, array in zip(self.manifest.inputs, arrays, strict=True):
+            if array.ndim != len(spec.shape) or array.shape[1:] != tuple(spec.shape[1:]):
+                raise ModelError(
+                    f"input '{spec.name}' has shape {array.shape}; the model "
+                    f"{self.manifest.model_id} expects (B, {', '.join(map(str, spec.shape[1:]))})"
+                )
+            if len(array) != batch:
+                raise ModelError(f"inputs differ in batch size: {[len(a) for a in arrays]}")
+        out = self._infer(dict(zip(self._input_names, arrays, strict=True)))
+        return np.asarray(out, dtype=np.float32).reshape(batch, -1)
+
+    def predict(self, face: np.ndarray, audio: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """Class probabilities (B, classes) float32."""
+        return softmax(self.logits(face, audio, mask))

@@ -1,0 +1,51 @@
+"""OpenVINO backend: IR (.xml + .bin) or ONNX, f32 inference precision on CPU."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from edge.backends.base import Runner, register
+from edge.errors import DeviceError, ModelError
+
+
+@dataclass(frozen=True)
+class OpenVinoOptions:
+    """device: OpenVINO device name; threads: 0 = runtime default.
+
+    precision 'f32' stops CPUs with AMX from silently running bf16 (a different model).
+    """
+
+    device: str = "CPU"
+    threads: int = 0
+    precision: str = "f32"
+
+
+@register
+class OpenVinoRunner(Runner):
+    name = "openvino"
+    file_types = (".xml", ".onnx")
+    Options = OpenVinoOptions
+
+    def _load(self) -> None:
+        try:
+            import openvino as ov
+        except ImportError as error:
+            raise DeviceError(f"openvino is not installed ({error})") from None
+        config: dict[str, object] = {}
+        if self.options.device.upper().startswith("CPU"):
+            config["INFERENCE_PRECISION_HINT"] = self.options.precision
+            if self.options.threads:
+                config["INFERENCE_NUM_THREADS"] = self.options.threads
+        try:
+            compiled = ov.Core().compile_model(
+                str(self.manifest.model_path), self.options.device, config
+            )
+        except RuntimeError as error:
+            raise ModelError(f"openvino cannot load {self.manifest.model_path}: {error}") from None
+        self._request = compiled.create_infer_request()
+
+    def _infer(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        self._request.infer(inputs)
+        return self._request.get_output_tensor(0).data.copy()

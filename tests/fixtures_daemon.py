@@ -31,16 +31,16 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from distill.models import build_model
     from edge.audio import AudioConfig
     from edge.face import FaceConfig
-    from export.artifact import Source, write_artifact
-    from export.onnx_export import convert
+    from export.artifact import Converted, Source, write_artifact
+    from export.onnx_export import to_onnx
 
     torch.manual_seed(0)
     model = build_model("student", TINY["student"]).eval()
     dest = tmp_path_factory.mktemp("tiny-model")
     audio, face = AudioConfig(), FaceConfig()
-    converted = convert(model, dest, audio, face, None)
+    to_onnx(model, dest / "model.onnx", audio, face)
     source = Source(Path("random-student.pt"), "0" * 64, "student", audio, face)
-    write_artifact(dest, converted, source, "onnx", "fp32")
+    write_artifact(dest, Converted("model.onnx"), source, "onnx", "fp32")
     return dest
 
 

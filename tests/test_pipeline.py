@@ -1,0 +1,103 @@
+"""One cycle for real (BlazeFace, the audio front end, ONNX Runtime on a tiny exported model):
+masks per modality, no inference when both are missing, and the model sees exactly what an
+independent computation of the same inputs gives."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge.audio import window_features
+from edge.backends import load_artifact
+from edge.capture import AudioChunk, ReplayClock
+from edge.capture.camera import FileCamera
+from edge.capture.microphone import read_audio_file
+from edge.config import DetectorConfig, EventConfig, SmoothingConfig
+from edge.detect import largest_face, load_detector
+from edge.face import crop_face
+from edge.pipeline import Pipeline
+from edge.stats import Stats
+from edge.sync import AudioRing
+from tests.fixtures_daemon import SAMPLE
+
+Replay = tuple[list, np.ndarray, int, ReplayClock]
+
+
+@pytest.fixture(scope="module")
+def replay() -> Replay:
+    """All frames of the sample (timestamps on a non-realtime clock) and its audio."""
+    clock = ReplayClock(realtime=False)
+    camera = FileCamera(SAMPLE / "sample.avi", clock)
+    camera.open()
+    frames = []
+    while (frame := camera.read()) is not None:
+        frames.append(frame)
+    camera.close()
+    wave, rate = read_audio_file(SAMPLE / "sample.flac")
+    return frames, wave, rate, clock
+
+
+def make_pipeline(model: Path, wave: np.ndarray, rate: int, clock: ReplayClock) -> Pipeline:
+    runner = load_artifact(model, "onnxruntime", threads=1)
+    ring = AudioRing(rate, capacity_s=len(wave) / rate + 1)
+    ring.write(AudioChunk(wave, clock.at(len(wave) / rate), rate))
+    return Pipeline(
+        runner,
+        load_detector(DetectorConfig()),
+        ring,
+        SmoothingConfig(method="ema", alpha=1.0),
+        EventConfig(threshold=0.0, hold_s=0.0, heartbeat_s=1e9),
+        Stats(),
+    )
+
+
+@pytest.mark.parametrize(
+    ("seconds", "mask"),
+    [(1.0, [1, 0]), (4.0, [1, 1]), (8.0, [0, 1]), (12.5, [0, 0])],
+    ids=["face-only", "fused", "voice-only", "absent"],
+)
+def test_modalities_over_the_sample(
+    replay: Replay, tiny_model: Path, seconds: float, mask: list
+) -> None:
+    frames, wave, rate, clock = replay
+    pipeline = make_pipeline(tiny_model, wave, rate, clock)
+    frame = frames[int(seconds * 10)]
+    result = pipeline.cycle(frame, frame.t)
+    assert result.inputs.mask.tolist() == mask
+    if mask == [0, 0]:
+        assert result.probs is None and "inference" not in pipeline.stats.snapshot()["latency"]
+    else:
+        assert result.probs.shape == (7,) and result.probs.sum() == pytest.approx(1, abs=1e-5)
+
+
+def test_model_sees_the_independently_computed_inputs(replay: Replay, tiny_model: Path) -> None:
+    frames, wave, rate, clock = replay
+    pipeline = make_pipeline(tiny_model, wave, rate, clock)
+    runner = pipeline.runner
+    frame = frames[45]  # 4.5 s: face and voice
+    result = pipeline.cycle(frame, frame.t)
+
+    box = largest_face(load_detector(DetectorConfig()), frame.image)
+    face = crop_face(frame.image, box.box, runner.manifest.face)
+    end = int(round(4.5 * rate))
+    audio = window_features(wave[end - 3 * rate : end], runner.manifest.audio)
+    expected = runner.predict(face[None], audio[None], np.array([[1.0, 1.0]], np.float32))[0]
+    np.testing.assert_allclose(result.probs, expected, atol=1e-5)
+    assert result.state is not None and result.state.face and result.state.audio
+    assert result.state.probabilities == pytest.approx(
+        dict(zip(runner.manifest.labels, expected.tolist(), strict=True)), abs=1e-4
+    )
+
+
+def test_states_and_events_follow_the_clip(replay: Replay, tiny_model: Path) -> None:
+    frames, wave, rate, clock = replay
+    pipeline = make_pipeline(tiny_model, wave, rate, clock)
+    results = [pipeline.cycle(f, f.t) for f in frames]
+    states = [r.state for r in results if r.state is not None]
+    events = [r.event for r in results if r.event is not None]
+    assert states[-1].state == "absent" and states[-1].label is None
+    assert events[0].previous is None and events[-1].current is None
+    assert [s.seq for s in states] == sorted(s.seq for s in states)
+    assert pipeline.stats.cycles == len(frames)

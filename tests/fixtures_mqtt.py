@@ -2,8 +2,8 @@
 
 - anonymous: `broker.url()`            (plain TCP, anyone may connect)
 - password:  `broker.url("auth")`      (user `broker.username`, password `broker.password`)
-- TLS:       `broker.url("tls")`       (server certificate for 127.0.0.1 only (not `localhost`) signed by
-             `broker.ca_file`; `broker.rogue_ca_file` is a CA that did NOT sign it)
+- TLS:       `broker.url("tls")`       (server certificate for 127.0.0.1, not `localhost`,
+             signed by `broker.certs.ca_file`; `broker.certs.rogue_ca_file` did NOT sign it)
 
 `broker.mqtt_table(kind)` gives an `[mqtt]` table for `edge.mqtt_config.parse_mqtt_config`.
 `broker.kill()` (SIGKILL) and `broker.start()` stop and restart it on the same ports.
@@ -14,10 +14,7 @@ real paho subscriber receives.
 
 from __future__ import annotations
 
-import getpass
 import shutil
-import signal
-import socket
 import subprocess
 import threading
 import time
@@ -32,18 +29,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from edge.labels import LABELS
 from edge.messages import EmotionEvent, EmotionState
+from edge.mosquitto import HOST, MosquittoProcess, free_port, mosquitto_binary
 from edge.mqtt import MqttPublisher
 from edge.mqtt_config import parse_mqtt_config
-
-MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-HOST = "127.0.0.1"
-
-
-def free_port() -> int:
-    """A loopback TCP port that was free a moment ago."""
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
@@ -116,7 +104,6 @@ class Broker:
     password: str = "s3cret-test-pass"
     persistent: bool = False
     ports: dict[str, int] = field(default_factory=dict)
-    proc: subprocess.Popen | None = None
 
     def __post_init__(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -130,32 +117,25 @@ class Broker:
             check=True,
             capture_output=True,
         )
-        self.config = self.folder / "mosquitto.conf"
-        self.log = self.folder / "mosquitto.log"
-        self.config.write_text(
-            "\n".join(
-                [
-                    "per_listener_settings true",
-                    *self._persistence(),
-                    f"user {getpass.getuser()}",
-                    f"log_dest file {self.log}",
-                    "log_type error",
-                    "log_type warning",
-                    "log_type notice",
-                    f"listener {self.ports['anon']} {HOST}",
-                    "allow_anonymous true",
-                    f"listener {self.ports['auth']} {HOST}",
-                    "allow_anonymous false",
-                    f"password_file {passwd}",
-                    f"listener {self.ports['tls']} {HOST}",
-                    "allow_anonymous true",
-                    f"cafile {self.certs.ca_file}",
-                    f"certfile {self.certs.server_cert}",
-                    f"keyfile {self.certs.server_key}",
-                    "",
-                ]
-            )
+        self.process = MosquittoProcess(
+            self.folder,
+            list(self.ports.values()),
+            [
+                "per_listener_settings true",
+                *self._persistence(),
+                f"listener {self.ports['anon']} {HOST}",
+                "allow_anonymous true",
+                f"listener {self.ports['auth']} {HOST}",
+                "allow_anonymous false",
+                f"password_file {passwd}",
+                f"listener {self.ports['tls']} {HOST}",
+                "allow_anonymous true",
+                f"cafile {self.certs.ca_file}",
+                f"certfile {self.certs.server_cert}",
+                f"keyfile {self.certs.server_key}",
+            ],
         )
+        self.log = self.process.log
 
     def _persistence(self) -> list[str]:
         """Persistent: sessions, subscriptions and queued messages survive a kill (saved at
@@ -191,56 +171,16 @@ class Broker:
             table["tls"] = {"ca_file": str(self.certs.ca_file)}
         return table | overrides
 
-    def start(self, timeout: float = 10.0) -> None:
+    def start(self) -> None:
         """Start (or restart) mosquitto on the same ports; returns once every listener accepts."""
-        assert self.proc is None or self.proc.poll() is not None, "broker already running"
-        deadline = time.monotonic() + timeout
-        while True:
-            self.proc = subprocess.Popen(
-                [MOSQUITTO, "-c", str(self.config)],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-            )
-            if self._wait_listening(deadline):
-                return
-            # A port still held by the previous process: try again until the deadline.
-            err = self.proc.stderr.read().decode() if self.proc.stderr else ""
-            if time.monotonic() > deadline:
-                log = self.log.read_text() if self.log.exists() else ""
-                raise RuntimeError(f"mosquitto did not start: {err}\n{log}")
-            time.sleep(0.1)
-
-    def _wait_listening(self, deadline: float) -> bool:
-        assert self.proc is not None
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                return False
-            if all(_accepts(port) for port in self.ports.values()):
-                return True
-            time.sleep(0.02)
-        return False
+        self.process.start()
 
     def kill(self) -> None:
         """SIGKILL the broker: clients see the connection drop without a goodbye."""
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(timeout=10)
+        self.process.kill()
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-
-def _accepts(port: int) -> bool:
-    try:
-        with socket.create_connection((HOST, port), timeout=0.2):
-            return True
-    except OSError:
-        return False
+        self.process.stop()
 
 
 class MessageLog:
@@ -292,8 +232,7 @@ def mqtt_certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
 
 
 def _broker(folder: Path, certs: Certs, persistent: bool = False) -> Iterator[Broker]:
-    if not Path(MOSQUITTO).exists():
-        pytest.fail(f"mosquitto not found at {MOSQUITTO} (make test installs it)")
+    mosquitto_binary()  # BrokerError naming the package when it is missing
     broker = Broker(folder, certs, persistent=persistent)
     broker.start()
     try:

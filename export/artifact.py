@@ -1,0 +1,104 @@
+"""What every converter shares: the model I/O contract, example inputs and the manifest."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from edge.audio import AudioConfig
+from edge.face import FaceConfig
+from edge.labels import LABELS
+from edge.manifest import Manifest, TensorSpec, sha256_file, write_manifest
+
+INPUT_NAMES = ("face", "audio", "mask")
+OUTPUT_NAME = "logits"
+Sample = dict[str, np.ndarray]  # one model input by name, batch 1
+
+
+@dataclass(frozen=True)
+class Converted:
+    """A converter's result: the model file, any files it needs, and its batch axis."""
+
+    model_file: str
+    extra_files: tuple[str, ...] = ()
+    dynamic_batch: bool = True
+
+
+@dataclass
+class Job:
+    """One export run's model and front end, with a scratch folder for shared intermediates
+    (the fp32 ONNX graph that the ONNX and OpenVINO converters both start from)."""
+
+    model: torch.nn.Module
+    audio: AudioConfig
+    face: FaceConfig
+    workdir: Path
+    onnx_path: Path | None = None
+
+
+@dataclass(frozen=True)
+class Source:
+    """The checkpoint being exported and its front-end contract."""
+
+    path: Path
+    sha256: str
+    arch: str
+    audio: AudioConfig
+    face: FaceConfig
+    extra: dict = field(default_factory=dict)
+
+
+def example_inputs(audio: AudioConfig, face: FaceConfig, batch: int) -> dict[str, torch.Tensor]:
+    """Seeded inputs of the contract's shapes, both modalities present."""
+    gen = torch.Generator().manual_seed(0)
+    return {
+        "face": torch.randn(batch, 1, face.size, face.size, generator=gen),
+        "audio": torch.randn(batch, audio.num_frames, audio.feature_dim, generator=gen),
+        "mask": torch.ones(batch, 2),
+    }
+
+
+def tensor_specs(
+    audio: AudioConfig, face: FaceConfig, dynamic_batch: bool
+) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
+    """Manifest inputs and outputs; the batch axis is 'batch' when dynamic, else 1."""
+    b: int | str = "batch" if dynamic_batch else 1
+    inputs = (
+        TensorSpec("face", (b, 1, face.size, face.size)),
+        TensorSpec("audio", (b, audio.num_frames, audio.feature_dim)),
+        TensorSpec("mask", (b, 2)),
+    )
+    return inputs, (TensorSpec(OUTPUT_NAME, (b, len(LABELS))),)
+
+
+def write_artifact(
+    directory: Path,
+    converted: Converted,
+    source: Source,
+    fmt: str,
+    precision: str,
+    metrics: dict | None = None,
+) -> Manifest:
+    """Hash the converted files and write the artifact's manifest.json beside them."""
+    inputs, outputs = tensor_specs(source.audio, source.face, converted.dynamic_batch)
+    manifest = Manifest(
+        model_id=f"{source.arch}-{fmt}-{precision}-{source.sha256[:8]}",
+        arch=source.arch,
+        format=fmt,
+        precision=precision,
+        model_file=converted.model_file,
+        sha256=sha256_file(directory / converted.model_file),
+        extra_files={name: sha256_file(directory / name) for name in converted.extra_files},
+        inputs=inputs,
+        outputs=outputs,
+        face_config=source.face.to_dict(),
+        audio_config=source.audio.to_dict(),
+        source={"checkpoint": str(source.path), "sha256": source.sha256},
+        metrics=metrics or {},
+        directory=directory,
+    )
+    write_manifest(manifest, directory)
+    return manifest

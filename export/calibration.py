@@ -1,0 +1,53 @@
+"""int8 calibration inputs from the TRAINING split (never the test split).
+
+Samples are drawn evenly from the face-only, audio-only, fused and one-modality-masked
+pairs, so every mask combination the device sends is seen by the observers.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from distill.evaluate import normalise_faces
+from distill.pairing import EvalSet, build_eval_sets
+from distill.train import load_data
+from edge.audio import AudioConfig
+from edge.errors import DataError
+from edge.face import FaceConfig
+from export.artifact import Sample
+
+SPLIT = "train"
+
+
+def draw_samples(sets: list[EvalSet], face_cfg: FaceConfig, n: int, seed: int = 0) -> list[Sample]:
+    """About n batch-1 model inputs spread evenly over the sets, seeded."""
+    rng = np.random.default_rng(seed)
+    samples: list[Sample] = []
+    per_set = max(1, n // len(sets))
+    for es in sets:
+        for i in np.sort(rng.choice(len(es), min(per_set, len(es)), replace=False)):
+            samples.append(
+                {
+                    "face": normalise_faces(np.asarray(es.faces[i : i + 1]), face_cfg),
+                    "audio": np.array(es.audio[i : i + 1], dtype=np.float32),
+                    "mask": es.mask[i : i + 1].astype(np.float32),
+                }
+            )
+    return samples
+
+
+def calibration_samples(
+    faces: Path,
+    speech: Path,
+    audio_cfg: AudioConfig,
+    face_cfg: FaceConfig,
+    n: int,
+    cache_dir: Path | None = None,
+) -> list[Sample]:
+    """n calibration inputs from the training split of the given corpora."""
+    if n < 1:
+        raise DataError(f"--calib-samples must be at least 1 (got {n})")
+    face_data, audio_data = load_data(faces, speech, SPLIT, audio_cfg, cache_dir)
+    return draw_samples(build_eval_sets(face_data, audio_data, audio_cfg), face_cfg, n)

@@ -1,0 +1,133 @@
+"""`emoedge export` and `emoedge bench`. Torch and the converters load only when a command runs."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from edge.cli import Command
+from edge.errors import UsageError
+
+DEFAULT_FACES = "../shared/data/fer2013"
+DEFAULT_SPEECH = "../shared/data/ravdess"
+DEFAULT_TEACHER = "runs/teacher/best.pt"
+
+
+def _configure_export(p: argparse.ArgumentParser) -> None:
+    p.add_argument("checkpoint", type=Path, help="PyTorch checkpoint (.pt) from emoedge distill")
+    p.add_argument("--formats", default="onnx,openvino,tflite", help="comma-separated formats")
+    p.add_argument("--int8", action="store_true", help="also export int8 of every format")
+    p.add_argument("--out", type=Path, default=Path("build/export"), help="output folder")
+    p.add_argument("--faces", type=Path, default=Path(DEFAULT_FACES), help="FER2013 corpus")
+    p.add_argument("--speech", type=Path, default=Path(DEFAULT_SPEECH), help="RAVDESS corpus")
+    p.add_argument("--calib-faces", type=Path, help="calibration faces (train split; --faces)")
+    p.add_argument("--calib-speech", type=Path, help="calibration speech (train split; --speech)")
+    p.add_argument("--calib-samples", type=int, default=300, help="int8 calibration inputs")
+    p.add_argument("--eval-faces", type=Path, help="validation faces (test split; --faces)")
+    p.add_argument("--eval-speech", type=Path, help="validation speech (test split; --speech)")
+    p.add_argument(
+        "--max-int8-drop", type=float, default=1.0, help="fail when int8 loses more fused points"
+    )
+    p.add_argument(
+        "--min-agreement", type=float, default=98.0, help="fail when int8 agrees on fewer %%"
+    )
+    p.add_argument("--cache-dir", type=Path, help="decoded-corpus cache (default ~/.cache)")
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from export.exporter import ExportOptions, export_checkpoint, parse_formats
+
+    report = export_checkpoint(
+        ExportOptions(
+            checkpoint=args.checkpoint,
+            out=args.out,
+            formats=parse_formats(args.formats),
+            int8=args.int8,
+            calib_faces=args.calib_faces or args.faces,
+            calib_speech=args.calib_speech or args.speech,
+            eval_faces=args.eval_faces or args.faces,
+            eval_speech=args.eval_speech or args.speech,
+            calib_samples=args.calib_samples,
+            max_int8_drop=args.max_int8_drop,
+            min_agreement=args.min_agreement,
+            cache_dir=args.cache_dir,
+        )
+    )
+    print((args.out / "report.md").read_text())
+    failed = [r["artifact"] for r in report["rows"] if r["status"] != "ok"]
+    if failed:
+        print(f"not converted: {', '.join(failed)} (see {args.out / 'report.md'})")
+    return 0
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise UsageError(f"--threads {text!r}: expected comma-separated integers") from None
+    if not values or min(values) < 1:
+        raise UsageError(f"--threads {text!r}: expected positive integers, e.g. 1,2,4")
+    return values
+
+
+def _configure_bench(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "dir",
+        type=Path,
+        nargs="?",
+        default=Path("build/export"),
+        help="folder of exported artifacts (emoedge export --out)",
+    )
+    p.add_argument("--threads", default="1,2,4", help="thread counts to measure")
+    p.add_argument("--runs", type=int, default=200, help="timed runs per measurement")
+    p.add_argument("--warmup", type=int, default=20, help="untimed runs first")
+    p.add_argument("--json", type=Path, help="also write the results here")
+    p.add_argument(
+        "--teacher",
+        type=Path,
+        default=Path(DEFAULT_TEACHER),
+        help="PyTorch checkpoint measured for reference when present",
+    )
+    p.add_argument(
+        "--pipeline",
+        action="store_true",
+        help="benchmark the whole device pipeline instead (edge.pipeline_bench)",
+    )
+    p.add_argument(
+        "--mqtt", action="store_true", help="benchmark MQTT publishing instead (edge.mqtt_bench)"
+    )
+    p.add_argument("--seconds", type=float, default=10.0, help="--pipeline/--mqtt duration")
+    p.add_argument("--devices", type=int, default=1, help="--mqtt: simulated devices")
+    p.add_argument("--rate", type=float, default=10.0, help="--mqtt: messages/s per device")
+
+
+def _run_bench(args: argparse.Namespace) -> int:
+    if args.pipeline and args.mqtt:
+        raise UsageError("--pipeline and --mqtt are separate benchmarks; pick one")
+    if args.pipeline:
+        from edge.pipeline_bench import run_pipeline_bench
+
+        return int(run_pipeline_bench(args))
+    if args.mqtt:
+        from edge.mqtt_bench import run_mqtt_bench
+
+        return int(run_mqtt_bench(args))
+    from export.bench import run_bench
+
+    return run_bench(
+        args.dir, _int_list(args.threads), args.runs, args.warmup, args.teacher, args.json
+    )
+
+
+EXPORT = Command(
+    help="export a checkpoint to ONNX / OpenVINO / TFLite (fp32, int8), validated vs PyTorch",
+    configure=_configure_export,
+    run=_run_export,
+    extra="workstation",
+)
+BENCH = Command(
+    help="latency, throughput and memory of exported artifacts (and the teacher) per thread count",
+    configure=_configure_bench,
+    run=_run_bench,
+    extra="workstation",
+)

@@ -1,0 +1,43 @@
+"""TFLite through litert-torch (batch 1, named inputs); int8 by its PT2E quantiser."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from export.artifact import Converted, Job, Sample, example_inputs
+
+os.environ.setdefault("LITERT_TORCH_SHOW_PROGRESS", "n")
+
+
+def convert(job: Job, dest: Path, calibration: list[Sample] | None) -> Converted:
+    """fp32 .tflite, or (given calibration samples) static int8 with per-channel weights.
+
+    The interpreter runs batch 1 (the device's case); the edge backend loops over a batch.
+    """
+    import litert_torch
+
+    model = job.model
+    kwargs = example_inputs(job.audio, job.face, batch=1)
+    quant_config = None
+    if calibration is not None:
+        from litert_torch.quantize import pt2e_quantizer
+        from litert_torch.quantize.quant_config import QuantConfig
+        from torchao.quantization.pt2e import quantize_pt2e
+
+        quantizer = pt2e_quantizer.PT2EQuantizer().set_global(
+            pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=True)
+        )
+        prepared = quantize_pt2e.prepare_pt2e(
+            torch.export.export(model, (), kwargs).module(), quantizer
+        )
+        with torch.no_grad():
+            for sample in calibration:
+                prepared(**{k: torch.from_numpy(v) for k, v in sample.items()})
+        model = quantize_pt2e.convert_pt2e(prepared, fold_quantize=False)
+        quant_config = QuantConfig(pt2e_quantizer=quantizer)
+    edge_model = litert_torch.convert(model, (), kwargs, quant_config=quant_config)
+    edge_model.export(str(dest / "model.tflite"))
+    return Converted("model.tflite", dynamic_batch=False)

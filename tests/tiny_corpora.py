@@ -1,0 +1,89 @@
+"""Tiny corpora generated in the real layouts (RAVDESS, FER2013 folders, Kaggle CSV, class folder).
+
+Faces are noise images with a class-dependent bright bar; clips are tones whose pitch depends
+on the class, so a model can learn them and a test can tell learning from chance.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from edge.labels import LABELS
+
+RAVDESS_CODES = {
+    "neutral": "01",
+    "happy": "03",
+    "sad": "04",
+    "angry": "05",
+    "fear": "06",
+    "disgust": "07",
+    "surprise": "08",
+}
+
+
+def face_image(label: int, rng: np.random.Generator) -> np.ndarray:
+    img = rng.integers(0, 80, (48, 48)).astype(np.uint8)
+    img[label * 6 : label * 6 + 6, :] = 230
+    return img
+
+
+def speech_clip(label: int, rng: np.random.Generator, sr: int = 16000, seconds: float = 3.2):
+    t = np.arange(int(sr * seconds)) / sr
+    tone = 0.3 * np.sin(2 * np.pi * (150 + 60 * label) * t)
+    return (tone + 0.01 * rng.standard_normal(len(t))).astype(np.float32)
+
+
+def write_ravdess(
+    root: Path,
+    actors=(1, 2, 19, 21),
+    clips_per_class: int = 1,
+    sr: int = 48000,
+    suffix: str = ".wav",
+) -> Path:
+    """Actor_XX/03-01-EE-01-SS-RR-AA.<suffix> for every class, resampled to `sr`."""
+    import soundfile
+
+    rng = np.random.default_rng(0)
+    for actor in actors:
+        folder = root / f"Actor_{actor:02d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, code in RAVDESS_CODES.items():
+            for rep in range(clips_per_class):
+                wave = speech_clip(LABELS.index(name), rng, sr)
+                stem = f"03-01-{code}-01-01-{rep + 1:02d}-{actor:02d}"
+                soundfile.write(folder / f"{stem}{suffix}", wave, sr)
+    return root
+
+
+def write_fer_folders(root: Path, per_class: dict[str, int] | None = None) -> Path:
+    """train|test/<class>/{Training,PublicTest,PrivateTest}_N.png."""
+    from PIL import Image
+
+    per_class = per_class or {"Training": 4, "PublicTest": 2, "PrivateTest": 2}
+    rng = np.random.default_rng(1)
+    for label, name in enumerate(LABELS):
+        for prefix, n in per_class.items():
+            top = "train" if prefix == "Training" else "test"
+            folder = root / top / name
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                Image.fromarray(face_image(label, rng)).save(
+                    folder / f"{prefix}_{label}{i:04d}.png"
+                )
+    return root
+
+
+def write_fer_csv(path: Path, rows_per_usage: int = 2) -> Path:
+    """The Kaggle fer2013.csv form (emotion index order of that file)."""
+    kaggle_order = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+    rng = np.random.default_rng(2)
+    lines = ["emotion,pixels,Usage"]
+    for k, name in enumerate(kaggle_order):
+        for usage in ("Training", "PublicTest", "PrivateTest"):
+            for _ in range(rows_per_usage):
+                pixels = " ".join(map(str, face_image(LABELS.index(name), rng).ravel()))
+                lines.append(f"{k},{pixels},{usage}")
+    path.write_text("\n".join(lines) + "\n")
+    return path

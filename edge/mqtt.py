@@ -84,7 +84,8 @@ def new_client(
         reconnect_on_failure=reconnect,
     )
     client.reconnect_delay_set(config.reconnect_min_s, config.reconnect_max_s)  # type: ignore[arg-type]
-    client.enable_logger(logging.getLogger("emoedge.mqtt.paho"))
+    if log.isEnabledFor(logging.DEBUG):  # paho's own log is noise unless debugging
+        client.enable_logger(logging.getLogger("emoedge.mqtt.paho"))
     if will:
         client.will_set(will.topic, will.payload, will.qos, will.retain)
     if config.username:
@@ -341,14 +342,16 @@ class MqttPublisher:
     def _new_client(self) -> mqtt.Client:
         will = _Outgoing(self.topics.availability, b"offline", 1, True)
         client = new_client(self.config, self.client_id, will)
-        client.on_publish = lambda *a: self._wake()
+        client.on_publish = self._on_publish
         client.on_message = self._on_message
         client.on_disconnect = self._on_disconnect
         return client
 
-    def _wake(self) -> None:
+    def _on_publish(self, *args: Any) -> None:
+        """An acknowledgement matters to the sender only when it waits for window or a flush."""
         with self._cond:
-            self._cond.notify_all()
+            if self._stopping or len(self._inflight) >= INFLIGHT_WINDOW:
+                self._cond.notify_all()
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, *args: Any) -> None:
         with self._cond:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from importlib import import_module
 from pathlib import Path
 
 from edge.cli import Command
@@ -101,17 +102,22 @@ def _configure_bench(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rate", type=float, default=10.0, help="--mqtt: messages/s per device")
 
 
+def _delegate(module: str, function: str, args: argparse.Namespace) -> int:
+    """Hand the parsed arguments to a device-side benchmark (imported only when asked for)."""
+    try:
+        run = getattr(import_module(module), function)
+    except (ImportError, AttributeError) as error:
+        raise UsageError(f"this benchmark is not available in this install ({error})") from None
+    return int(run(args))
+
+
 def _run_bench(args: argparse.Namespace) -> int:
     if args.pipeline and args.mqtt:
         raise UsageError("--pipeline and --mqtt are separate benchmarks; pick one")
     if args.pipeline:
-        from edge.pipeline_bench import run_pipeline_bench
-
-        return int(run_pipeline_bench(args))
+        return _delegate("edge.pipeline_bench", "run_pipeline_bench", args)
     if args.mqtt:
-        from edge.mqtt_bench import run_mqtt_bench
-
-        return int(run_mqtt_bench(args))
+        return _delegate("edge.mqtt_bench", "run_mqtt_bench", args)
     from export.bench import run_bench
 
     return run_bench(

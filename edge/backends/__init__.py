@@ -37,9 +37,9 @@ def backend_for(model_file: str | Path, backend: str | None = None) -> type[Runn
                 f"it reads {', '.join(cls.file_types)}"
             )
         return cls
-    for cls in BACKENDS.values():
-        if suffix in cls.file_types:
-            return cls
+    readers = [cls for cls in BACKENDS.values() if suffix in cls.file_types]
+    if readers:  # the backend whose own format this is, e.g. onnxruntime before openvino
+        return min(readers, key=lambda cls: cls.file_types.index(suffix))
     raise ModelError(f"no backend reads {suffix} files ({Path(model_file).name})")
 
 

@@ -1,0 +1,157 @@
+"""`emoedge export` on a tiny random student: every format and precision, manifests, report,
+calibration from the training split, the int8 gate, and `emoedge evaluate` on an artifact."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from edge.errors import GateError
+from edge.manifest import load_manifest, sha256_file
+from tests.fixtures_export import ARTIFACTS, Corpora, Exported, run_emoedge
+
+
+@pytest.fixture(scope="module")
+def report(exported_student: Exported) -> dict:
+    assert exported_student.exit_code == 0
+    return json.loads((exported_student.out / "report.json").read_text())
+
+
+def test_every_format_and_precision_is_exported_and_validated(report: dict) -> None:
+    rows = {r["artifact"]: r for r in report["rows"]}
+    assert set(rows) == {"pytorch", *ARTIFACTS}
+    for name in ARTIFACTS:
+        row = rows[name]
+        assert row["status"] == "ok", row
+        assert row["file_bytes"] > 0 and row["latency_ms"] > 0
+        assert 0 <= row["agreement"] <= 100 and row["max_abs_logit_diff"] >= 0
+        for key in ("face_only_accuracy", "audio_only_accuracy", "fused_accuracy"):
+            assert 0 <= row[key] <= 100
+    assert rows["onnx-fp32"]["max_abs_logit_diff"] < 1e-4
+    assert rows["onnx-fp32"]["agreement"] == 100.0
+    assert all("size_vs_float" in rows[n] for n in ARTIFACTS if n.endswith("int8"))
+
+
+def test_manifests_validate_and_describe_the_artifact(
+    exported_student: Exported, report: dict
+) -> None:
+    for name in ARTIFACTS:
+        manifest = load_manifest(exported_student.out / name)
+        fmt, precision = name.split("-")
+        assert (manifest.format, manifest.precision, manifest.arch) == (fmt, precision, "student")
+        assert [t.name for t in manifest.inputs] == ["face", "audio", "mask"]
+        assert manifest.inputs[1].shape[1:] == (298, 39)
+        assert manifest.outputs[0].shape[1:] == (7,)
+        assert manifest.inputs[0].shape[0] == (1 if fmt == "tflite" else "batch")
+        assert manifest.source["sha256"] == sha256_file(exported_student.checkpoint)
+        row = next(r for r in report["rows"] if r["artifact"] == name)
+        assert manifest.metrics["agreement"] == row["agreement"]
+        assert manifest.metrics["file_bytes"] == row["file_bytes"]
+
+
+def test_report_names_the_calibration_split_and_the_gate(
+    exported_student: Exported, report: dict
+) -> None:
+    assert report["calibration"]["split"] == "train"
+    assert 0 < report["calibration"]["samples"] <= 12
+    assert report["eval"]["split"] == "test"
+    assert report["gate"] == {
+        "max_int8_drop": 100.0,
+        "min_agreement": 0.0,
+        "passed": True,
+        "breaches": [],
+    }
+    text = (exported_student.out / "report.md").read_text()
+    for name in ("pytorch", *ARTIFACTS):
+        assert f"| {name} |" in text
+    assert "passed" in text
+
+
+def test_calibration_draws_every_mask_from_the_training_split(tiny_corpora: Corpora) -> None:
+    from edge.audio import AudioConfig
+    from edge.face import FaceConfig
+    from export.calibration import calibration_samples
+
+    samples = calibration_samples(
+        tiny_corpora.faces, tiny_corpora.speech, AudioConfig(), FaceConfig(), 10, tiny_corpora.cache
+    )
+    masks = {tuple(s["mask"][0]) for s in samples}
+    assert masks == {(1.0, 0.0), (0.0, 1.0), (1.0, 1.0)}
+    assert all(
+        s["face"].shape == (1, 1, 48, 48) and s["audio"].shape == (1, 298, 39) for s in samples
+    )
+
+
+def test_breached_int8_bound_exits_non_zero(
+    tiny_corpora: Corpora,
+    student_checkpoint: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code = run_emoedge(
+        "export",
+        student_checkpoint,
+        "--formats",
+        "onnx",
+        "--int8",
+        "--calib-samples",
+        "6",
+        "--out",
+        tmp_path,
+        "--min-agreement",
+        "101",
+        *tiny_corpora.args(),
+    )
+    assert code == GateError.exit_code
+    assert "int8 quality bound breached: onnx-int8 agrees with PyTorch" in capsys.readouterr().err
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["gate"]["passed"] is False
+    assert "FAILED" in (tmp_path / "report.md").read_text()
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["--formats", "onnx,coreml"], 2, "unknown coreml; allowed: onnx, openvino, tflite"),
+        (["--calib-samples", "0", "--int8"], 4, "--calib-samples must be at least 1"),
+    ],
+)
+def test_bad_options_are_clear_errors(
+    tiny_corpora: Corpora,
+    student_checkpoint: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    args: list[str],
+    code: int,
+    message: str,
+) -> None:
+    assert (
+        run_emoedge("export", student_checkpoint, "--out", tmp_path, *args, *tiny_corpora.args())
+        == code
+    )
+    assert message in capsys.readouterr().err
+
+
+def test_missing_checkpoint_is_a_model_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run_emoedge("export", tmp_path / "nope.pt", "--formats", "onnx") == 5
+    assert "checkpoint not found" in capsys.readouterr().err
+
+
+def test_evaluate_scores_an_exported_artifact(
+    exported_student: Exported, tiny_corpora: Corpora, tmp_path: Path
+) -> None:
+    out = tmp_path / "metrics.json"
+    code = run_emoedge(
+        "evaluate", exported_student.out / "openvino-int8", "--json", out, *tiny_corpora.args()
+    )
+    assert code == 0
+    result = json.loads(out.read_text())
+    assert result["runtime"] == "openvino int8"
+    report = json.loads((exported_student.out / "report.json").read_text())
+    row = next(r for r in report["rows"] if r["artifact"] == "openvino-int8")
+    assert result["metrics"]["fused"]["accuracy"] == row["fused_accuracy"]
+    assert result["metrics"]["face_only"]["accuracy"] == row["face_only_accuracy"]

@@ -1,0 +1,171 @@
+"""End to end: `emoedge run --config FILE` replays the sample through the tiny model to a real
+Mosquitto; a real subscriber must receive what the model predicts for that clip (computed
+here by running the same backend on the same inputs). SIGTERM ends it cleanly."""
+
+from __future__ import annotations
+
+import json
+import signal
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge.backends import load_artifact
+from edge.capture import AudioChunk, ReplayClock
+from edge.capture.camera import FileCamera
+from edge.capture.microphone import read_audio_file
+from edge.config import DetectorConfig, EventConfig, SmoothingConfig
+from edge.detect import load_detector
+from edge.labels import LABELS
+from edge.pipeline import Pipeline
+from edge.stats import Stats
+from edge.sync import AudioRing
+from tests.fixtures_daemon import SAMPLE, emoedge, finish, sample_config, write_toml
+from tests.fixtures_mqtt import Broker, MessageLog, wait_for
+
+pytestmark = pytest.mark.slow
+
+
+def expected_per_frame(model: Path) -> list[tuple[np.ndarray | None, list[float]]]:
+    """(probabilities or None, mask) for every frame of the sample, computed offline."""
+    clock = ReplayClock(realtime=False)
+    camera = FileCamera(SAMPLE / "sample.avi", clock)
+    camera.open()
+    wave, rate = read_audio_file(SAMPLE / "sample.flac")
+    ring = AudioRing(rate, len(wave) / rate + 1)
+    ring.write(AudioChunk(wave, clock.at(len(wave) / rate), rate))
+    pipeline = Pipeline(
+        load_artifact(model, "onnxruntime", threads=1),
+        load_detector(DetectorConfig()),
+        ring,
+        SmoothingConfig(alpha=1.0),
+        EventConfig(threshold=0.0, hold_s=0.0),
+        Stats(),
+    )
+    out = []
+    while (frame := camera.read()) is not None:
+        result = pipeline.cycle(frame, frame.t)
+        out.append((result.probs, result.inputs.mask.tolist()))
+    camera.close()
+    return out
+
+
+def exact_config(model: Path, broker: Broker, prefix: str, **overrides: dict) -> dict:
+    """No smoothing, no hold, no threshold: every state is one cycle's model output."""
+    return sample_config(
+        model,
+        broker.mqtt_table(prefix=prefix),
+        smoothing={"method": "ema", "alpha": 1.0},
+        events={"threshold": 0.0, "hold_s": 0.0, "heartbeat_s": 0.3},
+        queues={"max_audio_wait_s": 5.0},
+        **overrides,
+    )
+
+
+def test_subscriber_receives_what_the_model_predicts_for_the_clip(
+    tmp_path: Path, tiny_model: Path, mqtt_broker: Broker
+) -> None:
+    prefix = f"e2e{uuid.uuid4().hex[:8]}"
+    config = write_toml(tmp_path / "c.toml", exact_config(tiny_model, mqtt_broker, prefix))
+    log = MessageLog(mqtt_broker, f"{prefix}/testcam/#")
+    try:
+        code, _, err = finish(emoedge("run", "--config", str(config)), timeout=90)
+    finally:
+        log.close()
+    assert code == 0, err
+    assert "Traceback" not in err
+
+    offline = expected_per_frame(tiny_model)
+    present = [(p, m) for p, m in offline if p is not None]
+    states = [json.loads(p) for p in log.on(f"{prefix}/testcam/state")]
+    assert len(states) >= 10
+    seen_modalities = set()
+    for state in states:
+        if state["state"] == "absent":
+            assert state["label"] is None
+            assert any(p is None for p, _ in offline)
+            continue
+        probs = np.array([state["probabilities"][name] for name in LABELS])
+        errors = [np.abs(probs - p).max() for p, _ in present]
+        best = int(np.argmin(errors))
+        assert errors[best] < 2e-3, f"state {state} matches no frame's prediction"
+        assert state["label"] == LABELS[int(np.argmax(present[best][0]))]
+        mods = state["modalities"]
+        assert [float(mods["face"]), float(mods["audio"])] == present[best][1]
+        seen_modalities.add((mods["face"], mods["audio"]))
+    assert {(True, False), (True, True), (False, True)} <= seen_modalities
+    assert states[-1]["state"] == "absent"  # the clip ends in silence without a face
+
+    offline_labels = {LABELS[int(np.argmax(p))] for p, _ in present} | {None}
+    events = [json.loads(p) for p in log.on(f"{prefix}/testcam/events")]
+    assert events and {e["current"] for e in events} <= offline_labels
+    assert events[-1]["current"] is None
+    stats = [json.loads(p) for p in log.on(f"{prefix}/testcam/stats")]
+    assert stats and stats[-1]["cycles"] > 0 and "inference" in stats[-1]["latency"]
+    assert log.on(f"{prefix}/testcam/availability")[-1] == b"offline"
+
+
+def test_sigterm_ends_cleanly_with_offline_published(
+    tmp_path: Path, tiny_model: Path, mqtt_broker: Broker
+) -> None:
+    prefix = f"term{uuid.uuid4().hex[:8]}"
+    loop = {"camera": {"loop": True}, "microphone": {"loop": True}}
+    config = write_toml(tmp_path / "c.toml", exact_config(tiny_model, mqtt_broker, prefix, **loop))
+    log = MessageLog(mqtt_broker, f"{prefix}/testcam/#")
+    proc = emoedge("run", "--config", str(config))
+    try:
+        wait_for(lambda: len(log.on(f"{prefix}/testcam/state")) >= 3, 60, "states")
+        assert log.on(f"{prefix}/testcam/availability")[-1] == b"online"
+        proc.send_signal(signal.SIGTERM)
+        code, _, err = finish(proc, timeout=30)
+        wait_for(lambda: log.on(f"{prefix}/testcam/availability")[-1] == b"offline", 10, "offline")
+    finally:
+        log.close()
+        if proc.poll() is None:
+            proc.kill()
+    assert code == 0, err
+    assert "Traceback" not in err
+    assert "final stats" in err
+
+
+def test_fake_pi_camera_through_the_whole_daemon(
+    tmp_path: Path, tiny_model: Path, mqtt_broker: Broker
+) -> None:
+    """picamera2 (the fake on PYTHONPATH) → lores luma → BlazeFace → model → MQTT."""
+    import cv2
+
+    capture = cv2.VideoCapture(str(SAMPLE / "sample.avi"))
+    ok, bgr = capture.read()
+    capture.release()
+    assert ok
+    np.save(tmp_path / "scene.npy", np.ascontiguousarray(bgr[..., ::-1]))
+    prefix = f"pi{uuid.uuid4().hex[:8]}"
+    config = exact_config(
+        tiny_model,
+        mqtt_broker,
+        prefix,
+        camera={"source": "picamera2", "width": 448, "height": 336, "fps": 15.0,
+                "lores_width": 224, "lores_height": 168},
+        microphone={"source": "none"},
+    )  # fmt: skip
+    path = write_toml(tmp_path / "c.toml", config)
+    log = MessageLog(mqtt_broker, f"{prefix}/testcam/state")
+    env = {"PYTHONPATH": str(Path(__file__).parent / "fakes"),
+           "FAKE_PICAMERA2_IMAGE": str(tmp_path / "scene.npy")}  # fmt: skip
+    proc = emoedge("run", "--config", str(path), env=env)
+    try:
+        state = wait_for(
+            lambda: [s for s in map(json.loads, log.on(f"{prefix}/testcam/state"))
+                     if s["modalities"]["face"]],
+            60, "a state with a face",
+        )[0]  # fmt: skip
+        proc.send_signal(signal.SIGTERM)
+        code, _, err = finish(proc, timeout=30)
+    finally:
+        log.close()
+        if proc.poll() is None:
+            proc.kill()
+    assert code == 0, err
+    assert state["label"] in LABELS and state["modalities"]["audio"] is False

@@ -105,9 +105,9 @@ def build_parser(commands: dict[str, Command]) -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the `emoedge` console script."""
-    parser = build_parser(load_commands())
+def main(argv: Sequence[str] | None = None, commands: dict[str, Command] | None = None) -> int:
+    """Entry point of the `emoedge` console script (COMMANDS: the registered ones by default)."""
+    parser = build_parser(load_commands() if commands is None else commands)
     args = parser.parse_args(argv)
     if not getattr(args, "_run", None):
         parser.print_help()

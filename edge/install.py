@@ -1,5 +1,7 @@
 """`emoedge install` / `emoedge uninstall`: the daemon as a systemd service on a board.
 
+From a checkout, before any venv exists: `sudo python3 -m edge.install [options]` (stdlib only).
+
 Install plans every step first, then applies only the ones that change something, so a
 second run changes nothing and says so, and `--dry-run` prints the plan alone. What install
 adds is recorded in a manifest (/opt/emoedge/installed.json) that uninstall reads back.
@@ -21,7 +23,7 @@ from importlib.resources import files
 from pathlib import Path, PurePosixPath
 
 from edge import __version__
-from edge.cli import Command
+from edge.cli import Command, main
 from edge.errors import ConfigError, DeviceError, UsageError
 
 OPT = "/opt/emoedge"
@@ -155,10 +157,12 @@ def _venv_steps(target: Target, platform: str, spec: str) -> list[Step]:
     if (venv / "bin" / "emoedge").exists():
         steps.append(Step("unchanged", f"{VENV}/bin/emoedge", "already installed"))
     else:
-        pip = [str(python), "-m", "pip", "install", "--disable-pip-version-check", spec]
-        steps.append(
-            Step("install", f"{VENV}/bin/emoedge", f"pip install {spec}", lambda: _call(pip))
-        )
+        # Raspberry Pi OS builds picamera2 (and its simplejpeg) against its numpy 1.x; a numpy 2
+        # in the venv would shadow that one and break them.
+        wanted = [spec, *(["numpy<2"] if platform == "raspberry-pi" else [])]
+        pip = [str(python), "-m", "pip", "install", "--disable-pip-version-check", *wanted]
+        note = f"pip install {' '.join(wanted)}"
+        steps.append(Step("install", f"{VENV}/bin/emoedge", note, lambda: _call(pip)))
     return steps
 
 
@@ -381,3 +385,7 @@ UNINSTALL = Command(
     configure=configure_uninstall,
     run=run_uninstall,
 )
+
+
+if __name__ == "__main__":
+    sys.exit(main(["install", *sys.argv[1:]], {"install": INSTALL}))

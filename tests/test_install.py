@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -180,6 +181,32 @@ def test_corrupt_install_record_is_a_clear_error(
     assert "Traceback" not in out
 
 
+@pytest.mark.usefixtures("template")
+def test_runs_from_a_checkout_with_the_standard_library_only(tmp_path: Path) -> None:
+    """`sudo python3 -m edge.install` on a fresh board, before any venv exists (-S: no site)."""
+    command = [sys.executable, "-S", "-m", "edge.install", "--root", str(tmp_path)]
+    result = subprocess.run(
+        [*command, "--no-venv", "--platform", "generic"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / UNIT).is_file() and (tmp_path / CONFIG).is_file()
+    plan = subprocess.run(
+        [*command, "--platform", "raspberry-pi", "--dry-run"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert "python3 -m venv --system-site-packages" in plan.stdout
+    assert f"pip install {REPO}[edge] numpy<2" in plan.stdout
+
+
 @pytest.mark.parametrize(
     ("source", "extra", "expected"),
     [
@@ -202,7 +229,7 @@ def test_install_with_a_real_venv_from_this_checkout(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The venv path for real: python3 -m venv + pip install of this checkout (no extra)."""
-    argv = ["install", "--root", str(tmp_path), "--platform", "raspberry-pi"]
+    argv = ["install", "--root", str(tmp_path), "--platform", "jetson"]
     code, out = emoedge(capsys, *argv, "--source", str(REPO), "--extra", "none")
     assert code == 0, out
     venv = tmp_path / "opt/emoedge/venv"

@@ -105,5 +105,6 @@ def test_unit_declares_the_service_contract() -> None:
 
 def test_jetson_dropin_only_widens_devices_and_gpu_needs() -> None:
     keys = {key for _, key, _ in entries(JETSON_DROPIN)}
-    assert keys <= {"DeviceAllow", "Environment", "TimeoutStartSec", "MemoryDenyWriteExecute"}
+    allowed = {"DeviceAllow", "BindPaths", "Environment", "TimeoutStartSec"}
+    assert keys <= allowed | {"MemoryDenyWriteExecute"}
     assert "/dev/nvmap" in JETSON_DROPIN.read_text()

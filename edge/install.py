@@ -24,14 +24,13 @@ from pathlib import Path, PurePosixPath
 
 from edge import __version__
 from edge.cli import Command, main
-from edge.errors import ConfigError, DeviceError, UsageError
+from edge.errors import ConfigError, EmoedgeError, UsageError
 
 OPT = "/opt/emoedge"
 VENV = f"{OPT}/venv"
 MANIFEST = f"{OPT}/installed.json"
 CONFIG_DIR = "/etc/emoedge"
 CONFIG = f"{CONFIG_DIR}/config.toml"
-SECRETS = f"{CONFIG_DIR}/environment"
 UNIT_NAME = "emoedge.service"
 UNIT = f"/etc/systemd/system/{UNIT_NAME}"
 DROPIN_DIR = f"{UNIT}.d"
@@ -68,10 +67,10 @@ class Target:
         """Run systemctl on the live system, or with --root on a staging root (works offline)."""
         command = ["systemctl", *([] if self.live else [f"--root={self.root}"]), *args]
         if shutil.which("systemctl") is None:
-            raise DeviceError("systemctl not found: emoedge install needs systemd")
+            raise EmoedgeError("systemctl not found: emoedge install needs systemd")
         result = subprocess.run(command, capture_output=True, text=True, check=False)
         if result.returncode != 0:
-            raise DeviceError(f"{' '.join(command)} failed: {result.stderr.strip()}")
+            raise EmoedgeError(f"{' '.join(command)} failed: {result.stderr.strip()}")
 
 
 def detect_platform() -> str:
@@ -173,7 +172,7 @@ def _system_python() -> str:
 
 def _call(command: list[str]) -> None:
     if subprocess.run(command, check=False).returncode != 0:
-        raise DeviceError(f"{' '.join(command)} failed (see the output above)")
+        raise EmoedgeError(f"{' '.join(command)} failed (see the output above)")
 
 
 def plan_install(target: Target, platform: str, spec: str | None) -> list[Step]:

@@ -34,8 +34,9 @@ from edge.mqtt import MqttPublisher
 from edge.mqtt_config import parse_mqtt_config
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
-    """Poll `predicate` until it returns something truthy; AssertionError after `timeout` s."""
+def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
+    """Poll `predicate` until it returns something truthy; AssertionError after `timeout` s
+    (a bound on a hang on a loaded machine, not a speed check)."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
@@ -79,12 +80,12 @@ class Certs:
 def make_certs(folder: Path) -> Certs:
     """Generate the certificates with the openssl CLI."""
     folder.mkdir(parents=True, exist_ok=True)
+    new_key = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
     for ca in ("ca", "rogue"):
-        _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-                 "-keyout", f"{ca}.key", "-out", f"{ca}.crt", "-subj", f"/CN=emoedge test {ca}",
-                 cwd=folder)  # fmt: skip
-    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key",
-             "-out", "server.csr", "-subj", "/CN=127.0.0.1", cwd=folder)  # fmt: skip
+        _openssl("req", "-x509", *new_key, "-days", "2", "-keyout", f"{ca}.key",
+                 "-out", f"{ca}.crt", "-subj", f"/CN=emoedge test {ca}", cwd=folder)  # fmt: skip
+    _openssl("req", *new_key, "-keyout", "server.key", "-out", "server.csr",
+             "-subj", "/CN=127.0.0.1", cwd=folder)  # fmt: skip
     (folder / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
     _openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
              "-CAcreateserial", "-days", "2", "-extfile", "san.ext", "-out", "server.crt",

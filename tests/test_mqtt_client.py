@@ -16,7 +16,7 @@ from edge.messages import EmotionEvent, EmotionState
 from edge.payloads import problems, validator
 from edge.subscribe import LiveView
 from tests.conftest import REPO
-from tests.fixtures_mqtt import sample_event, sample_state, wait_for
+from tests.fixtures_mqtt import MessageLog, sample_event, sample_state, wait_for
 
 FAST = {"max_rate_per_topic": 1000}
 
@@ -91,9 +91,11 @@ def _subscribe_cli(broker, *args: str) -> subprocess.Popen:
 
 
 def test_subscribe_cli_prints_json_lines(mqtt_broker, make_publisher) -> None:
+    early = MessageLog(mqtt_broker, "emoedge/cli/state")
     publisher = make_publisher(mqtt_broker, "cli", **FAST)
     publisher.publish_state(sample_state(11, "surprise"))
-    wait_for(lambda: publisher.counters()["sent"] >= 1, what="state sent")
+    wait_for(lambda: early.messages, what="the state at the broker")
+    early.close()
     proc = _subscribe_cli(mqtt_broker, "--device", "cli", "--json", "--count", "2")
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err

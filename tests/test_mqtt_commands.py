@@ -143,7 +143,7 @@ def test_bad_payloads_are_rejected_and_publishing_goes_on(mqtt_broker, make_publ
     lock = threading.Lock()
     seq = iter(range(10**6))
 
-    @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+    @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
     @given(BAD_COMMANDS)
     def check(command: tuple[str, bytes]) -> None:
         name, payload = command

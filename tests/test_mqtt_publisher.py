@@ -21,10 +21,12 @@ SCHEMA_BY_KIND = {"state": "state", "events": "event", "stats": "stats", "result
 
 
 def test_late_subscriber_sees_retained_availability_and_state(mqtt_broker, make_publisher) -> None:
+    early = MessageLog(mqtt_broker, "emoedge/late/#")
     publisher = make_publisher(mqtt_broker, "late", **FAST)
     publisher.publish_state(sample_state(7, "sad"))
     publisher.publish_event(sample_event(7, "happy", "sad"))
-    wait_for(lambda: publisher.counters()["sent"] >= 2, what="state and event sent")
+    wait_for(lambda: early.on("emoedge/late/events"), what="state and event at the broker")
+    early.close()
     late = MessageLog(mqtt_broker, "emoedge/late/#")
     try:
         topics = Topics("emoedge", "late")

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import paho.mqtt.publish as mqtt_publish
 import pytest
@@ -141,23 +143,30 @@ def test_rate_limit_keeps_the_newest_state(mqtt_broker, make_publisher) -> None:
     assert len(log.on("emoedge/limited/state")) < 50
 
 
-def test_last_will_marks_a_killed_publishing_process_offline(mqtt_broker, tmp_path) -> None:
-    log = MessageLog(mqtt_broker, "emoedge/victim/availability")
-    table = json.dumps(mqtt_broker.mqtt_table(keepalive=5))
+@contextmanager
+def publishing_process(broker, device: str, **keys) -> Iterator[subprocess.Popen]:
+    """A real process running MqttPublisher (tests/mqtt_publisher_proc.py), started."""
+    table = json.dumps(broker.mqtt_table(**keys))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.mqtt_publisher_proc", table, "victim"],
+        [sys.executable, "-m", "tests.mqtt_publisher_proc", table, device],
         cwd=REPO, stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
         assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        yield proc
+    finally:
+        proc.kill()
+        proc.wait(15)
+
+
+def test_last_will_marks_a_killed_publishing_process_offline(mqtt_broker) -> None:
+    log = MessageLog(mqtt_broker, "emoedge/victim/availability")
+    with publishing_process(mqtt_broker, "victim", keepalive=5) as proc:
         wait_for(lambda: log.on("emoedge/victim/availability") == [b"online"], what="online")
         proc.kill()  # SIGKILL: no goodbye, the broker publishes the will
         proc.wait(10)
         wait_for(lambda: log.on("emoedge/victim/availability")[-1:] == [b"offline"],
                  what="last will")  # fmt: skip
-    finally:
-        proc.kill()
-        proc.wait(10)
     late = MessageLog(mqtt_broker, "emoedge/victim/availability")
     try:
         wait_for(lambda: late.messages, what="retained availability")
@@ -167,20 +176,12 @@ def test_last_will_marks_a_killed_publishing_process_offline(mqtt_broker, tmp_pa
         log.close()
 
 
-def test_clean_stop_publishes_offline(mqtt_broker, tmp_path) -> None:
+def test_clean_stop_publishes_offline(mqtt_broker) -> None:
     log = MessageLog(mqtt_broker, "emoedge/polite/#")
-    table = json.dumps(mqtt_broker.mqtt_table())
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.mqtt_publisher_proc", table, "polite"],
-        cwd=REPO, stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    with publishing_process(mqtt_broker, "polite") as proc:
         wait_for(lambda: log.on("emoedge/polite/events"), what="events")
         proc.terminate()
         assert proc.wait(15) == 0
-    finally:
-        proc.kill()
     assert log.on("emoedge/polite/availability")[-1] == b"offline"
     log.close()
 

@@ -1,0 +1,93 @@
+"""MQTT guarantees with the real daemon (`emoedge run --config FILE`, replaying the bundled
+sample in a loop through a tiny model): the last will on SIGKILL, commands applied and
+acknowledged, bad commands rejected while it keeps publishing, a wrong password exits 7."""
+
+from __future__ import annotations
+
+import json
+import signal
+import uuid
+from pathlib import Path
+
+import paho.mqtt.publish as mqtt_publish
+import pytest
+
+from tests.fixtures_daemon import emoedge, finish, sample_config, write_toml
+from tests.fixtures_mqtt import Broker, MessageLog, wait_for
+
+pytestmark = pytest.mark.slow
+LOOP = {"camera": {"loop": True}, "microphone": {"loop": True}}
+
+
+def _looping_daemon(tmp_path: Path, model: Path, broker: Broker, **mqtt) -> tuple[str, Path]:
+    prefix = f"d{uuid.uuid4().hex[:8]}"
+    table = broker.mqtt_table(prefix=prefix, max_rate_per_topic=100, **mqtt)
+    config = write_toml(tmp_path / "c.toml", sample_config(model, table, **LOOP))
+    return f"{prefix}/testcam", config
+
+
+def test_sigkill_leaves_the_last_will(tmp_path, tiny_model, mqtt_broker) -> None:
+    base, config = _looping_daemon(tmp_path, tiny_model, mqtt_broker, keepalive=5)
+    log = MessageLog(mqtt_broker, f"{base}/availability")
+    proc = emoedge("run", "--config", str(config))
+    try:
+        wait_for(lambda: log.on(f"{base}/availability") == [b"online"], 60, "online")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        wait_for(lambda: log.on(f"{base}/availability")[-1:] == [b"offline"], what="last will")
+    finally:
+        proc.kill()
+        finish(proc)
+        log.close()
+    late = MessageLog(mqtt_broker, f"{base}/availability")
+    wait_for(lambda: late.messages, what="retained availability")
+    assert late.messages == [(f"{base}/availability", b"offline", True)]
+    late.close()
+
+
+def test_commands_are_applied_acknowledged_or_rejected(tmp_path, tiny_model, mqtt_broker):
+    base, config = _looping_daemon(tmp_path, tiny_model, mqtt_broker)
+    log = MessageLog(mqtt_broker, [f"{base}/set/+/result", f"{base}/state"])
+    proc = emoedge("run", "--config", str(config))
+
+    def command(name: str, payload: str) -> dict:
+        before = len(log.on(f"{base}/set/{name}/result"))
+        mqtt_publish.single(f"{base}/set/{name}", payload, qos=1, port=mqtt_broker.port)
+        wait_for(lambda: len(log.on(f"{base}/set/{name}/result")) > before, what=name)
+        return json.loads(log.on(f"{base}/set/{name}/result")[-1])
+
+    try:
+        wait_for(lambda: log.on(f"{base}/state"), 60, "states")
+        assert command("rate", '{"hz": 2}') | {"epoch_ms": 0, "timestamp": ""} == {
+            "schema_version": 1, "name": "rate", "ok": True, "message": "inference at 2 Hz",
+            "value": {"hz": 2}, "extra": {}, "epoch_ms": 0, "timestamp": "",
+        }  # fmt: skip
+        assert command("threshold", '{"confidence": 0.4}')["ok"]
+        assert command("pause", "")["message"] == "paused"
+        assert command("resume", "{}")["message"] == "resumed"
+        for name, bad in [("rate", '{"hz": -1}'), ("rate", "fast"), ("threshold", "{}"),
+                          ("pause", "x" * 5000), ("reboot", "{}")]:  # fmt: skip
+            result = command(name, bad)
+            assert result["ok"] is False and result["message"], result
+        states = len(log.on(f"{base}/state"))
+        wait_for(lambda: len(log.on(f"{base}/state")) > states, what="still publishing")
+        assert proc.poll() is None
+        proc.send_signal(signal.SIGTERM)
+        code, _, err = finish(proc, timeout=30)
+    finally:
+        proc.kill()
+        log.close()
+    assert code == 0, err
+    assert "command" in err and "rejected" in err  # rejections are logged
+    assert "Traceback" not in err
+
+
+def test_wrong_password_makes_run_exit_7(tmp_path, tiny_model, mqtt_broker) -> None:
+    wrong = tmp_path / "pw"
+    wrong.write_text("wrong")
+    table = mqtt_broker.mqtt_table("auth", password_file=str(wrong))
+    config = write_toml(tmp_path / "c.toml", sample_config(tiny_model, table))
+    code, _, err = finish(emoedge("run", "--config", str(config)), timeout=60)
+    assert code == 7
+    assert "emoedge run: error: the broker at" in err and "refused" in err
+    assert "wrong" not in err.replace("wrong password", "")

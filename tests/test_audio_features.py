@@ -22,33 +22,6 @@ MEL_DB_ATOL = 1e-2
 MFCC_ATOL = 2e-2
 
 
-def reference_mfcc_deltas(wave: np.ndarray) -> np.ndarray:
-    mel = librosa.feature.melspectrogram(
-        y=wave.astype(np.float64),
-        sr=CFG.sample_rate,
-        n_fft=CFG.n_fft,
-        hop_length=CFG.hop_length,
-        win_length=CFG.win_length,
-        window="hann",
-        center=False,
-        power=2.0,
-        n_mels=CFG.n_mels,
-        fmin=CFG.fmin,
-        fmax=CFG.fmax,
-        htk=True,
-        norm="slaney",
-    )
-    mfcc = librosa.feature.mfcc(
-        S=librosa.power_to_db(mel, ref=1.0, amin=1e-10, top_db=None),
-        n_mfcc=CFG.n_mfcc,
-        dct_type=2,
-        norm="ortho",
-    )
-    d1 = librosa.feature.delta(mfcc, width=CFG.delta_width, order=1, mode="nearest")
-    d2 = librosa.feature.delta(d1, width=CFG.delta_width, order=1, mode="nearest")
-    return np.concatenate([mfcc, d1, d2]).T
-
-
 def reference_log_mel(wave: np.ndarray) -> np.ndarray:
     mel = librosa.feature.melspectrogram(
         y=wave.astype(np.float64),
@@ -66,6 +39,15 @@ def reference_log_mel(wave: np.ndarray) -> np.ndarray:
         norm="slaney",
     )
     return librosa.power_to_db(mel, ref=1.0, amin=1e-10, top_db=None).T
+
+
+def reference_mfcc_deltas(wave: np.ndarray) -> np.ndarray:
+    mfcc = librosa.feature.mfcc(
+        S=reference_log_mel(wave).T, n_mfcc=CFG.n_mfcc, dct_type=2, norm="ortho"
+    )
+    d1 = librosa.feature.delta(mfcc, width=CFG.delta_width, order=1, mode="nearest")
+    d2 = librosa.feature.delta(d1, width=CFG.delta_width, order=1, mode="nearest")
+    return np.concatenate([mfcc, d1, d2]).T
 
 
 def check_against_reference(wave: np.ndarray) -> None:

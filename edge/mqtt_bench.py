@@ -200,7 +200,10 @@ def _report(load: dict, reconnect: dict) -> str:
         f"{load['duplicates']} duplicates, {load['dropped']} dropped",
         f"  latency p50/p99  {load['latency_ms_p50']:.2f} / {load['latency_ms_p99']:.2f} ms "
         f"(max {load['latency_ms_max']:.1f} ms)",
-        f"  publisher CPU    {load['publisher_cpu_us_per_msg']:.0f} µs per message",
+        f"  publisher CPU    {load['publisher_cpu_us_per_msg']:.0f} µs per message; sending took "
+        f"{load['send_wall_s']:.1f} s for {load['seconds']:g} s of schedule"
+        + (" (fell behind: CPU-starved, latency includes queueing)"
+           if load["send_wall_s"] > 1.1 * load["seconds"] else ""),
         f"reconnect after a broker restart ({reconnect['trials']} trials, backoff "
         f"{reconnect['backoff_s'][0]:g}..{reconnect['backoff_s'][1]:g} s)",
         f"  median {reconnect['reconnect_s_median']:.2f} s after the broker listens again; "

@@ -152,8 +152,12 @@ def _configure_demo(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="run N seconds (the sample loops); default: the sample once, or 30 s live",
     )
-    parser.add_argument("--broker", metavar="URL",
-                        help="publish to this broker instead of an embedded mosquitto")  # fmt: skip
+    parser.add_argument(
+        "--model", default="default", metavar="PATH", help="an exported artifact to use instead"
+    )
+    parser.add_argument(
+        "--broker", metavar="URL", help="publish to this broker instead of an embedded mosquitto"
+    )
 
 
 def demo_config(args: argparse.Namespace, broker_url: str) -> Config:
@@ -171,6 +175,7 @@ def demo_config(args: argparse.Namespace, broker_url: str) -> Config:
         device_id="demo",
         camera=camera,
         microphone=microphone,
+        model=ModelConfig(artifact=args.model),
         events=EventConfig(threshold=0.3, hold_s=0.5, heartbeat_s=5.0),
         stats_interval_s=5.0,
         mqtt=parse_mqtt_config({"url": broker_url, "discovery": False}),
@@ -185,7 +190,8 @@ def _print_message(message: Any) -> None:
     elif message.kind == "state":
         s = message.state
         seen = "+".join(m for m, on in (("face", s.face), ("voice", s.audio)) if on) or "nothing"
-        print(f"  state  {s.label or 'absent':<9} {s.confidence:.2f}  sees {seen}")
+        label = s.label or ("absent" if seen == "nothing" else "uncertain")
+        print(f"  state  {label:<9} {s.confidence:.2f}  sees {seen}")
     sys.stdout.flush()
 
 

@@ -6,6 +6,7 @@ import os
 import threading
 import time
 from collections import defaultdict, deque
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -13,7 +14,8 @@ import numpy as np
 STAGES = ("capture", "detect", "features", "inference", "publish")
 
 
-def _rss_bytes() -> int | None:
+def rss_bytes() -> int | None:
+    """Resident memory of this process (None without psutil)."""
     try:
         import psutil
     except ImportError:
@@ -22,11 +24,17 @@ def _rss_bytes() -> int | None:
 
 
 class Stats:
-    """Thread-safe recorder; `snapshot()` covers the time since the previous snapshot."""
+    """Thread-safe recorder; `snapshot()` covers the time since the previous snapshot.
 
-    def __init__(self, window: int = 2000) -> None:
+    Stages are timed with `clock`: wall time (latency) by default; the benchmark passes
+    `time.thread_time` to count CPU time instead.
+    """
+
+    def __init__(self, window: int = 2000, clock: Callable[[], float] = time.perf_counter) -> None:
+        self.clock = clock
         self._lock = threading.Lock()
         self._latency: dict[str, deque[float]] = {s: deque(maxlen=window) for s in STAGES}
+        self._totals: dict[str, float] = dict.fromkeys(STAGES, 0.0)
         self._counters: dict[str, int] = defaultdict(int)
         self._cycles = 0
         self._start = self._wall = time.monotonic()
@@ -36,6 +44,7 @@ class Stats:
     def record(self, stage: str, seconds: float) -> None:
         with self._lock:
             self._latency[stage].append(seconds)
+            self._totals[stage] += seconds
 
     def cycle(self) -> None:
         with self._lock:
@@ -52,6 +61,13 @@ class Stats:
     @property
     def cycles(self) -> int:
         return self._cycles
+
+    def ms_per_cycle(self) -> dict[str, float]:
+        """Time spent in each stage since the start, divided by all cycles (a stage that
+        some cycles skip, like inference when nothing is present, counts as 0 there)."""
+        with self._lock:
+            cycles = max(self._cycles, 1)
+            return {stage: 1000.0 * total / cycles for stage, total in self._totals.items()}
 
     def mean_latency_ms(self) -> float:
         """Mean per-cycle latency over the recorded stages (what `emoedge demo` prints)."""
@@ -79,7 +95,7 @@ class Stats:
                 "latency": latency,
                 "counters": dict(self._counters),
                 "cpu_percent": round(100.0 * (cpu - self._cpu) / wall, 1),
-                "rss_bytes": _rss_bytes(),
+                "rss_bytes": rss_bytes(),
             }
             self._wall, self._cpu, self._cycles_at_snapshot = now, cpu, self._cycles
         return snap

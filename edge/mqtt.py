@@ -53,6 +53,7 @@ log = logging.getLogger("emoedge.mqtt")
 FATAL_CONNACK = {133, 134, 135, 138, 140}
 INFLIGHT_WINDOW = 20
 STOP_FLUSH_S = 5.0
+MAX_RATE_SLOTS = 64
 
 
 class Transient(Exception):
@@ -465,6 +466,8 @@ class MqttPublisher:
             if slot > now:
                 wait = min(wait, slot - now)
                 continue
+            if len(self._next_ok) > MAX_RATE_SLOTS:  # e.g. results of many unknown commands
+                self._next_ok = {t: at for t, at in self._next_ok.items() if at > now}
             self._next_ok[msg.topic] = max(slot, now) + 1.0 / self.config.max_rate_per_topic
             if self._latest.get(msg.topic) is msg:
                 del self._latest[msg.topic]

@@ -47,7 +47,7 @@ class DeviceRow:
     online: bool | None = None
     label: str | None = None
     confidence: float = 0.0
-    last_seen: float = 0.0
+    last_ms: int | None = None  # timestamp of the newest state or event (a retained one may be old)
 
 
 class LiveView:
@@ -58,7 +58,8 @@ class LiveView:
 
     def update(self, device: str, kind: str, payload: Any) -> None:
         row = self.rows.setdefault(device, DeviceRow())
-        row.last_seen = time.monotonic()
+        if kind in ("state", "events"):
+            row.last_ms = max(row.last_ms or 0, payload["epoch_ms"])
         if kind == "availability":
             row.online = payload == "online"
         elif kind == "state":
@@ -69,15 +70,16 @@ class LiveView:
             row.confidence = payload["confidence"]
 
     def render(self) -> str:
-        now = time.monotonic()
+        now = time.time()
         lines = [f"{'DEVICE':<20} {'STATUS':<8} {'EMOTION':<9} {'CONFIDENCE':<{BAR_WIDTH + 6}} AGE"]
         for device, row in sorted(self.rows.items()):
             status = {None: "?", True: "online", False: "offline"}[row.online]
             filled = round(row.confidence * BAR_WIDTH)
             bar = "█" * filled + "·" * (BAR_WIDTH - filled)
+            age = "-" if row.last_ms is None else f"{max(0.0, now - row.last_ms / 1000):.1f}s"
             lines.append(
                 f"{device:<20} {status:<8} {row.label or '-':<9} {bar} {row.confidence:>4.0%} "
-                f"{now - row.last_seen:5.1f}s"
+                f"{age:>7}"
             )
         if len(lines) == 1:
             lines.append("(waiting for devices…)")

@@ -128,4 +128,9 @@ def test_live_view_shows_emotion_confidence_and_availability() -> None:
     assert "online" in kitchen and "happy" in kitchen and "50%" in kitchen
     assert kitchen.count("█") == 10
     hall = next(line for line in lines if line.startswith("hall"))
-    assert "offline" in hall
+    assert "offline" in hall and hall.endswith(" -")  # no state yet: no age
+    old = sample_state(2, "sad")
+    old.epoch_ms -= 3_600_000  # a retained state from an hour ago shows its age
+    view.update("hall", "state", old.to_dict())
+    hall = next(line for line in view.render().splitlines() if line.startswith("hall"))
+    assert float(hall.split()[-1].rstrip("s")) >= 3600

@@ -191,7 +191,8 @@ class Daemon:
                 next_stats = now + self.stats_interval_s
             if self.paused:
                 continue
-            if not self._one_cycle() and self._input_finished():
+            ran = self._one_cycle()
+            if (not ran or self.camera is None) and self._input_finished():
                 log.info("end of input")
                 break
 

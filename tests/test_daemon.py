@@ -19,6 +19,7 @@ from edge.capture.microphone import read_audio_file
 from edge.config import DetectorConfig, EventConfig, SmoothingConfig
 from edge.detect import load_detector
 from edge.labels import LABELS
+from edge.messages import CommandHandler, EmotionEvent, EmotionState
 from edge.pipeline import Pipeline
 from edge.stats import Stats
 from edge.sync import AudioRing
@@ -169,3 +170,54 @@ def test_fake_pi_camera_through_the_whole_daemon(
             proc.kill()
     assert code == 0, err
     assert state["label"] in LABELS and state["modalities"]["audio"] is False
+
+
+class Recorder:
+    """A Publisher that keeps what it is given (the daemon's side of the interface)."""
+
+    def __init__(self) -> None:
+        self.states: list[EmotionState] = []
+        self.calls: list[str] = []
+
+    def start(self) -> None:
+        self.calls.append("start")
+
+    def publish_state(self, state: EmotionState) -> None:
+        self.states.append(state)
+
+    def publish_event(self, event: EmotionEvent) -> None:
+        self.calls.append("event")
+
+    def publish_stats(self, stats: dict) -> None:
+        self.calls.append("stats")
+
+    def set_command_handler(self, handler: CommandHandler) -> None:
+        self.calls.append("handler")
+
+    def stop(self) -> None:
+        self.calls.append("stop")
+
+
+def test_voice_only_daemon_ends_with_its_audio_file(tiny_model: Path) -> None:
+    from edge.config import parse_config
+    from edge.daemon_cli import build_daemon, load_runner
+
+    config = parse_config(
+        {
+            "camera": {"source": "none"},
+            "microphone": {"source": "file", "path": str(SAMPLE / "sample.flac")},
+            "model": {"artifact": str(tiny_model)},
+            "events": {"threshold": 0.0, "hold_s": 0.0, "heartbeat_s": 0.5},
+            "rates": {"inference_hz": 5.0},
+        }
+    )
+    recorder = Recorder()
+    daemon = build_daemon(config, load_runner(config.model), recorder)
+    summary = daemon.run(max_seconds=60)  # the 13 s file ends it long before
+    assert summary.stats["uptime_s"] < 30
+    assert recorder.calls[0] == "handler" and recorder.calls[-1] == "stop"
+    assert recorder.states and not any(s.face for s in recorder.states)
+    assert any(s.audio for s in recorder.states)
+    assert daemon.handle_command("rate", {"hz": 2.0}).ok and daemon.period == 0.5
+    assert daemon.handle_command("threshold", {"confidence": 0.7}).ok
+    assert daemon.pipeline.policy.threshold == 0.7

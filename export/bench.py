@@ -31,18 +31,21 @@ class Target:
     path: str
 
 
-def discover(directory: Path, teacher: Path | None) -> list[Target]:
-    """Every artifact under `directory`, the checkpoint it was exported from and the teacher."""
-    targets = [
-        Target(p.parent.name, "artifact", str(p.parent))
-        for p in sorted(Path(directory).glob("*/manifest.json"))
-    ]
-    if not targets:
-        raise ModelError(f"no artifacts (*/manifest.json) under {directory}; run emoedge export")
-    checkpoints: list[Path] = []
-    report = Path(directory) / "report.json"
-    if report.is_file():
-        checkpoints.append(Path(json.loads(report.read_text())["source"]["checkpoint"]))
+def discover(directories: list[Path], teacher: Path | None) -> list[Target]:
+    """Every artifact under the folders, the checkpoints they were exported from and the
+    teacher. With several folders, artifact names are prefixed with their folder's name."""
+    targets, checkpoints = [], []
+    for directory in directories:
+        prefix = f"{Path(directory).name}/" if len(directories) > 1 else ""
+        found = sorted(Path(directory).glob("*/manifest.json"))
+        if not found:
+            raise ModelError(
+                f"no artifacts (*/manifest.json) under {directory}; run emoedge export"
+            )
+        targets += [Target(prefix + p.parent.name, "artifact", str(p.parent)) for p in found]
+        report = Path(directory) / "report.json"
+        if report.is_file():
+            checkpoints.append(Path(json.loads(report.read_text())["source"]["checkpoint"]))
     if teacher is not None:
         checkpoints.append(teacher)
     seen: set[Path] = set()
@@ -161,15 +164,17 @@ def bar_chart(results: list[dict], path: Path) -> Path:
 
 
 def run_bench(
-    directory: Path,
+    directories: list[Path],
     threads: tuple[int, ...],
     runs: int,
     warmup: int,
     teacher: Path | None,
     json_path: Path | None,
 ) -> int:
-    """Measure every target at every thread count; write bench.md, bench.png (and JSON)."""
-    targets = discover(directory, teacher)
+    """Measure every target at every thread count; write bench.md and bench.png into the
+    first folder (and JSON where asked)."""
+    targets = discover(directories, teacher)
+    directory = Path(directories[0])
     results = [
         measure_in_fresh_process(target, t, runs, warmup) for target in targets for t in threads
     ]

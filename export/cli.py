@@ -73,11 +73,12 @@ def _int_list(text: str) -> tuple[int, ...]:
 
 def _configure_bench(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "dir",
+        "dirs",
         type=Path,
-        nargs="?",
-        default=Path("build/export"),
-        help="folder of exported artifacts (emoedge export --out)",
+        nargs="*",
+        default=[Path("build/export")],
+        metavar="DIR",
+        help="folders of exported artifacts (emoedge export --out), e.g. student and teacher",
     )
     p.add_argument("--threads", default="1,2,4", help="thread counts to measure")
     p.add_argument("--runs", type=int, default=200, help="timed runs per measurement")
@@ -121,7 +122,7 @@ def _run_bench(args: argparse.Namespace) -> int:
     from export.bench import run_bench
 
     return run_bench(
-        args.dir, _int_list(args.threads), args.runs, args.warmup, args.teacher, args.json
+        args.dirs, _int_list(args.threads), args.runs, args.warmup, args.teacher, args.json
     )
 
 

@@ -50,8 +50,9 @@ def build_daemon(config: Config, runner: Any, publisher: Any, notifier: Any = No
     camera = make_camera(config.camera, clock)
     microphone = make_microphone(config.microphone, clock)
     detector = load_detector(config.detector, config.model.threads) if camera else None
+    # Room for the window plus a few seconds of lag behind the microphone.
     window_s = runner.manifest.audio.window_s
-    ring = AudioRing(microphone.sample_rate, window_s + 2.0) if microphone else None
+    ring = AudioRing(microphone.sample_rate, window_s + 5.0) if microphone else None
     pipeline = Pipeline(runner, detector, ring, config.smoothing, config.events, Stats())
     return Daemon(
         pipeline,

@@ -11,6 +11,7 @@ import argparse
 import json
 import platform
 from importlib.resources import files
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -52,9 +53,10 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--topic", default="emoedge/check-arm64/result")
+    parser.add_argument("--model", help="an exported ONNX artifact (default: the bundled one)")
     args = parser.parse_args()
 
-    artifact = default_artifact("onnxruntime")
+    artifact = Path(args.model) if args.model else default_artifact("onnxruntime")
     runner = load_artifact(artifact, "onnxruntime")
     probabilities = runner.predict(*sample_inputs(runner))[0]
     best = int(np.argmax(probabilities))

@@ -3,7 +3,8 @@
 #
 # Builds an arm64 bookworm root with debootstrap (--foreign, second stage under qemu-user via
 # binfmt), installs this checkout there the way the README tells a Raspberry Pi owner to
-# (venv with system site packages, pip install '.[edge]', `emoedge install`), then runs
+# (`python3 -m edge.install`: venv with system site packages, pip install '.[edge]', config,
+# unit, enable; a second run must change nothing), then runs
 # scripts/arm64_smoke.py inside it: one face detection + one inference of the bundled default
 # model on the bundled sample, and one MQTT publish to a Mosquitto broker on the host's
 # loopback, which a subscriber on the host must receive.
@@ -15,17 +16,23 @@
 # camera and microphone drivers (libcamera/picamera2, V4L2, ALSA), the systemd sandbox at
 # run time (no systemd runs in a chroot), Jetson's CUDA/TensorRT.
 #
-# Environment: ARM64_BUILD (default build/arm64; the root is cached there between runs),
+# Environment: ARM64_MODEL (an exported ONNX artifact folder to run instead of the bundled
+# default model), ARM64_BUILD (default /var/tmp/emoedge-arm64, where the root is cached between
+# runs; outside the checkout on purpose: while this runs the root has /proc and /sys mounted,
+# and tools that walk the source tree, like setuptools or grep -r, must not wander into them),
 # DEBIAN_MIRROR (default http://deb.debian.org/debian). Needs root and the apt packages
 # debootstrap qemu-user-static binfmt-support mosquitto mosquitto-clients. Takes minutes.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 REPO=$PWD
-BUILD=${ARM64_BUILD:-$REPO/build/arm64}
+BUILD=${ARM64_BUILD:-/var/tmp/emoedge-arm64}
 ROOTFS=$BUILD/rootfs
 MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 VENV=/opt/emoedge/venv
+# What a Raspberry Pi OS install has from apt (python3-picamera2 brings numpy; it is not in
+# Debian), plus systemd for systemctl and systemd-analyze.
+ROOT_PACKAGES=python3,python3-venv,python3-numpy,python3-pyaudio,ca-certificates,systemd
 
 say() { printf '\n== %s\n' "$*"; }
 die() { printf 'check-arm64: error: %s\n' "$*" >&2; exit 1; }
@@ -50,7 +57,7 @@ if [ ! -e "$ROOTFS/.bootstrapped" ]; then
 	rm -rf "$ROOTFS"
 	mkdir -p "$ROOTFS"
 	debootstrap --arch=arm64 --foreign --variant=minbase \
-		--include=python3,python3-venv,ca-certificates,systemd,libgomp1 \
+		--include="$ROOT_PACKAGES" \
 		bookworm "$ROOTFS" "$MIRROR"
 	install -m 0755 "$(command -v qemu-aarch64-static)" "$ROOTFS/usr/bin/"
 	say "debootstrap second stage (aarch64 binaries under qemu)"
@@ -69,12 +76,19 @@ cleanup() {
 	return 0
 }
 trap cleanup EXIT
+cleanup # mounts left by an interrupted run
 mount -t proc proc "$ROOTFS/proc"
 mount --rbind /sys "$ROOTFS/sys"
 mount --bind /dev "$ROOTFS/dev"
 mount --bind /dev/pts "$ROOTFS/dev/pts"
 cp -L /etc/resolv.conf "$ROOTFS/etc/resolv.conf"
 in_root() { chroot "$ROOTFS" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 "$@"; }
+missing=$(for p in ${ROOT_PACKAGES//,/ }; do in_root dpkg -s "$p" >/dev/null 2>&1 || echo "$p"; done)
+if [ -n "$missing" ]; then
+	say "apt-get install in the root:" $missing
+	in_root apt-get update -qq
+	in_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing
+fi
 
 say "copy this checkout (tracked and untracked, not ignored files) to /src"
 rm -rf "$ROOTFS/src"
@@ -83,15 +97,24 @@ git ls-files -z --cached --others --exclude-standard | tar --null -T - -cf - | t
 in_root uname -m | grep -qx aarch64 || die "the root does not run as aarch64"
 in_root python3 --version
 
-say "install as the README says: venv (system site packages), pip install '.[edge]', emoedge install"
-[ -x "$ROOTFS$VENV/bin/python" ] || in_root python3 -m venv --system-site-packages "$VENV"
-in_root "$VENV/bin/pip" install --disable-pip-version-check -q '/src[edge]'
-in_root "$VENV/bin/emoedge" install --platform raspberry-pi --source /src
-again=$(in_root "$VENV/bin/emoedge" install --platform raspberry-pi --source /src)
-[[ $again == *"nothing to do"* ]] || die "a second emoedge install changed something: $again"
+if [ -x "$ROOTFS$VENV/bin/emoedge" ]; then
+	say "uninstall --purge the previous run's install"
+	in_root "$VENV/bin/emoedge" uninstall --purge
+	[ ! -e "$ROOTFS/etc/systemd/system/emoedge.service" ] || die "uninstall left the unit behind"
+	[ ! -e "$ROOTFS/etc/systemd/system/multi-user.target.wants/emoedge.service" ] ||
+		die "uninstall left the unit enabled"
+fi
+
+say "install as the README says: python3 -m edge.install from the checkout (standard library only)"
+in_root sh -c 'cd /src && exec python3 -m edge.install --platform raspberry-pi'
+again=$(in_root "$VENV/bin/emoedge" install --platform raspberry-pi)
+printf '%s\n' "$again"
+[[ $again == *"nothing to do"* ]] || die "a second emoedge install changed something"
 [ "$(in_root systemctl is-enabled emoedge.service)" = enabled ] || die "emoedge.service is not enabled"
 verify=$(in_root systemd-analyze verify /etc/systemd/system/emoedge.service 2>&1 || true)
 [ -z "$verify" ] || die "systemd-analyze verify in the arm64 root: $verify"
+in_root "$VENV/bin/python" -c 'import numpy, sys; print("numpy", numpy.__version__); sys.exit(numpy.__version__ >= "2")' ||
+	die "numpy 2 in the venv would break picamera2 on Raspberry Pi OS"
 
 say "broker on the host's loopback, subscriber on the host"
 PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
@@ -104,8 +127,14 @@ SUB_PID=$!
 sleep 1
 
 say "one inference of the default model on the bundled sample + one MQTT publish (aarch64)"
+model_args=()
+if [ -n "${ARM64_MODEL:-}" ]; then
+	rm -rf "$ROOTFS/model"
+	cp -r "$ARM64_MODEL" "$ROOTFS/model"
+	model_args=(--model /model)
+fi
 in_root "$VENV/bin/python" /src/scripts/arm64_smoke.py --host 127.0.0.1 --port "$PORT" \
-	--topic emoedge/check-arm64/result
+	--topic emoedge/check-arm64/result "${model_args[@]}"
 wait "$SUB_PID" || die "the host subscriber received nothing from the arm64 root"
 SUB_PID=""
 say "received on the host: $(cat "$BUILD/received.json")"

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from edge.cli import main
 from edge.config import Config, load_config, parse_config
 from edge.errors import ConfigError
 from tests.fixtures_daemon import REPO, emoedge, finish, write_toml
@@ -76,21 +77,24 @@ def test_secret_never_appears_in_errors(tmp_path: Path) -> None:
 
 
 def test_config_check_cli(tmp_path: Path) -> None:
-    good = write_toml(tmp_path / "good.toml", {"device_id": "porch", "rates": {"inference_hz": 4}})
-    code, out, err = finish(emoedge("config", "check", str(good)))
-    assert code == 0, err
-    assert "ok" in out and "porch" in out
-
+    """The real console script once (exit code, no traceback)."""
     bad = write_toml(tmp_path / "bad.toml", {"smoothing": {"method": "median"}})
-    code, out, err = finish(emoedge("config", "check", str(bad)))
+    code, _, err = finish(emoedge("config", "check", str(bad)))
     assert code == ConfigError.exit_code
     assert "smoothing.method" in err and "'median'" in err and "ema, window" in err
     assert "Traceback" not in err
 
+
+def test_config_check_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    good = write_toml(tmp_path / "good.toml", {"device_id": "porch", "rates": {"inference_hz": 4}})
+    assert main(["config", "check", str(good)]) == 0
+    out = capsys.readouterr().out
+    assert "ok" in out and "porch" in out
+
     broken = tmp_path / "broken.toml"
     broken.write_text("[camera\nsource = 'opencv'\n")
-    code, _, err = finish(emoedge("config", "check", str(broken)))
-    assert code == ConfigError.exit_code and "not valid TOML" in err and "Traceback" not in err
+    assert main(["config", "check", str(broken)]) == ConfigError.exit_code
+    assert "not valid TOML" in capsys.readouterr().err
 
-    code, _, err = finish(emoedge("config", "check", str(tmp_path / "missing.toml")))
-    assert code == ConfigError.exit_code and "not found" in err
+    assert main(["config", "check", str(tmp_path / "missing.toml")]) == ConfigError.exit_code
+    assert "not found" in capsys.readouterr().err

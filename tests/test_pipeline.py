@@ -94,10 +94,10 @@ def test_model_sees_the_independently_computed_inputs(replay: Replay, tiny_model
 def test_states_and_events_follow_the_clip(replay: Replay, tiny_model: Path) -> None:
     frames, wave, rate, clock = replay
     pipeline = make_pipeline(tiny_model, wave, rate, clock)
-    results = [pipeline.cycle(f, f.t) for f in frames]
+    results = [pipeline.cycle(f, f.t) for f in frames[::2]]  # 5 Hz over the clip
     states = [r.state for r in results if r.state is not None]
     events = [r.event for r in results if r.event is not None]
     assert states[-1].state == "absent" and states[-1].label is None
     assert events[0].previous is None and events[-1].current is None
     assert [s.seq for s in states] == sorted(s.seq for s in states)
-    assert pipeline.stats.cycles == len(frames)
+    assert pipeline.stats.cycles == len(frames[::2])

@@ -139,7 +139,7 @@ class Subscription:
         self._client = new_client(config, config.client_id or "", reconnect=True)
         self._client.on_message = self._on_message
         try:
-            connect(self._client, config)
+            connect(self._client, config, first=True)
         except Transient as error:
             raise BrokerError(str(error)) from error
         self._subscribed = threading.Event()

@@ -98,11 +98,13 @@ def new_client(
     return client
 
 
-def connect(client: mqtt.Client, config: MqttConfig) -> None:
+def connect(client: mqtt.Client, config: MqttConfig, first: bool = False) -> None:
     """Connect and start the network thread; returns once the broker accepted.
 
     Raises BrokerError for what retrying cannot fix (credentials, certificate, authorisation)
-    and `Transient` for the rest (refused, unreachable, timeout).
+    and `Transient` for the rest (refused, unreachable, timeout). On the `first` connection a
+    TLS connection closed before the broker answered is also a BrokerError: it is how a broker
+    refuses a client certificate under TLS 1.3 (the alert saying so does not always arrive).
     """
     where = config.url
     accepted = threading.Event()
@@ -116,9 +118,16 @@ def connect(client: mqtt.Client, config: MqttConfig) -> None:
         outcome.append(None)  # closed before the broker answered
         accepted.set()
 
+    socket_errors: list[str] = []  # a TLS alert after the handshake: client certificate refused
+
+    def on_log(c: mqtt.Client, userdata: Any, level: int, line: str) -> None:
+        if level == mqtt.MQTT_LOG_ERR:
+            socket_errors.append(line)
+
     client.on_connect = on_connect
     owners_on_disconnect = client.on_disconnect
     client.on_disconnect = on_disconnect
+    client.on_log = on_log
     try:
         client.connect(config.host, config.port, config.keepalive)
     except ssl.SSLCertVerificationError as error:
@@ -138,6 +147,7 @@ def connect(client: mqtt.Client, config: MqttConfig) -> None:
     if not accepted.wait(config.connect_timeout_s):
         _close(client)
         raise Transient(f"no answer from the broker at {where} in {config.connect_timeout_s} s")
+    client.on_log = None
     reason = outcome[0]
     if reason is not None and not reason.is_failure:
         client.on_disconnect = owners_on_disconnect
@@ -147,6 +157,14 @@ def connect(client: mqtt.Client, config: MqttConfig) -> None:
         raise Transient(f"the broker at {where} closed the connection right after accepting it")
     _close(client)
     if reason is None:
+        alert = next((e for e in socket_errors if "alert" in e.lower()), None)
+        if config.tls and (alert or first):
+            mine = config.tls.certfile or "none configured"
+            why = alert.split("] ")[-1] if alert else "closed the connection before answering"
+            raise BrokerError(
+                f"the broker at {where} refused the TLS connection after the handshake ({why}); "
+                f"does it require a client certificate it accepts? (client certificate: {mine})"
+            )
         raise Transient(f"the broker at {where} closed the connection before answering")
     code = reason.value
     if code in FATAL_CONNACK:
@@ -261,7 +279,7 @@ class MqttPublisher:
         unreachable broker is logged and retried in the background."""
         client = self._new_client()
         try:
-            connect(client, self.config)
+            connect(client, self.config, first=True)
         except Transient as error:
             log.warning("%s; retrying in the background", error)
             client = None

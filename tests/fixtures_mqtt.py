@@ -4,6 +4,8 @@
 - password:  `broker.url("auth")`      (user `broker.username`, password `broker.password`)
 - TLS:       `broker.url("tls")`       (server certificate for 127.0.0.1, not `localhost`,
              signed by `broker.certs.ca_file`; `broker.certs.rogue_ca_file` did NOT sign it)
+- mutual TLS: `broker.url("mtls")`     (as TLS, and a client certificate signed by the CA is
+             required: `broker.certs.client_cert` / `client_key`)
 
 `broker.mqtt_table(kind)` gives an `[mqtt]` table for `edge.mqtt_config.parse_mqtt_config`.
 `broker.kill()` (SIGKILL) and `broker.start()` stop and restart it on the same ports.
@@ -75,6 +77,8 @@ class Certs:
     server_cert: Path
     server_key: Path
     rogue_ca_file: Path
+    client_cert: Path
+    client_key: Path
 
 
 def make_certs(folder: Path) -> Certs:
@@ -86,12 +90,20 @@ def make_certs(folder: Path) -> Certs:
                  "-out", f"{ca}.crt", "-subj", f"/CN=emoedge test {ca}", cwd=folder)  # fmt: skip
     _openssl("req", *new_key, "-keyout", "server.key", "-out", "server.csr",
              "-subj", "/CN=127.0.0.1", cwd=folder)  # fmt: skip
+    _openssl("req", *new_key, "-keyout", "client.key", "-out", "client.csr",
+             "-subj", "/CN=emoedge-test-client", cwd=folder)  # fmt: skip
     (folder / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
-    _openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-             "-CAcreateserial", "-days", "2", "-extfile", "san.ext", "-out", "server.crt",
-             cwd=folder)  # fmt: skip
+    for name in ("server", "client"):
+        _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+                 "-CAcreateserial", "-days", "2", "-extfile", "san.ext", "-out", f"{name}.crt",
+                 cwd=folder)  # fmt: skip
     return Certs(
-        folder / "ca.crt", folder / "server.crt", folder / "server.key", folder / "rogue.crt"
+        folder / "ca.crt",
+        folder / "server.crt",
+        folder / "server.key",
+        folder / "rogue.crt",
+        folder / "client.crt",
+        folder / "client.key",
     )
 
 
@@ -108,7 +120,7 @@ class Broker:
 
     def __post_init__(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
-        self.ports = {kind: free_port() for kind in ("anon", "auth", "tls")}
+        self.ports = {kind: free_port() for kind in ("anon", "auth", "tls", "mtls")}
         passwd = self.folder / "passwd"
         passwd.touch()
         self.password_file = self.folder / "password.txt"
@@ -131,6 +143,12 @@ class Broker:
                 f"password_file {passwd}",
                 f"listener {self.ports['tls']} {HOST}",
                 "allow_anonymous true",
+                f"cafile {self.certs.ca_file}",
+                f"certfile {self.certs.server_cert}",
+                f"keyfile {self.certs.server_key}",
+                f"listener {self.ports['mtls']} {HOST}",
+                "allow_anonymous true",
+                "require_certificate true",
                 f"cafile {self.certs.ca_file}",
                 f"certfile {self.certs.server_cert}",
                 f"keyfile {self.certs.server_key}",
@@ -160,7 +178,7 @@ class Broker:
         return self.ports["anon"]
 
     def url(self, kind: str = "anon") -> str:
-        scheme = "mqtts" if kind == "tls" else "mqtt"
+        scheme = "mqtts" if kind in ("tls", "mtls") else "mqtt"
         return f"{scheme}://{HOST}:{self.ports[kind]}"
 
     def mqtt_table(self, kind: str = "anon", **overrides: Any) -> dict[str, Any]:
@@ -170,6 +188,10 @@ class Broker:
             table |= {"username": self.username, "password_file": str(self.password_file)}
         if kind == "tls":
             table["tls"] = {"ca_file": str(self.certs.ca_file)}
+        if kind == "mtls":
+            certs = self.certs
+            table["tls"] = {"ca_file": str(certs.ca_file), "certfile": str(certs.client_cert),
+                            "keyfile": str(certs.client_key)}  # fmt: skip
         return table | overrides
 
     def start(self) -> None:

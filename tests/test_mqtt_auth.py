@@ -13,7 +13,7 @@ from tests.fixtures_mqtt import wait_for
 
 
 @pytest.mark.parametrize("protocol", ["3.1.1", "5"])
-@pytest.mark.parametrize("kind", ["auth", "tls"])
+@pytest.mark.parametrize("kind", ["auth", "tls", "mtls"])
 def test_right_credentials_and_certificate_connect(mqtt_broker, make_publisher, kind, protocol):
     publisher = make_publisher(mqtt_broker, f"ok-{kind}", kind, protocol=protocol)
     wait_for(lambda: publisher.connected, what="connected")
@@ -41,6 +41,13 @@ def test_untrusted_certificate_is_a_broker_error(mqtt_broker) -> None:
     table = mqtt_broker.mqtt_table("tls", tls={"ca_file": str(mqtt_broker.certs.rogue_ca_file)})
     publisher = MqttPublisher(parse_mqtt_config(table), "badca", "m")
     with pytest.raises(BrokerError, match=r"certificate of the broker .* is not trusted"):
+        publisher.start()
+
+
+def test_missing_client_certificate_is_a_broker_error(mqtt_broker) -> None:
+    table = mqtt_broker.mqtt_table("mtls", tls={"ca_file": str(mqtt_broker.certs.ca_file)})
+    publisher = MqttPublisher(parse_mqtt_config(table), "nocert", "m")
+    with pytest.raises(BrokerError, match=r"refused the TLS connection .* \(client certificate"):
         publisher.start()
 
 

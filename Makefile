@@ -8,7 +8,7 @@ PIP_FLAGS := -q --disable-pip-version-check
 APT_PACKAGES := mosquitto mosquitto-clients portaudio19-dev libasound2-plugins alsa-utils \
 	libsndfile1 systemd openssl
 
-.PHONY: test demo lint format system-deps check-arm64 clean
+.PHONY: test demo lint format system-deps check-arm64 clean default-model
 
 system-deps:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
@@ -49,6 +49,19 @@ format: $(VENV)/.installed
 check-arm64:
 	$(MAKE) system-deps APT_PACKAGES="$(APT_PACKAGES) debootstrap qemu-user-static binfmt-support git"
 	scripts/check-arm64.sh
+
+# Ship the trained student as the edge package's default model: export every format (fp32 +
+# int8, validated against PyTorch; a breached int8 bound stops here), then bundle the int8
+# ONNX, OpenVINO and TFLite artifacts, the fp32 ONNX one and the export report.
+STUDENT ?= runs/student/best.pt
+EXPORT_DIR ?= build/export
+DEFAULT_MODELS := edge/models/default
+default-model: $(VENV)/.installed
+	$(VENV)/bin/emoedge export $(STUDENT) --formats onnx,openvino,tflite --int8 --out $(EXPORT_DIR)
+	rm -rf $(DEFAULT_MODELS) && mkdir -p $(DEFAULT_MODELS)
+	for a in onnx-int8 openvino-int8 tflite-int8 onnx-fp32; do \
+		cp -r $(EXPORT_DIR)/$$a $(DEFAULT_MODELS)/$$a || exit 1; done
+	cp $(EXPORT_DIR)/report.md $(DEFAULT_MODELS)/report.md
 
 clean:
 	rm -rf --one-file-system $(VENV) $(EDGE_VENV) build *.egg-info .pytest_cache .ruff_cache

@@ -17,6 +17,7 @@ from edge.capture import Frame
 from edge.config import EventConfig, SmoothingConfig
 from edge.detect import Detection, FaceDetector, largest_face
 from edge.face import crop_face
+from edge.features import SlidingFeatures
 from edge.labels import LABELS
 from edge.messages import EmotionEvent, EmotionState
 from edge.smoothing import Change, EventPolicy, Smoother
@@ -72,6 +73,9 @@ class Pipeline:
         self.audio_cfg = runner.manifest.audio
         self.face_cfg = runner.manifest.face
         self.model_id = runner.manifest.model_id
+        same_rate = ring is not None and ring.sample_rate == self.audio_cfg.sample_rate
+        whole_hops = self.audio_cfg.window_samples % self.audio_cfg.hop_length == 0
+        self.sliding = SlidingFeatures(self.audio_cfg) if same_rate and whole_hops else None
         self.smoother = Smoother(smoothing)
         self.policy = EventPolicy(events)
         self.stats = stats
@@ -91,7 +95,10 @@ class Pipeline:
         start = self.stats.clock()
         face = self._blank_face if box is None else crop_face(frame.image, box.box, self.face_cfg)
         audio, voiced = self._blank_audio, False
-        if self.ring is not None:
+        if self.sliding is not None and self.ring is not None:
+            features, voiced = self.sliding.window(self.ring, t)
+            audio = audio if features is None else features
+        elif self.ring is not None:  # another rate than the model's: resample each window
             wave = self.ring.window(t, self.audio_cfg.window_s)
             wave = resample(wave, self.ring.sample_rate, self.audio_cfg.sample_rate)
             voiced = is_voiced(wave, self.audio_cfg)

@@ -53,18 +53,31 @@ class AudioRing:
                 lambda: self._t_last is not None and self._t_last >= t, timeout
             )
 
-    def window(self, t_end: float, duration_s: float) -> np.ndarray:
-        """The `duration_s` of audio that ends at time `t_end` (float32, silence where absent)."""
-        n = int(round(duration_s * self.sample_rate))
-        out = np.zeros(n, dtype=np.float32)
+    @property
+    def total(self) -> int:
+        """How many samples have been written since the start (the next sample's index)."""
+        with self._cond:
+            return self._total
+
+    def end_index(self, t_end: float) -> int:
+        """The absolute index of the sample just after time `t_end` (0 before any audio)."""
         with self._cond:
             if self._t_last is None:
-                return out
-            end = self._total - int(round((self._t_last - t_end) * self.sample_rate))
-            start = end - n
+                return 0
+            return self._total - int(round((self._t_last - t_end) * self.sample_rate))
+
+    def read(self, start: int, n: int) -> np.ndarray:
+        """Samples [start, start + n) by absolute index (float32, silence where absent)."""
+        out = np.zeros(n, dtype=np.float32)
+        with self._cond:
             lo = max(start, self._total - self.capacity, 0)
-            hi = min(end, self._total)
+            hi = min(start + n, self._total)
             if hi > lo:
                 idx = np.arange(lo, hi) % self.capacity
                 out[lo - start : hi - start] = self._buffer[idx]
         return out
+
+    def window(self, t_end: float, duration_s: float) -> np.ndarray:
+        """The `duration_s` of audio that ends at time `t_end` (float32, silence where absent)."""
+        n = int(round(duration_s * self.sample_rate))
+        return self.read(self.end_index(t_end) - n, n)

@@ -1,0 +1,39 @@
+"""The sliding-window audio features equal `window_features` on the same (hop-aligned)
+window, cycle after cycle, while audio keeps arriving in chunks."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edge.audio import AudioConfig, is_voiced, window_features
+from edge.capture import AudioChunk
+from edge.capture.microphone import read_audio_file
+from edge.features import SlidingFeatures
+from edge.sync import AudioRing
+from tests.fixtures_daemon import SAMPLE
+
+
+def test_sliding_features_match_window_features() -> None:
+    cfg = AudioConfig()
+    wave, rate = read_audio_file(SAMPLE / "sample.flac")
+    ring, sliding = AudioRing(rate, 8.0), SlidingFeatures(cfg)
+    t0, written, voiced_windows = 50.0, 0, 0
+    for k in range(1, 125):
+        t = t0 + k * 0.1037  # cycles off the hop grid
+        upto = min(int((t - t0) * rate) + 500, len(wave))  # audio slightly ahead of the frame
+        while written < upto:
+            piece = wave[written : min(written + 1024, upto)]
+            written += len(piece)
+            ring.write(AudioChunk(piece, t0 + written / rate, rate))
+        features, voiced = sliding.window(ring, t)
+        end = ring.end_index(t)
+        end -= end % cfg.hop_length
+        assert 0 <= ring.end_index(t) - end < cfg.hop_length  # at most one hop early
+        reference = ring.read(end - cfg.window_samples, cfg.window_samples)
+        assert voiced == is_voiced(reference, cfg)
+        if voiced:
+            voiced_windows += 1
+            np.testing.assert_allclose(features, window_features(reference, cfg), atol=1e-4)
+        else:
+            assert features is None
+    assert 30 < voiced_windows < 124  # the clip has speech and silence

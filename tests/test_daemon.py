@@ -72,7 +72,7 @@ def test_subscriber_receives_what_the_model_predicts_for_the_clip(
     config = write_toml(tmp_path / "c.toml", exact_config(tiny_model, mqtt_broker, prefix))
     log = MessageLog(mqtt_broker, f"{prefix}/testcam/#")
     try:
-        code, _, err = finish(emoedge("run", "--config", str(config)), timeout=90)
+        code, _, err = finish(emoedge("run", "--config", str(config)), timeout=300)
     finally:
         log.close()
     assert code == 0, err
@@ -117,7 +117,7 @@ def test_sigterm_ends_cleanly_with_offline_published(
     log = MessageLog(mqtt_broker, f"{prefix}/testcam/#")
     proc = emoedge("run", "--config", str(config))
     try:
-        wait_for(lambda: len(log.on(f"{prefix}/testcam/state")) >= 3, 60, "states")
+        wait_for(lambda: len(log.on(f"{prefix}/testcam/state")) >= 3, 240, "states")
         assert log.on(f"{prefix}/testcam/availability")[-1] == b"online"
         proc.send_signal(signal.SIGTERM)
         code, _, err = finish(proc, timeout=30)
@@ -160,7 +160,7 @@ def test_fake_pi_camera_through_the_whole_daemon(
         state = wait_for(
             lambda: [s for s in map(json.loads, log.on(f"{prefix}/testcam/state"))
                      if s["modalities"]["face"]],
-            60, "a state with a face",
+            240, "a state with a face",
         )[0]  # fmt: skip
         proc.send_signal(signal.SIGTERM)
         code, _, err = finish(proc, timeout=30)

@@ -63,7 +63,7 @@ def test_ready_watchdog_stopping(
     env = {"NOTIFY_SOCKET": address, "WATCHDOG_USEC": str(WATCHDOG_USEC)}
     proc = emoedge("run", "--config", str(path), env=env)
     try:
-        ready = wait_for(lambda: listener.times("READY=1"), 60, "READY=1")[0]
+        ready = wait_for(lambda: listener.times("READY=1"), 240, "READY=1")[0]
         time.sleep(3.0)
         proc.send_signal(signal.SIGTERM)
         code, _, err = finish(proc, timeout=30)

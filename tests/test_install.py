@@ -181,28 +181,25 @@ def test_corrupt_install_record_is_a_clear_error(
     assert "Traceback" not in out
 
 
+def from_checkout(root: Path, *argv: str) -> subprocess.CompletedProcess[str]:
+    """`python3 -m edge.install` from this checkout with no site-packages at all (-S)."""
+    return subprocess.run(
+        [sys.executable, "-S", "-m", "edge.install", "--root", str(root), *argv],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
 @pytest.mark.usefixtures("template")
 def test_runs_from_a_checkout_with_the_standard_library_only(tmp_path: Path) -> None:
-    """`sudo python3 -m edge.install` on a fresh board, before any venv exists (-S: no site)."""
-    command = [sys.executable, "-S", "-m", "edge.install", "--root", str(tmp_path)]
-    result = subprocess.run(
-        [*command, "--no-venv", "--platform", "generic"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    """`sudo python3 -m edge.install` on a fresh board, before any venv exists."""
+    result = from_checkout(tmp_path, "--no-venv", "--platform", "generic")
     assert result.returncode == 0, result.stderr
     assert (tmp_path / UNIT).is_file() and (tmp_path / CONFIG).is_file()
-    plan = subprocess.run(
-        [*command, "--platform", "raspberry-pi", "--dry-run"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    plan = from_checkout(tmp_path, "--platform", "raspberry-pi", "--dry-run")
     assert "python3 -m venv --system-site-packages" in plan.stdout
     assert f"pip install {REPO}[edge] numpy<2" in plan.stdout
 

@@ -53,7 +53,7 @@ check-arm64:
 # Ship the trained student as the edge package's default model: export every format (fp32 +
 # int8, validated against PyTorch; a breached int8 bound stops here), then bundle the int8
 # ONNX, OpenVINO and TFLite artifacts, the fp32 ONNX one and the export report.
-STUDENT ?= runs/student/best.pt
+STUDENT ?= distill/checkpoints/student.pt
 EXPORT_DIR ?= build/export
 DEFAULT_MODELS := edge/models/default
 default-model: $(VENV)/.installed

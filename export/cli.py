@@ -11,7 +11,7 @@ from edge.errors import UsageError
 
 DEFAULT_FACES = "../shared/data/fer2013"
 DEFAULT_SPEECH = "../shared/data/ravdess"
-DEFAULT_TEACHER = "runs/teacher/best.pt"
+DEFAULT_TEACHER = "distill/checkpoints/teacher.pt"
 
 
 def _configure_export(p: argparse.ArgumentParser) -> None:

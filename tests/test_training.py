@@ -12,17 +12,10 @@ from distill.scoring import score_model
 from distill.train import train
 from edge.cli import main
 from tests.conftest import REPO
+from tests.fixtures_export import TINY
 from tests.tiny_corpora import write_fer_folders, write_ravdess
 
-TINY_TEACHER = {
-    "face_widths": [8, 16],
-    "face_hidden": 32,
-    "visual_dim": 16,
-    "lstm_hidden": 8,
-    "lstm_layers": 1,
-    "attn_dim": 8,
-    "head_hidden": 16,
-}
+TINY_TEACHER = TINY["teacher"]
 
 
 @pytest.fixture(scope="module")

@@ -7,12 +7,12 @@ import math
 import torch
 from torch.nn import functional as F
 
-from edge.face import FaceConfig
+from edge.face import FaceConfig, normalize_face
 
 
 def faces_to_input(faces_u8: torch.Tensor, cfg: FaceConfig) -> torch.Tensor:
-    """uint8 (B, 48, 48) → normalised float (B, 1, 48, 48), as edge.face.normalize_face does."""
-    return ((faces_u8.float() / 255.0 - cfg.mean) / cfg.std).unsqueeze(1)
+    """uint8 (B, 48, 48) → normalised float (B, 1, 48, 48) through edge.face.normalize_face."""
+    return torch.from_numpy(normalize_face(faces_u8.numpy(), cfg))
 
 
 def augment_faces(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:

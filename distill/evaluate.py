@@ -7,15 +7,10 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from distill.pairing import EvalSet
-from edge.face import FaceConfig
+from edge.face import FaceConfig, normalize_face
 from edge.labels import NUM_CLASSES
 
 Predictor = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
-
-
-def normalise_faces(faces_u8: np.ndarray, cfg: FaceConfig) -> np.ndarray:
-    """uint8 (B, 48, 48) → float32 (B, 1, 48, 48), the same arithmetic as edge.face."""
-    return ((faces_u8.astype(np.float32) / 255.0 - cfg.mean) / cfg.std)[:, None]
 
 
 def predict_set(
@@ -27,7 +22,7 @@ def predict_set(
         sl = slice(i, i + batch_size)
         out.append(
             predict(
-                normalise_faces(np.asarray(es.faces[sl]), face_cfg),
+                normalize_face(es.faces[sl], face_cfg),
                 np.ascontiguousarray(es.audio[sl]),
                 es.mask[sl],
             )

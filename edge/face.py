@@ -59,9 +59,10 @@ def resize_bilinear(image: np.ndarray, size: int) -> np.ndarray:
 
 
 def normalize_face(gray48: np.ndarray, cfg: FaceConfig) -> np.ndarray:
-    """uint8 or float 0..255 face of cfg.size² as the model input: float32 (1, size, size)."""
+    """0..255 face (size, size), or a batch (B, size, size), as the model input with its
+    channel axis: float32 (1, size, size) or (B, 1, size, size)."""
     x = np.asarray(gray48, dtype=np.float32) / 255.0
-    return ((x - cfg.mean) / cfg.std)[None].astype(np.float32)
+    return np.expand_dims((x - cfg.mean) / cfg.std, -3).astype(np.float32)
 
 
 def crop_face(

@@ -10,12 +10,11 @@ from pathlib import Path
 
 import numpy as np
 
-from distill.evaluate import normalise_faces
 from distill.pairing import EvalSet, build_eval_sets
 from distill.train import load_data
 from edge.audio import AudioConfig
 from edge.errors import DataError
-from edge.face import FaceConfig
+from edge.face import FaceConfig, normalize_face
 from export.artifact import Sample
 
 SPLIT = "train"
@@ -30,7 +29,7 @@ def draw_samples(sets: list[EvalSet], face_cfg: FaceConfig, n: int, seed: int = 
         for i in np.sort(rng.choice(len(es), min(per_set, len(es)), replace=False)):
             samples.append(
                 {
-                    "face": normalise_faces(np.asarray(es.faces[i : i + 1]), face_cfg),
+                    "face": normalize_face(es.faces[i : i + 1], face_cfg),
                     "audio": np.array(es.audio[i : i + 1], dtype=np.float32),
                     "mask": es.mask[i : i + 1].astype(np.float32),
                 }

@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from distill.evaluate import normalise_faces, predict_set, scores
+from distill.evaluate import predict_set, scores
 from distill.pairing import EvalSet
 from edge.backends import load_artifact
-from edge.face import FaceConfig
+from edge.face import FaceConfig, normalize_face
 
 Logits = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 LATENCY_WARMUP = 10
@@ -51,7 +51,7 @@ def median_latency_ms(fn: Logits, sample: tuple[np.ndarray, ...]) -> float:
 def first_sample(sets: list[EvalSet], face_cfg: FaceConfig) -> tuple[np.ndarray, ...]:
     """The first fused sample (or the first sample at all) as batch-1 float inputs."""
     es = next((s for s in sets if s.name == "fused"), sets[0])
-    face = normalise_faces(np.asarray(es.faces[:1]), face_cfg)
+    face = normalize_face(es.faces[:1], face_cfg)
     return face, np.ascontiguousarray(es.audio[:1], np.float32), es.mask[:1].astype(np.float32)
 
 

@@ -206,6 +206,17 @@ class Broker:
         self.process.stop()
 
 
+def wait_online(broker: Broker, device: str, base: str = "emoedge") -> None:
+    """Wait for the device's retained `online`. The publisher sends it after subscribing to its
+    commands on the same connection, so from then on the broker routes commands to it."""
+    topic = f"{base}/{device}/availability"
+    log = MessageLog(broker, topic)
+    try:
+        wait_for(lambda: b"online" in log.on(topic), what=f"{device} online")
+    finally:
+        log.close()
+
+
 class MessageLog:
     """A real paho subscriber that records (topic, payload bytes, retain) as they arrive.
 

@@ -21,7 +21,7 @@ from edge.payloads import (
     problems,
     validator,
 )
-from tests.fixtures_mqtt import MessageLog, sample_state, wait_for
+from tests.fixtures_mqtt import MessageLog, sample_state, wait_for, wait_online
 
 TOPICS = Topics("emoedge", "cmd")
 FAST = {"max_rate_per_topic": 1000}
@@ -57,7 +57,7 @@ def test_valid_commands_reach_the_handler_and_are_acknowledged(mqtt_broker, make
     log = MessageLog(mqtt_broker, f"{TOPICS.base}/set/+/result")
     publisher = make_publisher(mqtt_broker, "cmd", **FAST)
     publisher.set_command_handler(handler)
-    wait_for(lambda: publisher.connected, what="connected")
+    wait_online(mqtt_broker, "cmd")
     sender = Sender(mqtt_broker)
     commands = [("pause", b""), ("resume", b"{}"), ("rate", b'{"hz": 2.5}'),
                 ("threshold", b'{"confidence": 0.6, "hold_s": 2}')]  # fmt: skip
@@ -78,7 +78,7 @@ def test_a_failing_handler_is_reported_not_fatal(mqtt_broker, make_publisher) ->
     log = MessageLog(mqtt_broker, [f"{TOPICS.base}/set/+/result", TOPICS.state])
     publisher = make_publisher(mqtt_broker, "cmd", **FAST)
     publisher.set_command_handler(lambda name, value: 1 / 0)
-    wait_for(lambda: publisher.connected, what="connected")
+    wait_online(mqtt_broker, "cmd")
     sender = Sender(mqtt_broker)
     sender.send("pause", b"")
     sender.close()
@@ -138,7 +138,7 @@ def test_bad_payloads_are_rejected_and_publishing_goes_on(mqtt_broker, make_publ
     publisher.set_command_handler(
         lambda name, value: handled.append(name) or CommandResult(name, True, "ok")
     )
-    wait_for(lambda: publisher.connected, what="connected")
+    wait_online(mqtt_broker, "cmd")
     sender = Sender(mqtt_broker)
     lock = threading.Lock()
     seq = iter(range(10**6))

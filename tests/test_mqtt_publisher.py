@@ -16,7 +16,7 @@ from edge.client import decode
 from edge.messages import CommandResult
 from edge.payloads import Topics, problems, validator
 from tests.conftest import REPO
-from tests.fixtures_mqtt import MessageLog, sample_event, sample_state, wait_for
+from tests.fixtures_mqtt import MessageLog, sample_event, sample_state, wait_for, wait_online
 
 FAST = {"max_rate_per_topic": 1000}
 SCHEMA_BY_KIND = {"state": "state", "events": "event", "stats": "stats", "result": "command_result"}
@@ -53,6 +53,7 @@ def test_every_published_payload_validates_against_its_schema(mqtt_broker, make_
     publisher.publish_state(absent)
     publisher.publish_event(sample_event(2, "happy", None))
     publisher.publish_stats({"fps": 4.5, "latency_ms": {"p50": 12.0}})
+    wait_online(mqtt_broker, "schemas")  # a command sent before the subscription is lost
     mqtt_publish.single("emoedge/schemas/set/rate", '{"hz": 2}', qos=1, port=mqtt_broker.port)
     mqtt_publish.single("emoedge/schemas/set/rate", "oops", qos=1, port=mqtt_broker.port)
     wait_for(lambda: len(log.on("emoedge/schemas/set/rate/result")) == 2, what="two results")

@@ -113,6 +113,15 @@ def _meta(kept: Sequence[Sample]) -> dict[str, np.ndarray]:
     }
 
 
+def _save_atomically(cache: Path, **arrays: np.ndarray) -> None:
+    """np.savez to a temporary name, then rename: a concurrent reader sees all or nothing."""
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    partial = cache.with_name(f".{cache.name}.{os.getpid()}.partial")
+    with open(partial, "wb") as f:
+        np.savez(f, **arrays)
+    os.replace(partial, cache)
+
+
 def decode_faces(samples: Sequence[Sample], cache_dir: Path | None = None) -> Decoded:
     """Faces as (N, 48, 48) uint8, from the cache when it is current."""
     cache = (cache_dir or default_cache_dir()) / f"faces-{_key(samples, 'faces48')}.npz"
@@ -125,8 +134,7 @@ def decode_faces(samples: Sequence[Sample], cache_dir: Path | None = None) -> De
 
     kept, data = _decode_all(samples, decode, "images")
     result = Decoded(np.stack(data), **_meta(kept))
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(cache, data=result.data, **_meta(kept))
+    _save_atomically(cache, data=result.data, **_meta(kept))
     return result
 
 
@@ -143,8 +151,7 @@ def decode_audio(
     kept, waves = _decode_all(samples, lambda s: read_audio(s.path, cfg.sample_rate), "audio files")
     pcm = np.concatenate([np.clip(w * 32768.0, -32768, 32767) for w in waves]).astype(np.int16)
     offsets = np.cumsum([0] + [len(w) for w in waves])
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(cache, pcm=pcm, offsets=offsets, **_meta(kept))
+    _save_atomically(cache, pcm=pcm, offsets=offsets, **_meta(kept))
     return Decoded(
         [(p.astype(np.float32) / 32768.0) for p in np.split(pcm, offsets[1:-1])], **_meta(kept)
     )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import onnx
 import pytest
 
 from edge.errors import GateError
@@ -32,6 +33,15 @@ def test_every_format_and_precision_is_exported_and_validated(report: dict) -> N
     assert rows["onnx-fp32"]["max_abs_logit_diff"] < 1e-4
     assert rows["onnx-fp32"]["agreement"] == 100.0
     assert all("size_vs_float" in rows[n] for n in ARTIFACTS if n.endswith("int8"))
+
+
+def test_onnx_artifacts_carry_no_exporter_debug_data(exported_student: Exported) -> None:
+    for name in ("onnx-fp32", "onnx-int8"):
+        blob = (exported_student.out / name / "model.onnx").read_bytes()
+        model = onnx.load_from_string(blob)
+        assert not any(node.metadata_props for node in model.graph.node), name
+        assert b"stack_trace" not in blob and str(Path.cwd()).encode() not in blob, name
+        assert [v.name for v in model.graph.input] == ["face", "audio", "mask"]
 
 
 def test_manifests_validate_and_describe_the_artifact(

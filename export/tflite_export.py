@@ -40,4 +40,21 @@ def convert(job: Job, dest: Path, calibration: list[Sample] | None) -> Converted
         quant_config = QuantConfig(pt2e_quantizer=quantizer)
     edge_model = litert_torch.convert(model, (), kwargs, quant_config=quant_config)
     edge_model.export(str(dest / "model.tflite"))
+    compact(dest / "model.tflite")
     return Converted("model.tflite", dynamic_batch=False)
+
+
+def compact(path: Path) -> None:
+    """Drop the tensor names (each a PyTorch module path) and the model description from the
+    .tflite at `path`. The signature, which the edge backend binds inputs through, maps names
+    to tensor indices and is kept; so are the names of the graph's inputs and outputs."""
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model(str(path))
+    model.description = None
+    for graph in model.subgraphs:
+        io = {*graph.inputs, *graph.outputs}
+        for index, tensor in enumerate(graph.tensors):
+            if index not in io:
+                tensor.name = None
+    flatbuffer_utils.write_model(model, str(path))

@@ -35,13 +35,16 @@ def test_every_format_and_precision_is_exported_and_validated(report: dict) -> N
     assert all("size_vs_float" in rows[n] for n in ARTIFACTS if n.endswith("int8"))
 
 
-def test_onnx_artifacts_carry_no_exporter_debug_data(exported_student: Exported) -> None:
+def test_onnx_and_tflite_artifacts_carry_no_exporter_debug_data(exported_student: Exported) -> None:
     for name in ("onnx-fp32", "onnx-int8"):
         blob = (exported_student.out / name / "model.onnx").read_bytes()
         model = onnx.load_from_string(blob)
         assert not any(node.metadata_props for node in model.graph.node), name
         assert b"stack_trace" not in blob and str(Path.cwd()).encode() not in blob, name
         assert [v.name for v in model.graph.input] == ["face", "audio", "mask"]
+    for name in ("tflite-fp32", "tflite-int8"):
+        blob = (exported_student.out / name / "model.tflite").read_bytes()
+        assert b"distill.models" not in blob and b"serving_default" in blob, name
 
 
 def test_manifests_validate_and_describe_the_artifact(

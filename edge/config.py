@@ -89,11 +89,16 @@ class EventConfig:
 @dataclass(frozen=True)
 class DetectorConfig:
     """Face detector; faces smaller than `min_size` (fraction of the frame's short side) are
-    ignored."""
+    ignored. Detect-then-track: the detector runs once `interval_s` has passed since its last
+    run, and sooner when the face crop has changed by more than `max_drift` (mean absolute
+    difference of the gray crop, as a fraction of full scale); in between the last box is
+    reused. `interval_s = 0` detects on every cycle."""
 
     kind: str = "blazeface"
     min_size: float = 0.08
     score_threshold: float = 0.5
+    interval_s: float = 1.0
+    max_drift: float = 0.06
 
 
 @dataclass(frozen=True)
@@ -204,12 +209,14 @@ def _events(t: ConfigTable) -> EventConfig:
 
 
 def _detector(t: ConfigTable) -> DetectorConfig:
-    t.check_keys({"kind", "min_size", "score_threshold"})
+    t.check_keys({"kind", "min_size", "score_threshold", "interval_s", "max_drift"})
     d = DetectorConfig()
     return DetectorConfig(
         kind=t.choice("kind", DETECTORS, d.kind),
         min_size=t.number("min_size", d.min_size, 0.0, 1.0, " (fraction of the frame)"),
         score_threshold=t.number("score_threshold", d.score_threshold, 0.0, 1.0),
+        interval_s=t.number("interval_s", d.interval_s, 0.0, 3600.0, " seconds"),
+        max_drift=t.number("max_drift", d.max_drift, 0.0, 1.0, " (fraction of full scale)"),
     )
 
 

@@ -68,8 +68,8 @@ def normalize_face(gray48: np.ndarray, cfg: FaceConfig) -> np.ndarray:
 def crop_face(
     image: np.ndarray, box: tuple[float, float, float, float], cfg: FaceConfig
 ) -> np.ndarray:
-    """Model input for the face in `box` (x, y, w, h) of a camera frame: float32 (1, size, size)."""
-    gray = to_gray(image)
-    x0, y0, side = square_box(box, cfg.margin, gray.shape[1], gray.shape[0])
-    crop = gray[y0 : y0 + side, x0 : x0 + side]
+    """Model input for the face in `box` (x, y, w, h) of a camera frame: float32 (1, size, size).
+    Only the crop is converted to gray (the same pixels as converting the whole frame)."""
+    x0, y0, side = square_box(box, cfg.margin, image.shape[1], image.shape[0])
+    crop = to_gray(image[y0 : y0 + side, x0 : x0 + side])
     return normalize_face(resize_bilinear(crop, cfg.size), cfg)

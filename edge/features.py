@@ -2,53 +2,87 @@
 
 At 10 cycles/s consecutive 3 s windows share 97 % of their analysis frames. Windows end on
 the hop grid of the ring's sample count (at most one hop, 10 ms, before the frame's time),
-so every frame's MFCCs can be kept by its absolute index; only new frames are analysed.
-Deltas and the per-window normalisation are then done as `edge.audio.window_features` does,
-which gives the same features (tested).
+so every analysis frame has an absolute index. Per-frame energies (for the voice activity
+check) and MFCCs are kept for the frames of the current window: each cycle analyses only the
+frames that are new (or whose samples had not all arrived), and MFCCs only while the window
+is voiced. Deltas and the per-window normalisation are then done as
+`edge.audio.window_features` does, which gives the same features (tested).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
-from edge.audio import AudioConfig, delta, is_voiced, mfcc_deltas
+from edge.audio import AudioConfig, _dct_matrix, delta, frame_energy_dbfs, log_mel
 from edge.sync import AudioRing
+
+# Frames analysed per call. numpy's OpenBLAS runs a matrix product of more than about 260k
+# multiply-adds on all cores and its threads then spin for a while: a whole window at once
+# (298 frames × 257 bins × 40 mels) costs another core's time; blocks stay on this thread.
+BLOCK = 16
+
+
+class FrameCache:
+    """Per-frame values for a contiguous run of frames that starts at the window's first."""
+
+    def __init__(self, empty: np.ndarray) -> None:
+        self.first = 0
+        self.rows = empty
+
+    def take(
+        self, first: int, last: int, complete: int, compute: Callable[[int, int], np.ndarray]
+    ) -> np.ndarray:
+        """Rows of frames [first, last): cached ones, the rest computed; frames below
+        `complete` (all their samples had arrived) are kept for the next window."""
+        cached = self.first + len(self.rows)
+        if not self.first <= first <= cached:  # no overlap (a gap, or time went back)
+            self.first, self.rows, cached = first, self.rows[:0], first
+        rows = self.rows[first - self.first :]
+        if cached < last:
+            rows = np.concatenate([rows, compute(cached, last)])
+        self.first, self.rows = first, rows[: max(complete - first, 0)]
+        return rows
 
 
 class SlidingFeatures:
-    """`window_features` of the window ending at a time, with per-frame MFCCs cached."""
+    """`window_features` of the window ending at a time, with per-frame analysis cached."""
 
     def __init__(self, cfg: AudioConfig) -> None:
         if cfg.window_samples % cfg.hop_length:
             raise ValueError("the window must be a whole number of hops")
         self.cfg = cfg
-        self._rows: dict[int, np.ndarray] = {}
+        self._energy = FrameCache(np.zeros(0, np.float64))
+        self._mfcc = FrameCache(np.zeros((0, cfg.n_mfcc), np.float32))
 
     def window(self, ring: AudioRing, t_end: float) -> tuple[np.ndarray | None, bool]:
         """(features (frames, 39) or None when not voiced, voiced) for the window at `t_end`."""
         cfg, hop = self.cfg, self.cfg.hop_length
         end = ring.end_index(t_end)
         end -= end % hop
-        start = end - cfg.window_samples
-        arrived = ring.total
-        wave = ring.read(start, cfg.window_samples)
-        if not is_voiced(wave, cfg):
+        first = (end - cfg.window_samples) // hop
+        last = first + cfg.num_frames
+        complete = (ring.total - cfg.win_length) // hop + 1  # frames whose samples all arrived
+
+        def frames(lo: int, hi: int) -> np.ndarray:  # the samples of frames [lo, hi)
+            return ring.read(lo * hop, (hi - lo - 1) * hop + cfg.win_length)
+
+        energy = self._energy.take(
+            first, last, complete, lambda lo, hi: frame_energy_dbfs(frames(lo, hi), cfg)
+        )
+        if float(np.mean(energy > cfg.vad_threshold_dbfs)) < cfg.vad_min_voiced_fraction:
             return None, False
-        first = start // hop
-        frames = range(first, first + cfg.num_frames)
-        missing = [g for g in frames if g not in self._rows]
-        fresh: dict[int, np.ndarray] = {}
-        if missing:
-            lo, hi = (missing[0] - first) * hop, (missing[-1] - first) * hop + cfg.win_length
-            rows = mfcc_deltas(wave[lo:hi], cfg)[:, : cfg.n_mfcc]
-            fresh = dict(zip(range(missing[0], missing[-1] + 1), rows, strict=True))
-            for g, row in fresh.items():  # keep only frames whose samples had all arrived
-                if g * hop + cfg.win_length <= arrived:
-                    self._rows[g] = row
-        for g in [g for g in self._rows if g < first]:
-            del self._rows[g]
-        mfcc = np.stack([fresh[g] if g in fresh else self._rows[g] for g in frames])
+
+        def mfccs(lo: int, hi: int) -> np.ndarray:  # in blocks: see BLOCK
+            return np.concatenate([
+                log_mel(frames(b, min(b + BLOCK, hi)), cfg) @ _dct_matrix(cfg).T
+                for b in range(lo, hi, BLOCK)
+            ])  # fmt: skip
+
+        mfcc = self._mfcc.take(first, last, complete, mfccs)
         d1 = delta(mfcc, cfg.delta_width)
         feats = np.concatenate([mfcc, d1, delta(d1, cfg.delta_width)], axis=1)
-        mean, std = feats.mean(axis=0, keepdims=True), feats.std(axis=0, keepdims=True)
-        return ((feats - mean) / (std + 1e-5)).astype(np.float32), True
+        feats -= feats.mean(axis=0, keepdims=True)  # mean/variance normalisation, one pass
+        feats /= np.sqrt(np.mean(feats * feats, axis=0, keepdims=True)) + 1e-5
+        return feats, True

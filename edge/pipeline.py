@@ -1,21 +1,25 @@
 """One inference cycle: frame → face → audio window → mask → model → smoothing → events.
 
 Both modalities missing means state "absent" and no inference. Everything the model is fed
-follows its manifest (face size and normalisation, audio rate, window and features).
+follows its manifest (face size and normalisation, audio rate, window and features). The face
+detector runs every `detector.interval_s` (edge.detect.track); audio features are computed
+only for the analysis frames that are new since the last cycle (edge.features).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
 from edge.audio import is_voiced, resample, window_features
 from edge.capture import Frame
 from edge.config import EventConfig, SmoothingConfig
-from edge.detect import Detection, FaceDetector, largest_face
+from edge.detect import Detection, FaceDetector
+from edge.detect.track import FaceTracker
 from edge.face import crop_face
 from edge.features import SlidingFeatures
 from edge.labels import LABELS
@@ -23,6 +27,8 @@ from edge.messages import EmotionEvent, EmotionState
 from edge.smoothing import Change, EventPolicy, Smoother
 from edge.stats import Stats
 from edge.sync import AudioRing
+
+T = TypeVar("T")
 
 
 class Runner(Protocol):
@@ -68,7 +74,7 @@ class Pipeline:
         stats: Stats,
     ) -> None:
         self.runner = runner
-        self.detector = detector
+        self.tracker = FaceTracker(detector, detector.cfg) if detector is not None else None
         self.ring = ring
         self.audio_cfg = runner.manifest.audio
         self.face_cfg = runner.manifest.face
@@ -85,15 +91,39 @@ class Pipeline:
             (self.audio_cfg.num_frames, self.audio_cfg.feature_dim), np.float32
         )
 
-    def inputs(self, frame: Frame | None, t: float) -> ModelInputs:
-        """Detect the face in `frame` and take the audio window that ends at `t`."""
-        box = None
-        if frame is not None and self.detector is not None:
-            start = self.stats.clock()
-            box = largest_face(self.detector, frame.image)
-            self.stats.record("detect", self.stats.clock() - start)
+    def _timed(self, stage: str, work: Callable[..., T], *args: Any) -> T:
         start = self.stats.clock()
-        face = self._blank_face if box is None else crop_face(frame.image, box.box, self.face_cfg)
+        out = work(*args)
+        self.stats.record(stage, self.stats.clock() - start)
+        return out
+
+    def _crop(self, image: np.ndarray, box: Detection | None) -> np.ndarray:
+        if box is None:
+            return self._blank_face
+        return self._timed("crop", crop_face, image, box.box, self.face_cfg)
+
+    def _face(
+        self, tracker: FaceTracker, image: np.ndarray, t: float
+    ) -> tuple[Detection | None, np.ndarray]:
+        """The tracked face box in `image` (taken at `t`) and the model's face input (blank
+        without a face): the detector runs when due, or at once when the reused box's crop
+        drifted."""
+        fresh = tracker.due(t)
+        box = self._timed("detect", tracker.detect, image, t) if fresh else tracker.box
+        face = self._crop(image, box)
+        if not fresh and box is not None and tracker.drifted(face, self.face_cfg.std):
+            box = self._timed("detect", tracker.detect, image, t)
+            face, fresh = self._crop(image, box), True
+        if fresh:
+            tracker.anchor(face)
+        return box, face
+
+    def inputs(self, frame: Frame | None, t: float) -> ModelInputs:
+        """Find the face in `frame` and take the audio window that ends at `t`."""
+        box, face = None, self._blank_face
+        if frame is not None and self.tracker is not None:
+            box, face = self._face(self.tracker, frame.image, t)
+        start = self.stats.clock()
         audio, voiced = self._blank_audio, False
         if self.sliding is not None and self.ring is not None:
             features, voiced = self.sliding.window(self.ring, t)
@@ -121,6 +151,7 @@ class Pipeline:
         """One full cycle at time `t` (monotonic) for `frame` (None without a camera)."""
         inputs = self.inputs(frame, t)
         probs = self.predict(inputs)
+        start = self.stats.clock()
         if probs is None:
             self.smoother.reset()
             smoothed, label, confidence = None, None, 0.0
@@ -135,6 +166,7 @@ class Pipeline:
             self.policy.state_published(t)
         if change is not None:
             event = self._event(change, state)
+        self.stats.record("smoothing", self.stats.clock() - start)
         self.stats.cycle()
         return CycleResult(inputs, probs, smoothed, change, state, event)
 

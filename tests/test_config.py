@@ -32,9 +32,12 @@ def test_values_are_typed() -> None:
             "microphone": {"source": "pyaudio", "device": 2, "chunk": 512},
             "rates": {"inference_hz": 5},
             "smoothing": {"method": "window", "window": 3},
+            "detector": {"interval_s": 0, "max_drift": 0.1},
             "mqtt": {"url": "mqtt://broker.lan:1884"},
         }
     )
+    assert config.detector.interval_s == 0.0 and isinstance(config.detector.interval_s, float)
+    assert config.detector.max_drift == 0.1
     assert config.camera.device == "v4l2src ! appsink"
     assert config.microphone.device == 2
     assert config.inference_hz == 5.0 and isinstance(config.inference_hz, float)
@@ -52,6 +55,8 @@ def test_values_are_typed() -> None:
         ({"events": {"threshold": True}}, ["events.threshold", "True"]),
         ({"model": {"backend": "tensorflow"}}, ["model.backend", "'tensorflow'", "onnxruntime"]),
         ({"detector": {"kind": "yolo"}}, ["detector.kind", "'yolo'", "blazeface, haar"]),
+        ({"detector": {"interval_s": -1}}, ["detector.interval_s", "-1", "[0.0, 3600.0]"]),
+        ({"detector": {"max_drift": 2}}, ["detector.max_drift", "2", "[0.0, 1.0]"]),
         ({"device_id": "living room"}, ["device_id", "'living room'", "A-Z"]),
         ({"camera": {"fps": 30, "colour": True}}, ["camera.colour", "unknown key", "allowed"]),
         ({"camera": {"source": "file"}}, ["camera.path", "required"]),

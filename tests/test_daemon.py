@@ -39,7 +39,7 @@ def expected_per_frame(model: Path) -> list[tuple[np.ndarray | None, list[float]
     ring.write(AudioChunk(wave, clock.at(len(wave) / rate), rate))
     pipeline = Pipeline(
         load_artifact(model, "onnxruntime", threads=1),
-        load_detector(DetectorConfig()),
+        load_detector(DetectorConfig(interval_s=0.0)),
         ring,
         SmoothingConfig(alpha=1.0),
         EventConfig(threshold=0.0, hold_s=0.0),
@@ -54,12 +54,15 @@ def expected_per_frame(model: Path) -> list[tuple[np.ndarray | None, list[float]
 
 
 def exact_config(model: Path, broker: Broker, prefix: str, **overrides: dict) -> dict:
-    """No smoothing, no hold, no threshold: every state is one cycle's model output."""
+    """No smoothing, no hold, no threshold: every state is one cycle's model output; the face
+    detector runs on every cycle (the daemon may skip frames, so a reused box could come
+    from another frame than offline)."""
     return sample_config(
         model,
         broker.mqtt_table(prefix=prefix),
         smoothing={"method": "ema", "alpha": 1.0},
         events={"threshold": 0.0, "hold_s": 0.0, "heartbeat_s": 0.3},
+        detector={"interval_s": 0.0},
         queues={"max_audio_wait_s": 5.0},
         **overrides,
     )

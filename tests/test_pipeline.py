@@ -1,6 +1,7 @@
 """One cycle for real (BlazeFace, the audio front end, ONNX Runtime on a tiny exported model):
-masks per modality, no inference when both are missing, and the model sees exactly what an
-independent computation of the same inputs gives."""
+masks per modality, no inference when both are missing, the model sees exactly what an
+independent computation of the same inputs gives, and detect-then-track reuses the face box
+between detections."""
 
 from __future__ import annotations
 
@@ -39,13 +40,19 @@ def replay() -> Replay:
     return frames, wave, rate, clock
 
 
-def make_pipeline(model: Path, wave: np.ndarray, rate: int, clock: ReplayClock) -> Pipeline:
+def make_pipeline(
+    model: Path,
+    wave: np.ndarray,
+    rate: int,
+    clock: ReplayClock,
+    detector: DetectorConfig | None = None,
+) -> Pipeline:
     runner = load_artifact(model, "onnxruntime", threads=1)
     ring = AudioRing(rate, capacity_s=len(wave) / rate + 1)
     ring.write(AudioChunk(wave, clock.at(len(wave) / rate), rate))
     return Pipeline(
         runner,
-        load_detector(DetectorConfig()),
+        load_detector(detector or DetectorConfig()),
         ring,
         SmoothingConfig(method="ema", alpha=1.0),
         EventConfig(threshold=0.0, hold_s=0.0, heartbeat_s=1e9),
@@ -101,3 +108,38 @@ def test_states_and_events_follow_the_clip(replay: Replay, tiny_model: Path) -> 
     assert events[0].previous is None and events[-1].current is None
     assert [s.seq for s in states] == sorted(s.seq for s in states)
     assert pipeline.stats.cycles == len(frames[::2])
+
+
+def test_the_box_is_reused_until_the_interval_has_passed(replay: Replay, tiny_model: Path) -> None:
+    frames, wave, rate, clock = replay
+    detector = DetectorConfig(interval_s=1.0, max_drift=1.0)  # the crop never counts as drifted
+    pipeline = make_pipeline(tiny_model, wave, rate, clock, detector)
+    results = [pipeline.cycle(f, f.t) for f in frames[:30]]  # 3 s of the face part, 10 fps
+    assert pipeline.tracker is not None and pipeline.tracker.detections == 3
+    boxes = [r.inputs.box for r in results]
+    assert all(box is not None for box in boxes) and len({id(b) for b in boxes}) == 3
+    assert boxes[9] is boxes[0] and boxes[29] is not boxes[0]
+    later = results[5]  # the model is fed the crop of the reused box in the later frame
+    face = crop_face(frames[5].image, boxes[0].box, pipeline.face_cfg)
+    np.testing.assert_array_equal(later.inputs.face, face)
+    assert pipeline.stats.snapshot()["latency"].keys() >= {"detect", "crop", "smoothing"}
+
+
+def test_a_face_that_leaves_is_noticed_at_once(replay: Replay, tiny_model: Path) -> None:
+    """The interval is long; the reused box's crop changing (drift) brings detection forward."""
+    frames, wave, rate, clock = replay
+    detector = DetectorConfig(interval_s=100.0, max_drift=0.06)
+    pipeline = make_pipeline(tiny_model, wave, rate, clock, detector)
+    assert pipeline.cycle(frames[55], frames[55].t).inputs.mask[0] == 1
+    assert pipeline.cycle(frames[56], frames[56].t).inputs.box is not None
+    gone = pipeline.cycle(frames[70], frames[70].t)  # the face-free part of the clip
+    assert gone.inputs.box is None and gone.inputs.mask[0] == 0
+    assert pipeline.tracker is not None and pipeline.tracker.detections == 2
+
+
+def test_interval_zero_detects_on_every_cycle(replay: Replay, tiny_model: Path) -> None:
+    frames, wave, rate, clock = replay
+    pipeline = make_pipeline(tiny_model, wave, rate, clock, DetectorConfig(interval_s=0.0))
+    for frame in frames[:5]:
+        pipeline.cycle(frame, frame.t)
+    assert pipeline.tracker is not None and pipeline.tracker.detections == 5

@@ -37,3 +37,19 @@ def test_sliding_features_match_window_features() -> None:
         else:
             assert features is None
     assert 30 < voiced_windows < 124  # the clip has speech and silence
+
+
+def test_jumps_in_time_recompute_what_they_must() -> None:
+    """Back in time, past the cached frames, and voiced again after silence: still equal."""
+    cfg = AudioConfig()
+    wave, rate = read_audio_file(SAMPLE / "sample.flac")
+    ring, sliding = AudioRing(rate, 20.0), SlidingFeatures(cfg)
+    ring.write(AudioChunk(wave, 100.0 + len(wave) / rate, rate))
+    for t in (4.0, 4.1, 3.0, 3.2, 8.0, 12.9, 5.0, 5.1):
+        features, voiced = sliding.window(ring, 100.0 + t)
+        end = ring.end_index(100.0 + t)
+        end -= end % cfg.hop_length
+        reference = ring.read(end - cfg.window_samples, cfg.window_samples)
+        assert voiced == is_voiced(reference, cfg), t
+        if voiced:
+            np.testing.assert_allclose(features, window_features(reference, cfg), atol=1e-4)

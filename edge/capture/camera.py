@@ -90,7 +90,8 @@ def _open_capture(target: int | str) -> Any:
 
 
 def _rgb(bgr: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(bgr[..., ::-1]) if bgr.ndim == 3 else bgr
+    """OpenCV's BGR frame as RGB (one pass in OpenCV); gray frames as they are."""
+    return _cv2().cvtColor(bgr, _cv2().COLOR_BGR2RGB) if bgr.ndim == 3 else bgr
 
 
 class OpenCVCamera:

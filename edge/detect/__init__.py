@@ -30,6 +30,8 @@ class Detection:
 
 
 class FaceDetector(Protocol):
+    cfg: DetectorConfig  # its tracking settings (interval, max_drift) too
+
     def detect(self, image: np.ndarray) -> list[Detection]:
         """Faces in a uint8 RGB (H, W, 3) or gray (H, W) image."""
 

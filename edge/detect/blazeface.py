@@ -36,17 +36,34 @@ def anchors() -> np.ndarray:
     return np.concatenate(parts).astype(np.float32)
 
 
-def letterbox(image: np.ndarray) -> tuple[np.ndarray, int, int, int]:
-    """The image padded to a square and resized to 128² RGB in [-1, 1]; (input, x0, y0, side)."""
+def _square_128(image: np.ndarray, x0: int, y0: int, side: int, cv2: Any) -> np.ndarray:
+    """The image centred on a black side² square, resized (bilinear) to 128² RGB uint8:
+    with OpenCV when it is there, else in numpy."""
+    h, w = image.shape[:2]
+    if cv2 is not None:
+        if image.ndim == 2:
+            image = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
+        pad = (y0, side - h - y0, x0, side - w - x0)
+        square = cv2.copyMakeBorder(image[..., :3], *pad, cv2.BORDER_CONSTANT, value=0)
+        return cv2.resize(square, (SIZE, SIZE), interpolation=cv2.INTER_LINEAR)
     if image.ndim == 2:
         image = np.repeat(image[..., None], 3, axis=2)
+    square = np.zeros((side, side, 3), dtype=np.uint8)
+    square[y0 : y0 + h, x0 : x0 + w] = image[..., :3]
+    return np.stack([resize_bilinear(square[..., c], SIZE) for c in range(3)], axis=-1)
+
+
+def letterbox(image: np.ndarray, cv2: Any = None) -> tuple[np.ndarray, int, int, int]:
+    """The image padded to a square and resized to 128² RGB in [-1, 1]; (input, x0, y0, side).
+    `cv2`: the OpenCV module for the resize, or None for the numpy one."""
     h, w = image.shape[:2]
     side = max(h, w)
     y0, x0 = (side - h) // 2, (side - w) // 2
-    square = np.zeros((side, side, 3), dtype=np.uint8)
-    square[y0 : y0 + h, x0 : x0 + w] = image[..., :3]
-    small = np.stack([resize_bilinear(square[..., c], SIZE) for c in range(3)], axis=-1)
-    return (small / 127.5 - 1.0).astype(np.float32)[None], x0, y0, side
+    small = _square_128(image, x0, y0, side, cv2)
+    tensor = np.empty((1, SIZE, SIZE, 3), np.float32)
+    np.multiply(small, np.float32(1 / 127.5), out=tensor[0], casting="unsafe")
+    tensor -= 1.0
+    return tensor, x0, y0, side
 
 
 def decode(regressors: np.ndarray, scores: np.ndarray, threshold: float) -> np.ndarray:
@@ -85,6 +102,11 @@ class BlazeFaceDetector:
     def __init__(self, cfg: DetectorConfig, threads: int = 1, model: Path = MODEL) -> None:
         self.cfg = cfg
         try:
+            import cv2
+        except ImportError:  # numpy resize instead
+            cv2 = None
+        self.cv2: Any = cv2
+        try:
             from ai_edge_litert.interpreter import Interpreter
         except ImportError as error:
             raise DeviceError(
@@ -100,7 +122,7 @@ class BlazeFaceDetector:
         self.regressors, self.classificators = outputs["regressors"], outputs["classificators"]
 
     def detect(self, image: np.ndarray) -> list[Detection]:
-        tensor, x0, y0, side = letterbox(image)
+        tensor, x0, y0, side = letterbox(image, self.cv2)
         self.interpreter.set_tensor(self.input_index, tensor)
         self.interpreter.invoke()
         boxes = decode(

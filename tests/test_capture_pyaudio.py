@@ -47,6 +47,37 @@ CAPTURE = textwrap.dedent(
 )
 
 
+OVERFLOW = textwrap.dedent(
+    """
+    import json, time
+    import pyaudio
+    from edge.capture.microphone import PyAudioMicrophone
+    from edge.config import MicConfig
+
+    def wait_for(n):
+        deadline = time.monotonic() + 20
+        while len(chunks) < n and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    chunks = []
+    mic = PyAudioMicrophone(MicConfig(device="emoedge_test", sample_rate=16000, chunk=512))
+    mic.start(chunks.append)
+    wait_for(2)
+    lost = bytes(2 * 512)  # what PortAudio hands over after an overrun: a chunk + the flag
+    answers = [
+        mic.callback(lost, 512, {}, pyaudio.paInputOverflow),
+        mic.callback(lost, 512, {}, pyaudio.paInputOverflow | pyaudio.paInputUnderflow),
+        mic.callback(lost, 512, {}, 0),
+    ]
+    after = len(chunks)
+    wait_for(after + 10)
+    mic.stop()
+    print(json.dumps({"overflows": mic.overflows, "more_chunks": len(chunks) - after,
+                      "all_continue": all(a == (None, pyaudio.paContinue) for a in answers)}))
+    """
+)
+
+
 @pytest.fixture
 def alsa_home(tmp_path: Path) -> tuple[Path, np.ndarray]:
     """A HOME whose .asoundrc defines `emoedge_test`: capture reads a known wav's samples."""
@@ -103,3 +134,26 @@ def test_missing_input_device_names_the_available_ones(alsa_home: tuple[Path, np
     result = capture(home, "no-such-microphone", 1)
     assert "no input device 'no-such-microphone'" in result["error"]
     assert "emoedge_test" in result["error"]
+
+
+def test_an_input_overflow_is_counted_and_capture_goes_on(
+    alsa_home: tuple[Path, np.ndarray],
+) -> None:
+    """The real PyAudio stream runs on the ALSA file PCM; PortAudio's overflow status is
+    delivered through the source's real stream callback with PyAudio's real `paInputOverflow`
+    flag. A real overrun cannot be provoked here: the file PCM sits on the `null` PCM, which
+    has no clock, so capture goes as fast as the reader takes it and never overruns (blocking
+    the callback for 1.5 s still gave none), and the machine has no sound card (no snd-aloop or
+    snd-dummy) to overrun instead."""
+    home, _ = alsa_home
+    proc = subprocess.run(
+        [sys.executable, "-c", OVERFLOW],
+        capture_output=True, text=True, timeout=60, cwd=REPO,
+        env={**os.environ, "HOME": str(home)},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["all_continue"]  # the stream is told to go on after each one
+    assert result["overflows"] == 2  # one per flagged chunk; the file PCM never overruns
+    assert result["more_chunks"] >= 10  # and the real stream kept delivering

@@ -27,6 +27,8 @@ class PyAudioMicrophone:
         self.overflows = 0
         self.pa: Any = None
         self.stream: Any = None
+        self._pyaudio: Any = None
+        self._sink: ChunkSink = lambda chunk: None  # set by start()
 
     @property
     def finished(self) -> bool:
@@ -57,34 +59,36 @@ class PyAudioMicrophone:
                 f"microphone source 'pyaudio' needs the pyaudio package ({error}); "
                 "apt install portaudio19-dev, then pip install pyaudio"
             ) from None
+        self._pyaudio, self._sink = pyaudio, sink
         self.pa = pyaudio.PyAudio()
-        rate = self.sample_rate
-
-        def callback(data: bytes, frames: int, time_info: Any, status: int) -> tuple[None, int]:
-            t = time.monotonic()
-            if status & pyaudio.paInputOverflow:
-                self.overflows += 1
-            samples = np.frombuffer(data, dtype=np.int16).astype(np.float32) / 32768.0
-            sink(AudioChunk(samples, t, rate))
-            return None, pyaudio.paContinue
-
         try:
             index = self._device_index(self.pa)
             self.stream = self.pa.open(
                 format=pyaudio.paInt16,
                 channels=1,
-                rate=rate,
+                rate=self.sample_rate,
                 input=True,
                 input_device_index=index,
                 frames_per_buffer=self.cfg.chunk,
-                stream_callback=callback,
+                stream_callback=self.callback,
             )
             self.stream.start_stream()
         except (OSError, ValueError) as error:
             self.stop()
             raise DeviceError(
-                f"cannot open microphone {self.cfg.device!r} at {rate} Hz ({error})"
+                f"cannot open microphone {self.cfg.device!r} at {self.sample_rate} Hz ({error})"
             ) from None
+
+    def callback(self, data: bytes, frames: int, time_info: Any, status: int) -> tuple[None, int]:
+        """PortAudio's stream callback (its thread): the chunk, stamped on arrival, goes to the
+        sink; an input overflow (samples were lost before this chunk) is counted, and capture
+        goes on."""
+        t = time.monotonic()
+        if status & self._pyaudio.paInputOverflow:
+            self.overflows += 1
+        samples = np.frombuffer(data, dtype=np.int16).astype(np.float32) / 32768.0
+        self._sink(AudioChunk(samples, t, self.sample_rate))
+        return None, self._pyaudio.paContinue
 
     def stop(self) -> None:
         if self.stream is not None:

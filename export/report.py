@@ -64,23 +64,27 @@ def add_size_ratios(rows: list[dict]) -> None:
             r["size_vs_float"] = round(r["file_bytes"] / float_sizes[r["format"]], 3)
 
 
+def row_breaches(r: dict, max_int8_drop: float, min_agreement: float) -> list[str]:
+    """The int8 bounds that report row `r` breaches, as sentences (none for float rows)."""
+    if r["status"] != "ok" or r["precision"] != "int8":
+        return []
+    breaches = []
+    if r.get("fused_drop") is not None and r["fused_drop"] > max_int8_drop:
+        breaches.append(
+            f"{r['artifact']} loses {r['fused_drop']:.2f} points of fused accuracy "
+            f"(bound {max_int8_drop:g})"
+        )
+    if r["agreement"] < min_agreement:
+        breaches.append(
+            f"{r['artifact']} agrees with PyTorch on {r['agreement']:.2f} % of samples "
+            f"(bound {min_agreement:g} %)"
+        )
+    return breaches
+
+
 def gate(rows: list[dict], max_int8_drop: float, min_agreement: float) -> list[str]:
     """Every breach of the int8 bounds, as sentences."""
-    breaches = []
-    for r in rows:
-        if r["status"] != "ok" or r["precision"] != "int8":
-            continue
-        if r.get("fused_drop") is not None and r["fused_drop"] > max_int8_drop:
-            breaches.append(
-                f"{r['artifact']} loses {r['fused_drop']:.2f} points of fused accuracy "
-                f"(bound {max_int8_drop:g})"
-            )
-        if r["agreement"] < min_agreement:
-            breaches.append(
-                f"{r['artifact']} agrees with PyTorch on {r['agreement']:.2f} % of samples "
-                f"(bound {min_agreement:g} %)"
-            )
-    return breaches
+    return [b for r in rows for b in row_breaches(r, max_int8_drop, min_agreement)]
 
 
 def _cell(value, fmt: str = "{}") -> str:

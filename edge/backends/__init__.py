@@ -21,7 +21,9 @@ __all__ = ["BACKENDS", "Runner", "backend_for", "default_artifact", "load_artifa
 
 DEFAULT_MODELS = Path(__file__).resolve().parent.parent / "models" / "default"
 # Bundled artifacts, most preferred first: int8 where the runtime has it.
-DEFAULT_ORDER = ("onnx-int8", "openvino-int8", "openvino-fp16", "tflite-int8", "onnx-fp32")
+DEFAULT_ORDER = (
+    "onnx-int8", "openvino-int8", "openvino-fp16", "tflite-int8", "tflite-fp32", "onnx-fp32"
+)  # fmt: skip
 
 
 def backend_for(model_file: str | Path, backend: str | None = None) -> type[Runner]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -42,19 +43,27 @@ def square_box(
     return x0, y0, side
 
 
-def resize_bilinear(image: np.ndarray, size: int) -> np.ndarray:
-    """Resize a 2-D image to size×size with bilinear interpolation (pixel centres aligned)."""
-    h, w = image.shape
-    if (h, w) == (size, size):
-        return image.astype(np.float32)
+@lru_cache(maxsize=32)
+def _bilinear_grid(h: int, w: int, size: int) -> tuple[np.ndarray, ...]:
+    """Source rows/columns and weights of `resize_bilinear` from h×w to size×size."""
     ys = np.clip((np.arange(size) + 0.5) * h / size - 0.5, 0, h - 1)
     xs = np.clip((np.arange(size) + 0.5) * w / size - 0.5, 0, w - 1)
     y0, x0 = np.floor(ys).astype(int), np.floor(xs).astype(int)
     y1, x1 = np.minimum(y0 + 1, h - 1), np.minimum(x0 + 1, w - 1)
     wy, wx = (ys - y0)[:, None], (xs - x0)[None, :]
+    return y0, y1, x0, x1, wy, wx
+
+
+def resize_bilinear(image: np.ndarray, size: int) -> np.ndarray:
+    """Resize a 2-D image to size×size with bilinear interpolation (pixel centres aligned)."""
+    h, w = image.shape
+    if (h, w) == (size, size):
+        return image.astype(np.float32)
+    y0, y1, x0, x1, wy, wx = _bilinear_grid(h, w, size)
     img = image.astype(np.float32)
-    top = img[y0][:, x0] * (1 - wx) + img[y0][:, x1] * wx
-    bottom = img[y1][:, x0] * (1 - wx) + img[y1][:, x1] * wx
+    above, below = img[y0], img[y1]
+    top = above[:, x0] * (1 - wx) + above[:, x1] * wx
+    bottom = below[:, x0] * (1 - wx) + below[:, x1] * wx
     return top * (1 - wy) + bottom * wy
 
 

@@ -17,7 +17,7 @@ from edge.capture.camera import FileCamera
 from edge.capture.microphone import read_audio_file
 from edge.config import DetectorConfig, EventConfig, SmoothingConfig
 from edge.detect import largest_face, load_detector
-from edge.face import crop_face
+from edge.face import FaceConfig, crop_face, normalize_face, resize_bilinear, square_box, to_gray
 from edge.pipeline import Pipeline
 from edge.stats import Stats
 from edge.sync import AudioRing
@@ -143,3 +143,13 @@ def test_interval_zero_detects_on_every_cycle(replay: Replay, tiny_model: Path) 
     for frame in frames[:5]:
         pipeline.cycle(frame, frame.t)
     assert pipeline.tracker is not None and pipeline.tracker.detections == 5
+
+
+def test_crop_is_the_crop_of_the_gray_frame(replay: Replay) -> None:
+    """crop_face converts only the crop to gray: the same input as converting the frame."""
+    frames = replay[0]
+    cfg, box = FaceConfig(), (70.3, 20.8, 80.1, 84.6)
+    gray = to_gray(frames[3].image)
+    x0, y0, side = square_box(box, cfg.margin, gray.shape[1], gray.shape[0])
+    expected = normalize_face(resize_bilinear(gray[y0 : y0 + side, x0 : x0 + side], cfg.size), cfg)
+    np.testing.assert_array_equal(crop_face(frames[3].image, box, cfg), expected)

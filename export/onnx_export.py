@@ -108,7 +108,11 @@ def convert(job: Job, dest: Path, calibration: list[Sample] | None) -> Converted
         _Reader(calibration),
         quant_format=QuantFormat.QDQ,
         per_channel=True,
-        activation_type=QuantType.QInt8,
+        # uint8 activations with int8 weights (U8S8) is ONNX Runtime's fast path on x86; with
+        # int8 activations the student ran at 0.57 ms, slower than fp32 (0.38 ms), against
+        # 0.30 ms here, at the same agreement. (TensorRT wants symmetric int8: on a Jetson
+        # give it the fp32 artifact and let it build its own int8/fp16 engine.)
+        activation_type=QuantType.QUInt8,
         weight_type=QuantType.QInt8,
     )
     compact(dest / name)

@@ -151,6 +151,10 @@ def test_default_artifact_prefers_int8_and_the_backends_file_type(
     assert default_artifact() == tmp_path / "openvino-int8"
     assert default_artifact("litert") == tmp_path / "tflite-int8"
     assert default_artifact("onnxruntime") == tmp_path / "onnx-fp32"
+    shutil.copytree(exported_student.out / "onnx-int8", tmp_path / "onnx-int8")
+    assert default_artifact() == default_artifact("onnxruntime") == tmp_path / "onnx-int8"
+    # OpenVINO reads the ONNX file too, but its own IR comes first
+    assert default_artifact("openvino") == tmp_path / "openvino-int8"
     assert load_artifact(default_artifact("openvino")).manifest.precision == "int8"
 
 

@@ -52,19 +52,25 @@ def load_artifact(path: str | Path, backend: str | None = None, **options: Any) 
 
 
 def default_artifact(backend: str | None = None) -> Path:
-    """The folder of the bundled default model, preferring one that `backend` can read."""
+    """The folder of the bundled default model: the first in DEFAULT_ORDER, or with `backend`
+    the first in its own file type (OpenVINO's IR before an ONNX file it can also read)."""
+    cls = None
+    if backend is not None:
+        cls = BACKENDS.get(backend)
+        if cls is None:
+            raise UsageError(f"unknown backend {backend!r}; allowed: {', '.join(BACKENDS)}")
+    readable: list[tuple[int, Path]] = []
     for name in DEFAULT_ORDER:
         folder = DEFAULT_MODELS / name
         if not (folder / "manifest.json").is_file():
             continue
-        if backend is None:
-            return folder
-        model_file = load_manifest(folder).model_file
-        cls = BACKENDS.get(backend)
         if cls is None:
-            raise UsageError(f"unknown backend {backend!r}; allowed: {', '.join(BACKENDS)}")
-        if Path(model_file).suffix.lower() in cls.file_types:
             return folder
+        suffix = Path(load_manifest(folder).model_file).suffix.lower()
+        if suffix in cls.file_types:
+            readable.append((cls.file_types.index(suffix), folder))
+    if readable:
+        return min(readable, key=lambda r: r[0])[1]
     raise ModelError(
         f"no bundled default model{f' for backend {backend}' if backend else ''} under "
         f"{DEFAULT_MODELS}; export one (make default-model) or pass a model path"

@@ -1,8 +1,17 @@
-"""Run inside the arm64 root by scripts/check-arm64.sh: one real pass of the device pipeline.
+"""One real pass of the device pipeline, run by scripts/check-arm64.sh on x86 and in the arm64 root.
 
 Reads a frame with a face and the 3 s of speech that end at it from the bundled sample,
-detects the face with BlazeFace (LiteRT), runs the bundled default model (ONNX Runtime) on
-face + voice, and publishes the result once to an MQTT broker (paho). Uses only `edge`.
+detects the face with BlazeFace (LiteRT) and runs every artifact of the bundled default model
+that a runtime of the `edge` extra reads (.onnx through ONNX Runtime, .tflite through LiteRT)
+on face + voice. Uses only `edge`.
+
+  --save REF.npz       keep the inputs and probabilities (the x86 reference run)
+  --reference REF.npz  compare with them: inputs, and probabilities both on this machine's
+                       inputs (end to end) and on the reference inputs (the runtime alone);
+                       exit 1 when a probability differs by more than --tolerance or a label
+                       differs
+  --port P             publish the result once (QoS 1, through edge.mqtt's client, MQTT 5) to
+                       the broker at --host:P
 """
 
 from __future__ import annotations
@@ -10,72 +19,168 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import sys
+from importlib.metadata import version
 from importlib.resources import files
 from pathlib import Path
 
 import cv2
 import numpy as np
-import paho.mqtt.publish
 import soundfile
 
 from edge.audio import resample, to_mono_float, window_features
-from edge.backends import Runner, default_artifact, load_artifact
+from edge.backends import BACKENDS, DEFAULT_MODELS, DEFAULT_ORDER, load_artifact
 from edge.config import DetectorConfig
 from edge.detect import largest_face, load_detector
+from edge.errors import EmoedgeError
 from edge.face import crop_face
+from edge.manifest import Manifest, load_manifest
+from edge.mqtt import connect, new_client
+from edge.mqtt_config import MqttConfig
 
 FRAME_S = 5.0  # the sample has a face in view and speech in the 3 s before this time
+EDGE_RUNTIMES = ("onnxruntime", "litert")  # what the `edge` extra installs
+PACKAGES = ("numpy", "onnxruntime", "ai-edge-litert", "opencv-python-headless", "soundfile")
+
+Inputs = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
-def sample_inputs(runner: Runner) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Face crop and audio window at FRAME_S of the bundled sample, batch 1, both present."""
+def bundled_artifacts() -> list[Path]:
+    """The default model's artifact folders that an `edge` runtime reads, preferred first."""
+    readable = {suffix for name in EDGE_RUNTIMES for suffix in BACKENDS[name].file_types}
+    return [
+        DEFAULT_MODELS / name
+        for name in DEFAULT_ORDER
+        if (DEFAULT_MODELS / name / "manifest.json").is_file()
+        and Path(load_manifest(DEFAULT_MODELS / name).model_file).suffix.lower() in readable
+    ]
+
+
+def sample_inputs(manifest: Manifest) -> tuple[Inputs, list[float]]:
+    """Face crop and audio window at FRAME_S of the bundled sample (batch 1), and the face box."""
     sample = files("edge") / "assets" / "sample"
     video = cv2.VideoCapture(str(sample / "sample.avi"))
     video.set(cv2.CAP_PROP_POS_MSEC, FRAME_S * 1000)
     ok, bgr = video.read()
     if not ok:
-        raise SystemExit("cannot read a frame of sample.avi")
+        sys.exit("cannot read a frame of sample.avi")
     rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
     face = largest_face(load_detector(DetectorConfig()), rgb)
     if face is None:
-        raise SystemExit("BlazeFace found no face in the sample frame")
-    audio_cfg = runner.manifest.audio
+        sys.exit("BlazeFace found no face in the sample frame")
     wave, rate = soundfile.read(str(sample / "sample.flac"), dtype="float32")
-    wave = resample(to_mono_float(wave), rate, audio_cfg.sample_rate)
-    end = int(FRAME_S * audio_cfg.sample_rate)
-    audio = window_features(wave[:end], audio_cfg)
-    face_input = crop_face(rgb, face.box, runner.manifest.face)
-    return face_input[None], audio[None], np.ones((1, 2), np.float32)
+    wave = resample(to_mono_float(wave), rate, manifest.audio.sample_rate)
+    audio = window_features(wave[: int(FRAME_S * manifest.audio.sample_rate)], manifest.audio)
+    face_input = crop_face(rgb, face.box, manifest.face)
+    inputs = (face_input[None], audio[None], np.ones((1, 2), np.float32))
+    return inputs, [round(float(v), 2) for v in face.box]
+
+
+def _max_diff(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.abs(a - b).max())
+
+
+def compare(
+    reference: np.lib.npyio.NpzFile, inputs: Inputs, runners: dict, probs: dict, tolerance: float
+) -> tuple[dict, list[str]]:
+    """Differences to the reference run, and the ones beyond tolerance."""
+    ref_inputs = (reference["face"], reference["audio"], reference["mask"])
+    report: dict = {
+        "face_input_max_abs_diff": _max_diff(inputs[0], ref_inputs[0]),
+        "audio_input_max_abs_diff": _max_diff(inputs[1], ref_inputs[1]),
+        "tolerance": tolerance,
+    }
+    failures = []
+    for name, runner in runners.items():
+        if name not in reference:
+            failures.append(f"{name}: no reference probabilities")
+            continue
+        ref = reference[name]
+        same_input = runner.predict(*ref_inputs)[0]
+        end_to_end = _max_diff(probs[name], ref)
+        report[name] = {
+            "max_abs_diff_same_input": _max_diff(same_input, ref),
+            "max_abs_diff_end_to_end": end_to_end,
+            "reference_label": runner.manifest.labels[int(np.argmax(ref))],
+        }
+        if end_to_end > tolerance:
+            failures.append(f"{name}: probabilities differ by {end_to_end:.4f} > {tolerance}")
+        if int(np.argmax(ref)) != int(np.argmax(probs[name])):
+            failures.append(f"{name}: label differs from the reference")
+    return report, failures
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    try:
+        run()
+    except EmoedgeError as error:
+        sys.exit(f"arm64_smoke: {error}")
+
+
+def publish(host: str, port: int, topic: str, payload: str) -> None:
+    """One QoS 1 publish, acknowledged by the broker, with the daemon's client set-up."""
+    config = MqttConfig(host=host, port=port)
+    client = new_client(config, "emoedge-check-arm64")
+    connect(client, config, first=True)
+    try:
+        client.publish(topic, payload, qos=1).wait_for_publish(timeout=60)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+def run() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--model", help="one exported artifact folder instead of the bundled ones")
+    parser.add_argument("--save", type=Path, help="write inputs and probabilities to this .npz")
+    parser.add_argument("--reference", type=Path, help="a --save file to compare with")
+    parser.add_argument("--tolerance", type=float, default=0.02, help="max probability difference")
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--port", type=int, help="publish the result to this MQTT broker port")
     parser.add_argument("--topic", default="emoedge/check-arm64/result")
-    parser.add_argument("--model", help="an exported ONNX artifact (default: the bundled one)")
     args = parser.parse_args()
 
-    artifact = Path(args.model) if args.model else default_artifact("onnxruntime")
-    runner = load_artifact(artifact, "onnxruntime")
-    probabilities = runner.predict(*sample_inputs(runner))[0]
-    best = int(np.argmax(probabilities))
-    result = {
+    folders = [Path(args.model)] if args.model else bundled_artifacts()
+    if not folders:
+        sys.exit(f"arm64_smoke: no ONNX or TFLite artifact under {DEFAULT_MODELS}")
+    runners = {folder.name: load_artifact(folder) for folder in folders}
+    first = next(iter(runners.values())).manifest
+    inputs, box = sample_inputs(first)
+    probs = {name: runner.predict(*inputs)[0] for name, runner in runners.items()}
+    result: dict = {
         "machine": platform.machine(),
         "python": platform.python_version(),
-        "model": runner.manifest.model_id,
-        "artifact": artifact.name,
-        "label": runner.manifest.labels[best],
-        "probabilities": {
-            label: round(float(p), 4)
-            for label, p in zip(runner.manifest.labels, probabilities, strict=True)
+        "versions": {p: version(p) for p in PACKAGES},
+        "face_box": box,
+        "results": {
+            name: {
+                "runtime": runner.name,
+                "model": runner.manifest.model_id,
+                "label": runner.manifest.labels[int(np.argmax(probs[name]))],
+                "probabilities": {
+                    label: round(float(p), 4)
+                    for label, p in zip(runner.manifest.labels, probs[name], strict=True)
+                },
+            }
+            for name, runner in runners.items()
         },
     }
+    failures: list[str] = []
+    if args.reference:
+        with np.load(args.reference) as reference:
+            result["compared_to"] = str(reference["machine"])
+            result["diff"], failures = compare(reference, inputs, runners, probs, args.tolerance)
+    if args.save:
+        face, audio, mask = inputs
+        np.savez(args.save, face=face, audio=audio, mask=mask, machine=platform.machine(), **probs)
     print(json.dumps(result, indent=2))
-    paho.mqtt.publish.single(
-        args.topic, json.dumps(result), qos=1, hostname=args.host, port=args.port
-    )
-    print(f"published to mqtt://{args.host}:{args.port}/{args.topic}")
+    if args.port:
+        publish(args.host, args.port, args.topic, json.dumps(result))
+        print(f"published to mqtt://{args.host}:{args.port}/{args.topic}")
+    if failures:
+        sys.exit("differs from the reference: " + "; ".join(failures))
 
 
 if __name__ == "__main__":

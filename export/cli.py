@@ -98,9 +98,20 @@ def _configure_bench(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--mqtt", action="store_true", help="benchmark MQTT publishing instead (edge.mqtt_bench)"
     )
-    p.add_argument("--seconds", type=float, default=10.0, help="--pipeline/--mqtt duration")
+    p.add_argument(
+        "--seconds", type=float, default=10.0,
+        help="--mqtt duration; --pipeline: the as-fast-as-possible part (and the real-time "
+        "part unless --duration)",
+    )  # fmt: skip
+    p.add_argument(
+        "--duration", type=float,
+        help="--pipeline: seconds of the real-time part at --rate (a soak: 600)",
+    )  # fmt: skip
     p.add_argument("--devices", type=int, default=1, help="--mqtt: simulated devices")
-    p.add_argument("--rate", type=float, default=10.0, help="--mqtt: messages/s per device")
+    p.add_argument(
+        "--rate", type=float, default=10.0,
+        help="--mqtt: messages/s per device; --pipeline: cycles/s of the real-time part",
+    )  # fmt: skip
 
 
 def _delegate(module: str, function: str, args: argparse.Namespace) -> int:

@@ -17,8 +17,9 @@ from tests.fixtures_daemon import emoedge, finish
 def test_pipeline_bench_reports_stages_cpu_and_memory(tmp_path: Path, tiny_model: Path) -> None:
     out = tmp_path / "bench.json"
     proc = emoedge(
-        "bench", "--pipeline", "--seconds", "2", "--rate", "5", "--json", str(out), str(tiny_model)
-    )
+        "bench", "--pipeline", "--seconds", "1", "--duration", "3", "--rate", "5",
+        "--json", str(out), str(tiny_model),
+    )  # fmt: skip
     code, stdout, err = finish(proc, timeout=120)
     assert code == 0, err
     assert "cycles/s" in stdout and "% of one core" in stdout
@@ -28,6 +29,7 @@ def test_pipeline_bench_reports_stages_cpu_and_memory(tmp_path: Path, tiny_model
     assert set(fast["ms_per_cycle"]) == set(STAGES)
     assert fast["ms_per_cycle"]["inference"] > 0 and 0 < fast["detections"] <= fast["cycles"]
     assert live["hz"] == 5 and live["cycles"] > 0 and live["rss_mib"]["max"] > 0
+    assert live["seconds"] >= 2.5  # --duration 3, not --seconds 1
     assert live["over_time"] and all(w["cpu_percent"] >= 0 for w in live["over_time"])
 
 

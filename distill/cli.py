@@ -19,6 +19,13 @@ def _configure_distill(p: argparse.ArgumentParser) -> None:
     defaults = TrainConfig()
     p.add_argument("--arch", choices=["teacher", "student"], default=defaults.arch)
     p.add_argument(
+        "--stage",
+        choices=["face", "fused"],
+        default=defaults.stage,
+        help="face: pre-train the face path on faces alone; fused: faces + speech (default)",
+    )
+    p.add_argument("--init", help="start from this checkpoint's weights (same architecture)")
+    p.add_argument(
         "--faces",
         default=DEFAULT_FACES,
         help="FER2013 folder, Kaggle fer2013.csv, or <root>/<class>/ images",
@@ -35,7 +42,9 @@ def _configure_distill(p: argparse.ArgumentParser) -> None:
         "batch_size",
         "lr",
         "weight_decay",
+        "warmup_epochs",
         "label_smoothing",
+        "class_balance",
         "p_face_only",
         "p_audio_only",
         "kd_temperature",
@@ -50,6 +59,17 @@ def _configure_distill(p: argparse.ArgumentParser) -> None:
         p.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=value)
     p.add_argument("--cache-dir", help="decoded-corpus cache (default ~/.cache/emoedge)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.add_argument(
+        "--freeze-face",
+        action="store_true",
+        help="fused stage: keep the face branch (weights and BatchNorm statistics) fixed",
+    )
+    p.add_argument(
+        "--no-kd-face-only",
+        dest="kd_face_only",
+        action="store_false",
+        help="distillation: face-only samples learn from their labels, not the teacher",
+    )
 
 
 def _run_distill(args: argparse.Namespace) -> int:

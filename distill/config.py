@@ -10,20 +10,25 @@ class TrainConfig:
     """Everything a training run depends on; saved in its checkpoints."""
 
     arch: str = "student"
+    stage: str = "fused"
     faces: str = "../shared/data/fer2013"
     speech: str = "../shared/data/ravdess"
     out: str = "runs/student"
     teacher: str | None = None
+    init: str | None = None
     epochs: int = 30
     batch_size: int = 128
     lr: float = 3e-3
     weight_decay: float = 5e-4
     warmup_epochs: float = 1.0
     label_smoothing: float = 0.1
+    class_balance: float = 0.0
+    freeze_face: bool = False
     p_face_only: float = 0.2
     p_audio_only: float = 0.2
     kd_temperature: float = 4.0
     kd_alpha: float = 0.7
+    kd_face_only: bool = True
     max_train_faces: int = 0
     max_eval_faces: int = 0
     threads: int = 0

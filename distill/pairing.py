@@ -100,6 +100,18 @@ def clip_features(audio: Decoded, cfg: AudioConfig) -> np.ndarray:
     return np.stack([window_features(centred_window(w, cfg), cfg) for w in audio.data])
 
 
+def face_only_set(faces: Decoded, cfg: AudioConfig) -> EvalSet:
+    """Every face with the audio masked (a zero window that is never read)."""
+    blank_audio = np.zeros((1, cfg.num_frames, cfg.feature_dim), np.float32)
+    return EvalSet(
+        "face_only",
+        faces.data,
+        np.broadcast_to(blank_audio, (len(faces), cfg.num_frames, cfg.feature_dim)),
+        np.tile([1.0, 0.0], (len(faces), 1)).astype(np.float32),
+        faces.labels,
+    )
+
+
 def build_eval_sets(
     faces: Decoded,
     audio: Decoded,
@@ -110,17 +122,9 @@ def build_eval_sets(
     """Face-only (all faces), audio-only (all clips), fused pairs (each clip with
     `pairs_per_clip` same-class faces, seeded) and the pairs with one modality masked."""
     feats = clip_features(audio, cfg)
-    t = cfg.num_frames
-    blank_audio = np.zeros((1, t, cfg.feature_dim), np.float32)
     blank_face = np.zeros((1, 48, 48), np.uint8)
     sets = [
-        EvalSet(
-            "face_only",
-            faces.data,
-            np.broadcast_to(blank_audio, (len(faces), t, cfg.feature_dim)),
-            np.tile([1.0, 0.0], (len(faces), 1)).astype(np.float32),
-            faces.labels,
-        ),
+        face_only_set(faces, cfg),
         EvalSet(
             "audio_only",
             np.broadcast_to(blank_face, (len(audio), 48, 48)),

@@ -5,14 +5,15 @@
 # qemu-aarch64 through binfmt) and caches it; installs this checkout there the way the README
 # tells a Raspberry Pi owner to (`python3 -m edge.install`: venv with system site packages,
 # pip install '.[edge]' 'numpy<2' from PyPI's aarch64 wheels, config, unit, enable; a second
-# run must change nothing); then runs scripts/arm64_smoke.py in it: BlazeFace + the bundled
-# default model (onnx-int8, tflite-int8, onnx-fp32) on the bundled sample, compared with the
+# run must change nothing); then runs scripts/arm64_smoke.py in it: BlazeFace + every bundled
+# .onnx and .tflite artifact of the default model on the bundled sample, compared with the
 # same script run on this x86 host, and one MQTT publish to a broker on the host's loopback,
 # which a subscriber on the host must receive. Ends with the wall time of each step.
 # What this proves and what only a board can: README.md, "Checking on ARM".
 #
 # Idempotent: a second run reuses the root (rebuilt only when ROOT_PACKAGES changes or a build
-# was interrupted), the pip caches and the x86 reference venv, and reinstalls the package.
+# was interrupted), the pip caches and the x86 reference venv (re-made when pyproject.toml
+# changes), uninstalls the previous run's install and installs again.
 # No apt-get runs inside the root: everything apt installs comes in with debootstrap (its
 # downloads run natively), so no package lists are parsed under emulation.
 #
@@ -28,7 +29,6 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
-REPO=$PWD
 BUILD=${ARM64_BUILD:-/var/tmp/emoedge-arm64}
 ROOTFS=$BUILD/rootfs
 HOST_VENV=$BUILD/x86-venv

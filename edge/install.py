@@ -59,6 +59,12 @@ class Target:
     def live(self) -> bool:
         return self.root == Path("/")
 
+    @property
+    def booted(self) -> bool:
+        """A live system whose PID 1 is systemd (sd_booted(3)); not a chroot or an image build,
+        where only systemctl's offline verbs (enable, disable) work."""
+        return self.live and Path("/run/systemd/system").is_dir()
+
     def path(self, absolute: str) -> Path:
         """Where a device path such as /etc/emoedge/config.toml lies under the root."""
         return self.root / PurePosixPath(absolute).relative_to("/")
@@ -187,7 +193,7 @@ def plan_install(target: Target, platform: str, spec: str | None) -> list[Step]:
     steps.append(_file_step(target, UNIT, _resource("systemd", "emoedge.service")))
     if platform == "jetson":
         steps.append(_file_step(target, JETSON_DROPIN, _resource("systemd", "jetson-gpu.conf")))
-    if target.live and any(s.apply for s in steps if s.target in (UNIT, JETSON_DROPIN)):
+    if target.booted and any(s.apply for s in steps if s.target in (UNIT, JETSON_DROPIN)):
         steps.append(Step("reload", "systemd", apply=lambda: target.systemctl("daemon-reload")))
     wants = target.path(f"/etc/systemd/system/multi-user.target.wants/{UNIT_NAME}")
     if wants.is_symlink():
@@ -256,7 +262,7 @@ def plan_uninstall(target: Target, purge: bool) -> list[Step]:
     manifest = read_manifest(target)
     steps = []
     if target.path(f"/etc/systemd/system/multi-user.target.wants/{UNIT_NAME}").is_symlink():
-        args = ("disable", "--now", UNIT_NAME) if target.live else ("disable", UNIT_NAME)
+        args = ("disable", "--now", UNIT_NAME) if target.booted else ("disable", UNIT_NAME)
         steps.append(Step("disable", UNIT_NAME, apply=lambda: target.systemctl(*args)))
     # --purge takes /etc/emoedge as a whole; otherwise the config stays.
     kept = CONFIG_DIR if purge else CONFIG
@@ -279,7 +285,7 @@ def plan_uninstall(target: Target, purge: bool) -> list[Step]:
         if dest not in gone and _emptied(target, dest, gone):
             gone.add(dest)
             steps.append(Step("remove", dest, "emptied", _remove(target.path(dest))))
-    if target.live and any(step.apply for step in steps):
+    if target.booted and any(step.apply for step in steps):
         steps.append(Step("reload", "systemd", apply=lambda: target.systemctl("daemon-reload")))
     return steps
 
@@ -353,7 +359,7 @@ def run_install(args: argparse.Namespace) -> int:
     spec = None if args.no_venv else requirement(args.source or default_source(), args.extra)
     print(f"emoedge {__version__} install into {target.root} for platform {platform}")
     changed = execute(plan_install(target, platform, spec), args.dry_run, "already installed")
-    if changed and not args.dry_run and target.live:
+    if changed and not args.dry_run and target.booted:
         print("start it now with: sudo systemctl start emoedge; logs: journalctl -u emoedge -f")
     return 0
 

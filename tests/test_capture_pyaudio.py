@@ -103,16 +103,22 @@ def alsa_home(tmp_path: Path) -> tuple[Path, np.ndarray]:
     return tmp_path, pcm16.astype(np.float32) / 32768.0
 
 
-def capture(home: Path, device: str, samples: int) -> dict:
-    out = home / "captured.npy"
+def run_with_alsa_home(home: Path, script: str, *args: str) -> dict:
+    """Run `script` in a fresh interpreter whose HOME (and so .asoundrc) is `home`; the JSON
+    object it prints last."""
     proc = subprocess.run(
-        [sys.executable, "-c", CAPTURE, device, str(samples), str(out)],
+        [sys.executable, "-c", script, *args],
         capture_output=True, text=True, timeout=60, cwd=REPO,
         env={**os.environ, "HOME": str(home)},
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def capture(home: Path, device: str, samples: int) -> dict:
+    out = home / "captured.npy"
+    result = run_with_alsa_home(home, CAPTURE, device, str(samples), str(out))
     if out.exists():
         result["samples"] = np.load(out)
     return result
@@ -145,15 +151,7 @@ def test_an_input_overflow_is_counted_and_capture_goes_on(
     has no clock, so capture goes as fast as the reader takes it and never overruns (blocking
     the callback for 1.5 s still gave none), and the machine has no sound card (no snd-aloop or
     snd-dummy) to overrun instead."""
-    home, _ = alsa_home
-    proc = subprocess.run(
-        [sys.executable, "-c", OVERFLOW],
-        capture_output=True, text=True, timeout=60, cwd=REPO,
-        env={**os.environ, "HOME": str(home)},
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
-    assert "Traceback" not in proc.stderr
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    result = run_with_alsa_home(alsa_home[0], OVERFLOW)
     assert result["all_continue"]  # the stream is told to go on after each one
     assert result["overflows"] == 2  # one per flagged chunk; the file PCM never overruns
     assert result["more_chunks"] >= 10  # and the real stream kept delivering

@@ -39,6 +39,32 @@ def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
         group["lr"] = lr
 
 
+@dataclass
+class Tally:
+    """Running training loss and accuracy over one epoch."""
+
+    seen: int = 0
+    loss_sum: float = 0.0
+    correct: int = 0
+
+    def add(self, loss: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> None:
+        self.seen += len(labels)
+        self.loss_sum += loss.item() * len(labels)
+        self.correct += int((logits.argmax(1) == labels).sum().item())
+
+    @property
+    def loss(self) -> float:
+        return round(self.loss_sum / max(self.seen, 1), 4)
+
+    @property
+    def accuracy(self) -> float:
+        return round(100 * self.correct / max(self.seen, 1), 2)
+
+    def postfix(self) -> dict[str, str]:
+        """For the progress bar."""
+        return {"loss": f"{self.loss:.3f}", "acc": f"{self.accuracy:.1f}"}
+
+
 def prepare_model(cfg: TrainConfig) -> EmotionModel:
     """Seeds, threads and the model: a fresh one, or the model of cfg.init (its architecture
     config and weights) to continue from an earlier stage."""
@@ -81,6 +107,17 @@ class Run:
             self.start_epoch, self.best = state["epoch"] + 1, state["best"]
             self.history = state["history"]
             log.info("resumed from %s at epoch %d", last, self.start_epoch + 1)
+
+    def step(self, loss: torch.Tensor, index: int, steps_per_epoch: int) -> None:
+        """One optimiser step at global step `index` of the run: the scheduled learning rate
+        (warm-up, cosine), backpropagation, gradients clipped to norm 5."""
+        cfg = self.cfg
+        warmup = int(cfg.warmup_epochs * steps_per_epoch)
+        set_lr(self.optimizer, lr_at(index, steps_per_epoch * cfg.epochs, warmup, cfg.lr))
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 5.0)
+        self.optimizer.step()
 
     def end_epoch(self, epoch: int, record: dict, metrics: dict, score: float) -> None:
         """Record the epoch; write best.pt when the score improved, then last.pt."""

@@ -20,7 +20,7 @@ from tqdm import tqdm
 from distill.augment import augment_faces, faces_to_input
 from distill.config import TrainConfig
 from distill.evaluate import evaluate
-from distill.loop import Run, lr_at, prepare_model, set_lr
+from distill.loop import Run, Tally, prepare_model
 from distill.models import EmotionModel
 from distill.pairing import face_only_set
 from distill.train import load_faces, torch_predictor
@@ -63,13 +63,12 @@ def pretrain_face(cfg: TrainConfig) -> dict:
     labels = torch.from_numpy(train_faces.labels)
     weights = class_weights(train_faces.labels, cfg.class_balance)
     steps_per_epoch = max(1, len(labels) // cfg.batch_size)
-    total_steps = steps_per_epoch * cfg.epochs
     gen = torch.Generator()
     for epoch in range(run.start_epoch, cfg.epochs):
         gen.manual_seed(cfg.seed * 1000 + epoch)
         order = torch.randperm(len(labels), generator=gen)
         model.train()
-        t0, seen, loss_sum, correct = time.time(), 0, 0.0, 0
+        t0, tally = time.time(), Tally()
         bar = tqdm(
             range(steps_per_epoch),
             desc=f"{cfg.arch} faces epoch {epoch + 1}/{cfg.epochs}",
@@ -77,33 +76,23 @@ def pretrain_face(cfg: TrainConfig) -> dict:
             leave=False,
         )
         for i in bar:
-            step = epoch * steps_per_epoch + i
-            set_lr(
-                run.optimizer,
-                lr_at(step, total_steps, int(cfg.warmup_epochs * steps_per_epoch), cfg.lr),
-            )
             idx = order[i * cfg.batch_size : (i + 1) * cfg.batch_size]
             faces = augment_faces(faces_to_input(data[idx], run.face_cfg), gen)
             logits = face_only_logits(model, faces)
             loss = F.cross_entropy(
                 logits, labels[idx], weight=weights, label_smoothing=cfg.label_smoothing
             )
-            run.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-            run.optimizer.step()
-            seen += len(idx)
-            loss_sum += loss.item() * len(idx)
-            correct += (logits.argmax(1) == labels[idx]).sum().item()
-            bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{100 * correct / seen:.1f}")
+            run.step(loss, epoch * steps_per_epoch + i, steps_per_epoch)
+            tally.add(loss, logits, labels[idx])
+            bar.set_postfix(**tally.postfix())
 
         metrics = evaluate(torch_predictor(model), [val_set], run.face_cfg)
         face = metrics["face_only"]
         record = {
             "epoch": epoch + 1,
             "stage": "face",
-            "train_loss": round(loss_sum / max(seen, 1), 4),
-            "train_acc": round(100 * correct / max(seen, 1), 2),
+            "train_loss": tally.loss,
+            "train_acc": tally.accuracy,
             "val_score": face["accuracy"],
             "val": {"face_only": face["accuracy"], "face_only_uar": face["uar"]},
             "seconds": round(time.time() - t0, 1),

@@ -27,7 +27,7 @@ from distill.checkpoint import load_checkpoint
 from distill.config import TrainConfig
 from distill.corpora import load_corpus
 from distill.evaluate import evaluate, summary_line
-from distill.loop import Run, lr_at, prepare_model, set_lr
+from distill.loop import Run, Tally, prepare_model
 from distill.models import EmotionModel, distillation_loss
 from distill.pairing import PairedTrainSet, build_eval_sets, collate
 from edge.audio import AudioConfig
@@ -117,7 +117,6 @@ def train(cfg: TrainConfig) -> dict:
 
     dataset = PairedTrainSet(train_faces, train_audio, audio_cfg, seed=cfg.seed)
     steps_per_epoch = math.ceil(len(dataset) / cfg.batch_size)
-    total_steps = steps_per_epoch * cfg.epochs
     gen = torch.Generator().manual_seed(cfg.seed)
     for epoch in range(run.start_epoch, cfg.epochs):
         gen.manual_seed(cfg.seed * 1000 + epoch)
@@ -132,37 +131,27 @@ def train(cfg: TrainConfig) -> dict:
             drop_last=True,
         )
         set_train_mode(model, cfg)
-        t0, seen, loss_sum, correct = time.time(), 0, 0.0, 0
+        t0, tally = time.time(), Tally()
         bar = tqdm(
             loader, desc=f"{cfg.arch} epoch {epoch + 1}/{cfg.epochs}", unit="batch", leave=False
         )
         for i, (faces_u8, audio, labels) in enumerate(bar):
-            step = epoch * steps_per_epoch + i
-            set_lr(
-                run.optimizer,
-                lr_at(step, total_steps, int(cfg.warmup_epochs * steps_per_epoch), cfg.lr),
-            )
             faces = augment_faces(faces_to_input(faces_u8, face_cfg), gen)
             audio = spec_augment(audio, gen)
             mask = modality_mask(len(labels), cfg.p_face_only, cfg.p_audio_only, gen)
             logits = model(faces, audio, mask)
             loss = batch_loss(logits, labels, teacher, (faces, audio, mask), cfg)
-            run.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-            run.optimizer.step()
-            seen += len(labels)
-            loss_sum += loss.item() * len(labels)
-            correct += (logits.argmax(1) == labels).sum().item()
-            bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{100 * correct / seen:.1f}")
+            run.step(loss, epoch * steps_per_epoch + i, steps_per_epoch)
+            tally.add(loss, logits, labels)
+            bar.set_postfix(**tally.postfix())
 
         metrics = evaluate(torch_predictor(model), val_sets, face_cfg)
         score = validation_score(metrics)
         record = {
             "epoch": epoch + 1,
             "stage": "fused",
-            "train_loss": round(loss_sum / max(seen, 1), 4),
-            "train_acc": round(100 * correct / max(seen, 1), 2),
+            "train_loss": tally.loss,
+            "train_acc": tally.accuracy,
             "val_score": round(score, 2),
             "val": {k: v["accuracy"] for k, v in metrics.items()},
             "seconds": round(time.time() - t0, 1),

@@ -120,6 +120,11 @@ def log_mel(wave: np.ndarray, cfg: AudioConfig) -> np.ndarray:
     return (10.0 * np.log10(np.maximum(mel, 1e-10))).astype(np.float32)
 
 
+def mfcc(wave: np.ndarray, cfg: AudioConfig) -> np.ndarray:
+    """The first n_mfcc cepstral coefficients per frame: (frames, n_mfcc)."""
+    return log_mel(wave, cfg) @ _dct_matrix(cfg).T
+
+
 def delta(features: np.ndarray, width: int) -> np.ndarray:
     """Regression deltas over time (axis 0), edges repeated: the HTK formula with N = width // 2."""
     half = width // 2
@@ -134,10 +139,10 @@ def delta(features: np.ndarray, width: int) -> np.ndarray:
 
 def mfcc_deltas(wave: np.ndarray, cfg: AudioConfig) -> np.ndarray:
     """13 MFCCs, their deltas and delta-deltas per frame: (frames, 39), not normalised."""
-    mfcc = log_mel(wave, cfg) @ _dct_matrix(cfg).T
-    d1 = delta(mfcc, cfg.delta_width)
+    coefficients = mfcc(wave, cfg)
+    d1 = delta(coefficients, cfg.delta_width)
     d2 = delta(d1, cfg.delta_width)
-    return np.concatenate([mfcc, d1, d2], axis=1)
+    return np.concatenate([coefficients, d1, d2], axis=1)
 
 
 def frame_energy_dbfs(wave: np.ndarray, cfg: AudioConfig) -> np.ndarray:

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from edge.audio import AudioConfig, _dct_matrix, delta, frame_energy_dbfs, log_mel
+from edge.audio import AudioConfig, delta, frame_energy_dbfs, mfcc
 from edge.sync import AudioRing
 
 # Frames analysed per call. numpy's OpenBLAS runs a matrix product of more than about 260k
@@ -92,13 +92,13 @@ class SlidingFeatures:
 
         def mfccs(lo: int, hi: int) -> np.ndarray:  # in blocks: see BLOCK
             return np.concatenate([
-                log_mel(frames(b, min(b + BLOCK, hi)), cfg) @ _dct_matrix(cfg).T
+                mfcc(frames(b, min(b + BLOCK, hi)), cfg)
                 for b in range(lo, hi, BLOCK)
             ])  # fmt: skip
 
-        mfcc = self._mfcc.take(first, last, complete, mfccs)
-        d1 = self._delta(mfcc)
-        feats = np.concatenate([mfcc, d1, self._delta(d1)], axis=1)
+        coefficients = self._mfcc.take(first, last, complete, mfccs)
+        d1 = self._delta(coefficients)
+        feats = np.concatenate([coefficients, d1, self._delta(d1)], axis=1)
         feats -= feats.mean(axis=0, keepdims=True)  # mean/variance normalisation, one pass
         feats /= np.sqrt(np.mean(feats * feats, axis=0, keepdims=True)) + 1e-5
         return feats, True

@@ -8,8 +8,11 @@ on face + voice. Uses only `edge`.
   --save REF.npz       keep the inputs and probabilities (the x86 reference run)
   --reference REF.npz  compare with them: inputs, and probabilities both on this machine's
                        inputs (end to end) and on the reference inputs (the runtime alone);
-                       exit 1 when a probability differs by more than --tolerance or a label
-                       differs
+                       exit 1 when, on the reference inputs, a probability differs by more
+                       than --tolerance, or when end to end a label differs. (End to end, the
+                       detector's box may move by a fraction of a pixel between the two
+                       machines; an int8 model's input quantisation can turn that into a few
+                       hundredths of probability, so there only the label is held to.)
   --port P             publish the result once (QoS 1, through edge.mqtt's client, MQTT 5) to
                        the broker at --host:P
 """
@@ -96,15 +99,16 @@ def compare(
             failures.append(f"{name}: no reference probabilities")
             continue
         ref = reference[name]
-        same_input = runner.predict(*ref_inputs)[0]
-        end_to_end = _max_diff(probs[name], ref)
+        same_input = _max_diff(runner.predict(*ref_inputs)[0], ref)
         report[name] = {
-            "max_abs_diff_same_input": _max_diff(same_input, ref),
-            "max_abs_diff_end_to_end": end_to_end,
+            "max_abs_diff_same_input": same_input,
+            "max_abs_diff_end_to_end": _max_diff(probs[name], ref),
             "reference_label": runner.manifest.labels[int(np.argmax(ref))],
         }
-        if end_to_end > tolerance:
-            failures.append(f"{name}: probabilities differ by {end_to_end:.4f} > {tolerance}")
+        if same_input > tolerance:
+            failures.append(
+                f"{name}: on the same input, probabilities differ by {same_input:.4f} > {tolerance}"
+            )
         if int(np.argmax(ref)) != int(np.argmax(probs[name])):
             failures.append(f"{name}: label differs from the reference")
     return report, failures
@@ -136,7 +140,10 @@ def run() -> None:
     parser.add_argument("--model", help="one exported artifact folder instead of the bundled ones")
     parser.add_argument("--save", type=Path, help="write inputs and probabilities to this .npz")
     parser.add_argument("--reference", type=Path, help="a --save file to compare with")
-    parser.add_argument("--tolerance", type=float, default=0.02, help="max probability difference")
+    parser.add_argument(
+        "--tolerance", type=float, default=0.02,
+        help="max probability difference on the reference inputs",
+    )  # fmt: skip
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, help="publish the result to this MQTT broker port")
     parser.add_argument("--topic", default="emoedge/check-arm64/result")

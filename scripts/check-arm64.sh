@@ -21,10 +21,10 @@
 # default model), ARM64_BUILD (default /var/tmp/emoedge-arm64, the cache; outside the checkout
 # on purpose: while this runs the root has /proc and /dev mounted, and tools that walk
 # the source tree must not wander into them), DEBIAN_MIRROR (default
-# http://deb.debian.org/debian), ARM64_TOLERANCE (max probability difference to x86, default
-# 0.02), PIP_CERT or SSL_CERT_FILE (the CA bundle pip in the root trusts, default the host's
-# /etc/ssl/certs/ca-certificates.crt), http(s)_proxy/no_proxy (passed on). Needs root and the
-# apt packages debootstrap qemu-user-static binfmt-support mosquitto mosquitto-clients git, gcc
+# http://deb.debian.org/debian), ARM64_TOLERANCE (max probability difference to x86 on the
+# same inputs, default 0.02), PIP_CERT or SSL_CERT_FILE (the CA bundle pip in the root
+# trusts, default the host's /etc/ssl/certs/ca-certificates.crt), http(s)_proxy/no_proxy
+# (passed on). Needs root and the apt packages debootstrap qemu-user-static binfmt-support mosquitto mosquitto-clients git, gcc
 # and portaudio19-dev (`make check-arm64` installs them).
 set -euo pipefail
 

@@ -74,7 +74,7 @@ class Pipeline:
         stats: Stats,
     ) -> None:
         self.runner = runner
-        self.tracker = FaceTracker(detector, detector.cfg) if detector is not None else None
+        self.tracker = FaceTracker(detector) if detector is not None else None
         self.ring = ring
         self.audio_cfg = runner.manifest.audio
         self.face_cfg = runner.manifest.face

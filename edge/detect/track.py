@@ -10,17 +10,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from edge.config import DetectorConfig
 from edge.detect import Detection, FaceDetector, largest_face
 
 
 class FaceTracker:
     """The current face box, refreshed by the detector when due or when the crop drifted."""
 
-    def __init__(self, detector: FaceDetector, cfg: DetectorConfig) -> None:
+    def __init__(self, detector: FaceDetector) -> None:
         self.detector = detector
-        self.interval_s = cfg.interval_s
-        self.max_drift = cfg.max_drift
+        self.interval_s = detector.cfg.interval_s
+        self.max_drift = detector.cfg.max_drift
         self.box: Detection | None = None
         self.detections = 0
         self._detected_at: float | None = None

@@ -175,7 +175,13 @@ def window_features(wave: np.ndarray, cfg: AudioConfig) -> np.ndarray:
 
     Returns float32 (num_frames, 39); the window is padded or cut to window_s first.
     """
-    feats = mfcc_deltas(fit_window(to_mono_float(wave), cfg), cfg)
-    mean = feats.mean(axis=0, keepdims=True)
-    std = feats.std(axis=0, keepdims=True)
-    return ((feats - mean) / (std + 1e-5)).astype(np.float32)
+    return normalise_window(mfcc_deltas(fit_window(to_mono_float(wave), cfg), cfg))
+
+
+def normalise_window(feats: np.ndarray) -> np.ndarray:
+    """Per-window mean/variance normalisation of (frames, dims) features, in place when they
+    are float32 already: each dimension to mean 0 and standard deviation 1 (+1e-5)."""
+    feats = np.asarray(feats, dtype=np.float32)
+    feats -= feats.mean(axis=0, keepdims=True)
+    feats /= np.sqrt(np.mean(feats * feats, axis=0, keepdims=True)) + 1e-5
+    return feats

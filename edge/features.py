@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from edge.audio import AudioConfig, delta, frame_energy_dbfs, mfcc
+from edge.audio import AudioConfig, delta, frame_energy_dbfs, mfcc, normalise_window
 from edge.sync import AudioRing
 
 # Frames analysed per call. numpy's OpenBLAS runs a matrix product of more than about 260k
@@ -99,6 +99,4 @@ class SlidingFeatures:
         coefficients = self._mfcc.take(first, last, complete, mfccs)
         d1 = self._delta(coefficients)
         feats = np.concatenate([coefficients, d1, self._delta(d1)], axis=1)
-        feats -= feats.mean(axis=0, keepdims=True)  # mean/variance normalisation, one pass
-        feats /= np.sqrt(np.mean(feats * feats, axis=0, keepdims=True)) + 1e-5
-        return feats, True
+        return normalise_window(feats), True

@@ -1,11 +1,13 @@
 """Checkpoints: a model's weights with everything needed to rebuild and feed it.
 
 A released checkpoint stores fp16 weights (half the size; loading casts back to fp32) with
-its architecture config, label order, audio and face front-end configs and its metrics.
+its architecture config, label order, audio and face front-end configs and its metrics, all as
+tensors and JSON types: it loads with `torch.load(weights_only=True)`, unpickling no objects.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -36,20 +38,30 @@ def save_checkpoint(
         for k, v in model.state_dict().items()
     }
     payload = {
-        "format": FORMAT,
-        "arch": arch,
-        "config": model_config(model),
-        "labels": list(LABELS),
-        "audio": audio.to_dict(),
-        "face": face.to_dict(),
-        "metrics": metrics or {},
+        **plain_data(
+            {
+                "format": FORMAT,
+                "arch": arch,
+                "config": model_config(model),
+                "labels": list(LABELS),
+                "audio": audio.to_dict(),
+                "face": face.to_dict(),
+                "metrics": metrics or {},
+                **extra,
+            }
+        ),
         "state_dict": state,
-        **extra,
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     torch.save(payload, tmp)
     tmp.replace(path)
+
+
+def plain_data(value: Any) -> Any:
+    """Metadata as JSON types only (numpy scalars and arrays become numbers and lists), so a
+    checkpoint loads with `torch.load(weights_only=True)`: no pickled objects."""
+    return json.loads(json.dumps(value, default=lambda v: v.tolist()))
 
 
 def load_checkpoint(path: Path) -> tuple[EmotionModel, dict[str, Any]]:
@@ -58,7 +70,7 @@ def load_checkpoint(path: Path) -> tuple[EmotionModel, dict[str, Any]]:
     if not path.is_file():
         raise ModelError(f"checkpoint not found: {path}")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=False)
+        payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many types for a damaged file
         raise ModelError(f"cannot read checkpoint {path}: {error}") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:

@@ -8,6 +8,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from edge.cli import Command
+from edge.errors import UsageError
 
 DEFAULT_FACES = "../shared/data/fer2013"
 DEFAULT_SPEECH = "../shared/data/ravdess"
@@ -20,11 +21,23 @@ def _configure_distill(p: argparse.ArgumentParser) -> None:
     p.add_argument("--arch", choices=["teacher", "student"], default=defaults.arch)
     p.add_argument(
         "--stage",
-        choices=["face", "fused"],
+        choices=["face", "audio", "fused"],
         default=defaults.stage,
-        help="face: pre-train the face path on faces alone; fused: faces + speech (default)",
+        help="face / audio: pre-train one path on that modality alone; "
+        "fused: faces + speech (default)",
+    )
+    p.add_argument(
+        "--fusion",
+        choices=["concat", "late"],
+        help="student fusion head: concat (MLP over both features) or late (gated sum of "
+        "per-modality logits); default: the --init checkpoint's, else concat",
     )
     p.add_argument("--init", help="start from this checkpoint's weights (same architecture)")
+    p.add_argument(
+        "--init-audio",
+        help="then take the audio path (audio branch, attention, late-fusion audio head) from "
+        "this checkpoint: joins separately pre-trained face and audio paths",
+    )
     p.add_argument(
         "--faces",
         default=DEFAULT_FACES,
@@ -50,6 +63,7 @@ def _configure_distill(p: argparse.ArgumentParser) -> None:
         "kd_temperature",
         "kd_alpha",
         "max_train_faces",
+        "audio_repeats",
         "max_eval_faces",
         "threads",
         "workers",
@@ -63,6 +77,11 @@ def _configure_distill(p: argparse.ArgumentParser) -> None:
         "--freeze-face",
         action="store_true",
         help="fused stage: keep the face branch (weights and BatchNorm statistics) fixed",
+    )
+    p.add_argument(
+        "--freeze-audio",
+        action="store_true",
+        help="fused stage: keep the audio branch (weights and BatchNorm statistics) fixed",
     )
     p.add_argument(
         "--no-kd-face-only",
@@ -79,6 +98,10 @@ def _run_distill(args: argparse.Namespace) -> int:
     names = {f.name for f in fields(TrainConfig)}
     values = {k: v for k, v in vars(args).items() if k in names and v is not None}
     values.setdefault("out", f"runs/{args.arch}")
+    if args.fusion:
+        if args.arch != "student":
+            raise UsageError("--fusion applies to the student only")
+        values["model_config"] = {"fusion": args.fusion}
     result = train(TrainConfig(**values))
     print(f"best validation score {result['best_val_score']:.2f} → {values['out']}/best.pt")
     return 0

@@ -16,6 +16,7 @@ class TrainConfig:
     out: str = "runs/student"
     teacher: str | None = None
     init: str | None = None
+    init_audio: str | None = None
     epochs: int = 30
     batch_size: int = 128
     lr: float = 3e-3
@@ -24,12 +25,14 @@ class TrainConfig:
     label_smoothing: float = 0.1
     class_balance: float = 0.0
     freeze_face: bool = False
+    freeze_audio: bool = False
     p_face_only: float = 0.2
     p_audio_only: float = 0.2
     kd_temperature: float = 4.0
     kd_alpha: float = 0.7
     kd_face_only: bool = True
     max_train_faces: int = 0
+    audio_repeats: int = 8
     max_eval_faces: int = 0
     threads: int = 0
     workers: int = 1

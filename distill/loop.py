@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from distill.checkpoint import load_checkpoint, save_checkpoint
+from distill.checkpoint import load_checkpoint, plain_data, save_checkpoint
 from distill.config import TrainConfig
 from distill.models import EmotionModel, build_model, count_parameters
 from edge.audio import AudioConfig
@@ -72,15 +72,56 @@ def prepare_model(cfg: TrainConfig) -> EmotionModel:
         raise UsageError(f"--arch {cfg.arch!r}: allowed values are teacher, student")
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
-    if cfg.init:
-        model, meta = load_checkpoint(Path(cfg.init))
-        if meta["arch"] != cfg.arch:
-            raise UsageError(f"--init {cfg.init} is a {meta['arch']} checkpoint, not {cfg.arch}")
-        log.info("initialised from %s", cfg.init)
-    else:
+    if cfg.init_audio and not cfg.init:
+        raise UsageError("--init-audio needs --init (the checkpoint for everything else)")
+    if not cfg.init:
         model = build_model(cfg.arch, cfg.model_config)
-    log.info("%s: %d parameters", cfg.arch, count_parameters(model))
+        log.info("%s: %d parameters", cfg.arch, count_parameters(model))
+        return model
+    init, meta = load_checkpoint(Path(cfg.init))
+    if meta["arch"] != cfg.arch:
+        raise UsageError(f"--init {cfg.init} is a {meta['arch']} checkpoint, not {cfg.arch}")
+    model = build_model(cfg.arch, {**meta["config"], **cfg.model_config})
+    fresh = copy_matching_weights(init, model)
+    log.info(
+        "%s: %d parameters, initialised from %s%s",
+        cfg.arch,
+        count_parameters(model),
+        cfg.init,
+        f" except {', '.join(fresh)} (new)" if fresh else "",
+    )
+    if cfg.init_audio:
+        audio, audio_meta = load_checkpoint(Path(cfg.init_audio))
+        if audio_meta["arch"] != cfg.arch:
+            kind = audio_meta["arch"]
+            raise UsageError(
+                f"--init-audio {cfg.init_audio} is a {kind} checkpoint, not {cfg.arch}"
+            )
+        missing = copy_matching_weights(audio, model, AUDIO_PATH)
+        if missing:
+            raise UsageError(
+                f"--init-audio {cfg.init_audio}: its audio path does not fit this model "
+                f"({', '.join(missing)})"
+            )
+        log.info("audio path (%s) from %s", ", ".join(AUDIO_PATH), cfg.init_audio)
     return model
+
+
+# The weights of the audio path: branch, cross-modal attention, and a late-fusion audio head.
+AUDIO_PATH = ("audio.", "attention.", "head.audio_logits.")
+
+
+def copy_matching_weights(
+    source: torch.nn.Module, target: torch.nn.Module, prefixes: tuple[str, ...] = ("",)
+) -> list[str]:
+    """Copy the tensors under `prefixes` whose name and shape match; returns the names under
+    `prefixes` left as they were."""
+    have = source.state_dict()
+    state = target.state_dict()
+    wanted = [k for k in state if k.startswith(prefixes)]
+    fresh = [k for k in wanted if k not in have or have[k].shape != state[k].shape]
+    target.load_state_dict({**state, **{k: have[k] for k in wanted if k not in fresh}})
+    return fresh
 
 
 @dataclass
@@ -101,7 +142,7 @@ class Run:
         self.out.mkdir(parents=True, exist_ok=True)
         last = self.out / "last.pt"
         if self.cfg.resume and last.exists():
-            state = torch.load(last, map_location="cpu", weights_only=False)
+            state = torch.load(last, map_location="cpu", weights_only=True)
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
             self.start_epoch, self.best = state["epoch"] + 1, state["best"]
@@ -123,7 +164,7 @@ class Run:
         """Record the epoch; write best.pt when the score improved, then last.pt."""
         self.history.append(record)
         if score > self.best:
-            self.best = score
+            self.best = float(score)
             save_checkpoint(
                 self.out / "best.pt",
                 self.model,
@@ -140,7 +181,7 @@ class Run:
                 "optimizer": self.optimizer.state_dict(),
                 "epoch": epoch,
                 "best": self.best,
-                "history": self.history,
+                "history": plain_data(self.history),
             },
             self.out / "last.tmp",
         )

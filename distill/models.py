@@ -69,6 +69,41 @@ class FusionHead(nn.Module):
         return self.mlp(fused)
 
 
+class LateFusionHead(nn.Module):
+    """Gated late fusion: face logits and audio logits, each from its own small head, summed
+    with per-modality gates, plus a learned bias for the fused case.
+
+    A sum of logits is a product of the two modalities' probabilities — the right combination
+    when face and voice are independent given the emotion (as in class-paired data) — and with
+    one modality masked the output is exactly the other modality's own prediction.
+    """
+
+    def __init__(self, visual_dim: int, attended_dim: int, hidden: int, dropout: float):
+        super().__init__()
+        self.face_logits = nn.Sequential(nn.Dropout(dropout), nn.Linear(visual_dim, NUM_CLASSES))
+        self.audio_logits = nn.Sequential(
+            nn.Linear(attended_dim, hidden),
+            nn.ReLU(inplace=True),
+            nn.Dropout(dropout),
+            nn.Linear(hidden, NUM_CLASSES),
+        )
+        self.gates = nn.Parameter(torch.ones(2))
+        self.fused_bias = nn.Parameter(torch.zeros(NUM_CLASSES))
+
+    def forward(
+        self, visual: torch.Tensor, attended: torch.Tensor, mask: torch.Tensor
+    ) -> torch.Tensor:
+        face_present, audio_present = mask[:, :1], mask[:, 1:]
+        return (
+            self.face_logits(visual) * face_present * self.gates[0]
+            + self.audio_logits(attended) * audio_present * self.gates[1]
+            + self.fused_bias * face_present * audio_present
+        )
+
+
+FUSION_HEADS: dict[str, type[nn.Module]] = {"concat": FusionHead, "late": LateFusionHead}
+
+
 class EmotionModel(nn.Module):
     """Face branch + audio branch + cross-modal attention + fusion head."""
 
@@ -279,6 +314,7 @@ class StudentConfig:
     attn_dim: int = 64
     head_hidden: int = 96
     dropout: float = 0.2
+    fusion: str = "concat"  # or "late" (LateFusionHead)
 
 
 class Student(EmotionModel):
@@ -291,7 +327,10 @@ class Student(EmotionModel):
         self.face = FaceDSCNN(cfg.face_stem, cfg.face_blocks, cfg.visual_dim)
         self.audio = AudioTCN(39, cfg.audio_stem, cfg.audio_blocks, cfg.audio_kernel)
         self.attention = CrossModalAttention(cfg.visual_dim, self.audio.out_dim, cfg.attn_dim)
-        self.head = FusionHead(cfg.visual_dim, cfg.attn_dim, cfg.head_hidden, cfg.dropout)
+        if cfg.fusion not in FUSION_HEADS:
+            raise ValueError(f"fusion {cfg.fusion!r}: allowed values are {', '.join(FUSION_HEADS)}")
+        head = FUSION_HEADS[cfg.fusion]
+        self.head = head(cfg.visual_dim, cfg.attn_dim, cfg.head_hidden, cfg.dropout)
 
 
 ARCHITECTURES: dict[str, tuple[type[EmotionModel], type]] = {

@@ -43,6 +43,14 @@ def random_window(wave: np.ndarray, cfg: AudioConfig, rng: np.random.Generator) 
     return np.pad(wave, (front, n - len(wave) - front))
 
 
+def speed_perturb(wave: np.ndarray, rng: np.random.Generator, spread: float = 0.1) -> np.ndarray:
+    """Play the clip 1 ± spread times as fast (tempo and pitch together), by linear
+    interpolation: the classic speed perturbation of speech augmentation."""
+    factor = rng.uniform(1 - spread, 1 + spread)
+    positions = np.arange(0, len(wave) - 1, factor)
+    return np.interp(positions, np.arange(len(wave)), wave).astype(np.float32)
+
+
 def augment_wave(wave: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Gain and, half the time, white noise at 10–40 dB SNR."""
     wave = wave * 10 ** (rng.uniform(-6, 6) / 20)
@@ -51,6 +59,13 @@ def augment_wave(wave: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         snr = rng.uniform(10, 40)
         wave = wave + rng.normal(0, np.sqrt(power / 10 ** (snr / 10)), len(wave))
     return np.clip(wave, -1, 1).astype(np.float32)
+
+
+def training_features(clip: np.ndarray, cfg: AudioConfig, rng: np.random.Generator) -> np.ndarray:
+    """One augmented training window of a clip: speed perturbation, a random crop, gain and
+    noise, then the model's features (T, 39)."""
+    wave = random_window(speed_perturb(clip, rng), cfg, rng)
+    return window_features(augment_wave(wave, rng), cfg)
 
 
 class PairedTrainSet(Dataset):
@@ -77,8 +92,24 @@ class PairedTrainSet(Dataset):
         rng = np.random.default_rng((self.seed, self.epoch, i))
         label = int(self.faces.labels[i])
         clip = self.audio.data[rng.choice(self.clips_by_class[label])]
-        wave = augment_wave(random_window(clip, self.cfg, rng), rng)
-        return self.faces.data[i], window_features(wave, self.cfg), label
+        return self.faces.data[i], training_features(clip, self.cfg, rng), label
+
+
+class AudioTrainSet(Dataset):
+    """The training clips, each drawn `repeats` times an epoch with fresh augmentation.
+    Items: (audio (T, 39), label)."""
+
+    def __init__(self, audio: Decoded, cfg: AudioConfig, repeats: int, seed: int = 0):
+        self.audio, self.cfg, self.repeats, self.seed = audio, cfg, repeats, seed
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.audio) * self.repeats
+
+    def __getitem__(self, i: int):
+        rng = np.random.default_rng((self.seed, self.epoch, i))
+        clip = i % len(self.audio)
+        return training_features(self.audio.data[clip], self.cfg, rng), int(self.audio.labels[clip])
 
 
 @dataclass
@@ -112,6 +143,19 @@ def face_only_set(faces: Decoded, cfg: AudioConfig) -> EvalSet:
     )
 
 
+def audio_only_set(audio: Decoded, cfg: AudioConfig, feats: np.ndarray | None = None) -> EvalSet:
+    """Every clip's centred window with the face masked (a blank face that is never read)."""
+    feats = clip_features(audio, cfg) if feats is None else feats
+    blank_face = np.zeros((1, 48, 48), np.uint8)
+    return EvalSet(
+        "audio_only",
+        np.broadcast_to(blank_face, (len(audio), 48, 48)),
+        feats,
+        np.tile([0.0, 1.0], (len(audio), 1)).astype(np.float32),
+        audio.labels,
+    )
+
+
 def build_eval_sets(
     faces: Decoded,
     audio: Decoded,
@@ -122,17 +166,7 @@ def build_eval_sets(
     """Face-only (all faces), audio-only (all clips), fused pairs (each clip with
     `pairs_per_clip` same-class faces, seeded) and the pairs with one modality masked."""
     feats = clip_features(audio, cfg)
-    blank_face = np.zeros((1, 48, 48), np.uint8)
-    sets = [
-        face_only_set(faces, cfg),
-        EvalSet(
-            "audio_only",
-            np.broadcast_to(blank_face, (len(audio), 48, 48)),
-            feats,
-            np.tile([0.0, 1.0], (len(audio), 1)).astype(np.float32),
-            audio.labels,
-        ),
-    ]
+    sets = [face_only_set(faces, cfg), audio_only_set(audio, cfg, feats)]
     rng = np.random.default_rng(seed)
     face_idx, clip_idx = [], []
     for c, label in enumerate(audio.labels):

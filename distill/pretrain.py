@@ -1,29 +1,39 @@
-"""Face-only pre-training (`emoedge distill --stage face`): the face branch and the fusion head
-on the FER2013 training faces alone, before the fused stage.
+"""Single-modality pre-training (`emoedge distill --stage face|audio`) before the fused stage.
 
-With the audio masked the fusion head multiplies the attended audio by 0, so
-`face_only_logits` is exactly the model's face-only output, without running the audio branch.
-Selection is on the face-only accuracy of the validation split.
+- face: the face branch and the fusion head on the FER2013 training faces alone.
+- audio: the audio branch, the attention (its missing-face query) and the head on the RAVDESS
+  training clips alone; every clip is drawn `--audio-repeats` times an epoch with fresh
+  augmentation (speed, crop, gain, noise, SpecAugment).
+
+With the other modality masked the model never reads it, so `face_only_logits` and
+`audio_only_logits` are exactly the model's single-modality outputs without running the other
+branch. Selection is on that modality's accuracy on the validation split.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch.nn import functional as F
+from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from distill.augment import augment_faces, faces_to_input
+from distill.augment import augment_faces, faces_to_input, spec_augment
+from distill.cache import decode_audio
 from distill.config import TrainConfig
+from distill.corpora import load_corpus
 from distill.evaluate import evaluate
 from distill.loop import Run, Tally, prepare_model
 from distill.models import EmotionModel
-from distill.pairing import face_only_set
+from distill.pairing import AudioTrainSet, EvalSet, audio_only_set, face_only_set
 from distill.train import load_faces, torch_predictor
+from edge.errors import DataError
 from edge.labels import NUM_CLASSES
 
 log = logging.getLogger(__name__)
@@ -38,6 +48,15 @@ def face_only_logits(model: EmotionModel, faces: torch.Tensor) -> torch.Tensor:
     return model.head(visual, attended, mask)
 
 
+def audio_only_logits(model: EmotionModel, audio: torch.Tensor) -> torch.Tensor:
+    """model(any face, audio, mask [0, 1]) without computing the face branch."""
+    steps = model.audio(audio)
+    b = len(audio)
+    visual = steps.new_zeros(b, model.attention.query.in_features)
+    attended, _ = model.attention(visual, steps, steps.new_zeros(b, 1))
+    return model.head(visual, attended, steps.new_tensor([0.0, 1.0]).expand(b, 2))
+
+
 def class_weights(labels: np.ndarray, power: float) -> torch.Tensor:
     """Cross-entropy weights ∝ class frequency^−power (0: plain CE, 1: fully balanced),
     scaled so the average weight over the training samples is 1."""
@@ -47,64 +66,124 @@ def class_weights(labels: np.ndarray, power: float) -> torch.Tensor:
     return torch.tensor(weights, dtype=torch.float32)
 
 
-def pretrain_face(cfg: TrainConfig) -> dict:
-    """Run (or resume) face-only pre-training; returns the best validation face accuracy."""
+@dataclass
+class Modality:
+    """What one pre-training stage reads: its training batches, validation set and loss."""
+
+    name: str
+    labels: np.ndarray
+    val_set: EvalSet
+    steps_per_epoch: int
+    batches: Callable[[int, torch.Generator], Iterator[tuple[torch.Tensor, torch.Tensor]]]
+    logits: Callable[[EmotionModel, torch.Tensor, torch.Generator], torch.Tensor]  # augments
+
+
+def face_modality(cfg: TrainConfig, run: Run) -> Modality:
+    cache = Path(cfg.cache_dir) if cfg.cache_dir else None
+    faces = load_faces(Path(cfg.faces), "train", cache, cfg.max_train_faces)
+    val_set = face_only_set(
+        load_faces(Path(cfg.faces), "val", cache, cfg.max_eval_faces), run.audio_cfg
+    )
+    data, labels = torch.from_numpy(faces.data), torch.from_numpy(faces.labels)
+    steps = max(1, len(labels) // cfg.batch_size)
+
+    def batches(epoch: int, gen: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        order = torch.randperm(len(labels), generator=gen)
+        for i in range(steps):
+            idx = order[i * cfg.batch_size : (i + 1) * cfg.batch_size]
+            yield data[idx], labels[idx]
+
+    def logits(model: EmotionModel, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        return face_only_logits(model, augment_faces(faces_to_input(x, run.face_cfg), gen))
+
+    return Modality("face", faces.labels, val_set, steps, batches, logits)
+
+
+def audio_modality(cfg: TrainConfig, run: Run) -> Modality:
+    cache = Path(cfg.cache_dir) if cfg.cache_dir else None
+    corpus = decode_audio(load_corpus(Path(cfg.speech), "audio"), run.audio_cfg, cache)
+    train, val = corpus.select("train"), corpus.select("val")
+    if len(train) == 0 or len(val) == 0:
+        raise DataError("audio pre-training needs speech clips in the 'train' and 'val' splits")
+    dataset = AudioTrainSet(train, run.audio_cfg, cfg.audio_repeats, seed=cfg.seed)
+    steps = max(1, len(dataset) // cfg.batch_size)
+
+    def batches(epoch: int, gen: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        dataset.epoch = epoch
+        yield from DataLoader(
+            dataset,
+            batch_size=cfg.batch_size,
+            shuffle=True,
+            generator=gen,
+            num_workers=cfg.workers,
+            drop_last=len(dataset) > cfg.batch_size,
+        )
+
+    def logits(model: EmotionModel, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        return audio_only_logits(model, spec_augment(x, gen))
+
+    return Modality(
+        "audio", train.labels, audio_only_set(val, run.audio_cfg), steps, batches, logits
+    )
+
+
+def pretrain(cfg: TrainConfig) -> dict:
+    """Run (or resume) single-modality pre-training; returns the best validation accuracy."""
     model = prepare_model(cfg)
     run = Run(
         cfg, model, torch.optim.AdamW(model.parameters(), cfg.lr, weight_decay=cfg.weight_decay)
     )
-    cache = Path(cfg.cache_dir) if cfg.cache_dir else None
-    train_faces = load_faces(Path(cfg.faces), "train", cache, cfg.max_train_faces)
-    val_set = face_only_set(
-        load_faces(Path(cfg.faces), "val", cache, cfg.max_eval_faces), run.audio_cfg
+    modality = (face_modality if cfg.stage == "face" else audio_modality)(cfg, run)
+    name = modality.name
+    log.info(
+        "%s pre-training: %d training samples · val %d",
+        name,
+        modality.steps_per_epoch * cfg.batch_size,
+        len(modality.val_set),
     )
-    log.info("face pre-training: %d train faces · val %d", len(train_faces), len(val_set))
-    data = torch.from_numpy(train_faces.data)
-    labels = torch.from_numpy(train_faces.labels)
-    weights = class_weights(train_faces.labels, cfg.class_balance)
-    steps_per_epoch = max(1, len(labels) // cfg.batch_size)
+    weights = class_weights(modality.labels, cfg.class_balance)
     gen = torch.Generator()
     for epoch in range(run.start_epoch, cfg.epochs):
         gen.manual_seed(cfg.seed * 1000 + epoch)
-        order = torch.randperm(len(labels), generator=gen)
         model.train()
         t0, tally = time.time(), Tally()
         bar = tqdm(
-            range(steps_per_epoch),
-            desc=f"{cfg.arch} faces epoch {epoch + 1}/{cfg.epochs}",
+            modality.batches(epoch, gen),
+            total=modality.steps_per_epoch,
+            desc=f"{cfg.arch} {name} epoch {epoch + 1}/{cfg.epochs}",
             unit="batch",
             leave=False,
         )
-        for i in bar:
-            idx = order[i * cfg.batch_size : (i + 1) * cfg.batch_size]
-            faces = augment_faces(faces_to_input(data[idx], run.face_cfg), gen)
-            logits = face_only_logits(model, faces)
+        for i, (x, labels) in enumerate(bar):
+            logits = modality.logits(model, x, gen)
             loss = F.cross_entropy(
-                logits, labels[idx], weight=weights, label_smoothing=cfg.label_smoothing
+                logits, labels, weight=weights, label_smoothing=cfg.label_smoothing
             )
-            run.step(loss, epoch * steps_per_epoch + i, steps_per_epoch)
-            tally.add(loss, logits, labels[idx])
+            run.step(loss, epoch * modality.steps_per_epoch + i, modality.steps_per_epoch)
+            tally.add(loss, logits, labels)
             bar.set_postfix(**tally.postfix())
 
-        metrics = evaluate(torch_predictor(model), [val_set], run.face_cfg)
-        face = metrics["face_only"]
+        metrics = evaluate(torch_predictor(model), [modality.val_set], run.face_cfg)
+        result = metrics[f"{name}_only"]
         record = {
             "epoch": epoch + 1,
-            "stage": "face",
+            "stage": name,
             "train_loss": tally.loss,
             "train_acc": tally.accuracy,
-            "val_score": face["accuracy"],
-            "val": {"face_only": face["accuracy"], "face_only_uar": face["uar"]},
+            "val_score": result["accuracy"],
+            "val": {f"{name}_only": result["accuracy"], f"{name}_only_uar": result["uar"]},
             "seconds": round(time.time() - t0, 1),
         }
         log.info(
-            "faces epoch %d/%d loss %.3f · val face_only %.2f (UAR %.2f) · %.0fs",
+            "%s epoch %d/%d loss %.3f · val %s_only %.2f (UAR %.2f) · %.0fs",
+            name,
             epoch + 1,
             cfg.epochs,
             record["train_loss"],
-            face["accuracy"],
-            face["uar"],
+            name,
+            result["accuracy"],
+            result["uar"],
             record["seconds"],
         )
-        run.end_epoch(epoch, record, metrics, face["accuracy"])
+        run.end_epoch(epoch, record, metrics, result["accuracy"])
     return run.result()

@@ -4,8 +4,8 @@ Each epoch pairs every training face with a same-class training speech window (s
 `distill.pairing`), applies modality dropout, and trains with cross-entropy — or, given a
 teacher, with Hinton distillation on the same augmented inputs. A checkpoint is written
 every epoch (`last.pt`, resumable) and whenever the validation score improves (`best.pt`).
-`--stage face` pre-trains the face path alone first (`distill.pretrain`); `--init` starts a
-stage from an earlier checkpoint.
+`--stage face` and `--stage audio` pre-train one path alone first (`distill.pretrain`);
+`--init` starts a stage from an earlier checkpoint.
 """
 
 from __future__ import annotations
@@ -84,12 +84,12 @@ def validation_score(metrics: dict[str, dict]) -> float:
 
 def train(cfg: TrainConfig) -> dict:
     """Run (or resume) one training stage; returns the best validation metrics."""
-    if cfg.stage == "face":
-        from distill.pretrain import pretrain_face
+    if cfg.stage in ("face", "audio"):
+        from distill.pretrain import pretrain
 
-        return pretrain_face(cfg)
+        return pretrain(cfg)
     if cfg.stage != "fused":
-        raise UsageError(f"--stage {cfg.stage!r}: allowed values are face, fused")
+        raise UsageError(f"--stage {cfg.stage!r}: allowed values are face, audio, fused")
     model = prepare_model(cfg)
     run = Run(
         cfg, model, torch.optim.AdamW(trainable(model, cfg), cfg.lr, weight_decay=cfg.weight_decay)
@@ -202,13 +202,17 @@ def batch_loss(
 
 
 def trainable(model: EmotionModel, cfg: TrainConfig) -> list[torch.nn.Parameter]:
-    """The parameters the optimizer updates: all, or all but the face branch (--freeze-face)."""
+    """The parameters the optimizer updates: all but the branches frozen by --freeze-face and
+    --freeze-audio."""
     model.face.requires_grad_(not cfg.freeze_face)
+    model.audio.requires_grad_(not cfg.freeze_audio)
     return [p for p in model.parameters() if p.requires_grad]
 
 
 def set_train_mode(model: EmotionModel, cfg: TrainConfig) -> None:
-    """Training mode; a frozen face branch stays in eval mode (its BatchNorm statistics fixed)."""
+    """Training mode; a frozen branch stays in eval mode (its BatchNorm statistics fixed)."""
     model.train()
     if cfg.freeze_face:
         model.face.eval()
+    if cfg.freeze_audio:
+        model.audio.eval()

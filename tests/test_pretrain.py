@@ -1,5 +1,6 @@
-"""Training stages: face-only pre-training, --init, --freeze-face and KD without the face-only
-samples; tiny models and tiny generated corpora."""
+"""Training stages: face-only and audio-only pre-training, --init / --init-audio, late fusion,
+--freeze-face / --freeze-audio and KD without the face-only samples; tiny models and tiny
+generated corpora."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ import torch
 from distill.checkpoint import load_checkpoint
 from distill.config import TrainConfig
 from distill.models import build_model, distillation_loss
-from distill.pretrain import class_weights, face_only_logits
+from distill.pairing import speed_perturb
+from distill.pretrain import audio_only_logits, class_weights, face_only_logits
 from distill.train import batch_loss
 from tests.fixtures_export import TINY, make_checkpoint, run_emoedge
 from tests.tiny_corpora import write_fer_folders, write_ravdess
@@ -111,3 +113,109 @@ def test_init_from_another_architecture_is_a_usage_error(tiny, tmp_path, capsys)
     code = run_emoedge("distill", "--arch", "student", "--init", teacher, "--out", tmp_path, *tiny)
     assert code == 2
     assert "is a teacher checkpoint, not student" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("arch", "fusion"), [("student", "concat"), ("student", "late"), ("teacher", None)]
+)
+def test_audio_only_logits_are_the_models_audio_only_output(arch: str, fusion: str | None) -> None:
+    torch.manual_seed(0)
+    config = TINY[arch] | ({"fusion": fusion} if fusion else {})
+    model = build_model(arch, config).eval()
+    faces = torch.randn(5, 1, 48, 48)
+    audio = torch.randn(5, 298, 39)
+    mask = torch.tensor([[0.0, 1.0]]).expand(5, 2)
+    with torch.no_grad():
+        torch.testing.assert_close(audio_only_logits(model, audio), model(faces, audio, mask))
+
+
+def test_late_fusion_sums_the_gated_modality_logits_and_a_fused_bias() -> None:
+    torch.manual_seed(0)
+    head = build_model("student", TINY["student"] | {"fusion": "late"}).head.eval()
+    with torch.no_grad():
+        head.gates.copy_(torch.tensor([0.5, 2.0]))
+        head.fused_bias.copy_(torch.arange(7.0))
+        visual, attended = torch.randn(4, 16), torch.randn(4, 8)
+
+        def out(mask: list[float]) -> torch.Tensor:
+            return head(visual, attended, torch.tensor([mask]).expand(4, 2))
+
+        face, audio = out([1.0, 0.0]), out([0.0, 1.0])
+        torch.testing.assert_close(face, 0.5 * head.face_logits(visual))
+        torch.testing.assert_close(audio, 2.0 * head.audio_logits(attended))
+        torch.testing.assert_close(out([1.0, 1.0]), face + audio + torch.arange(7.0))
+        torch.testing.assert_close(out([0.0, 0.0]), torch.zeros(4, 7))
+
+
+def test_speed_perturbation_resamples_in_time() -> None:
+    rng = np.random.default_rng(1)
+    ramp = np.arange(16000, dtype=np.float32)
+    lengths = []
+    for _ in range(20):
+        out = speed_perturb(ramp, rng, spread=0.1)
+        step = np.diff(out)
+        assert np.allclose(step, step[0], atol=1e-2)  # a ramp stays a ramp: resampled, not cut
+        assert 0.9 - 1e-6 <= step[0] <= 1.1 + 1e-6
+        assert out.dtype == np.float32 and abs(len(out) * step[0] - 16000) < 2
+        lengths.append(len(out))
+    assert min(lengths) < 15500 and max(lengths) > 16500  # both faster and slower
+
+
+def state(path, prefix: str) -> dict[str, torch.Tensor]:
+    model, _ = load_checkpoint(path)
+    return {k: v for k, v in model.state_dict().items() if k.startswith(prefix)}
+
+
+def test_audio_stage_and_joining_separately_trained_paths(tiny, tmp_path) -> None:
+    init = make_checkpoint(tmp_path / "init.pt", "student")  # concat head
+    common = ["--arch", "student", "--batch-size", "8", "--workers", "0", *tiny]
+    face, audio, fused = tmp_path / "face", tmp_path / "audio", tmp_path / "fused"
+    late = ["--init", init, "--fusion", "late", "--epochs", "1"]
+    assert run_emoedge("distill", *common, *late, "--stage", "face", "--out", face) == 0
+    stage = [*late, "--stage", "audio", "--out", audio, "--audio-repeats", "2"]
+    assert run_emoedge("distill", *common, *stage) == 0
+    assert run_emoedge("distill", *common, *stage, "--epochs", "2", "--resume") == 0
+    history = json.loads((audio / "history.json").read_text())
+    assert [(h["epoch"], h["stage"]) for h in history] == [(1, "audio"), (2, "audio")]
+    _, meta = load_checkpoint(audio / "best.pt")
+    assert meta["config"]["fusion"] == "late" and "audio_only" in meta["metrics"]["val"]
+    # the audio stage never touches the face path (init.pt holds fp32, best.pt fp16 weights)
+    before, after = state(init, "face."), state(audio / "best.pt", "face.")
+    assert all(torch.equal(v.half().float(), after[k]) for k, v in before.items())
+
+    args = ["--init", face / "best.pt", "--init-audio", audio / "best.pt", "--out", fused]
+    args += ["--freeze-face", "--freeze-audio", "--epochs", "1"]
+    assert run_emoedge("distill", *common, *args) == 0
+    _, fused_meta = load_checkpoint(fused / "best.pt")
+    assert fused_meta["config"]["fusion"] == "late"
+    for source, prefix in ((face, "face."), (audio, "audio.")):  # frozen: weights and BN stats
+        before, after = state(source / "best.pt", prefix), state(fused / "best.pt", prefix)
+        assert before.keys() == after.keys() and before
+        for name, value in before.items():
+            assert torch.equal(value, after[name]), name
+
+
+def test_fusion_and_init_audio_misuse_are_usage_errors(tiny, tmp_path, capsys) -> None:
+    ckpt = make_checkpoint(tmp_path / "student.pt", "student")
+    out = ["--out", tmp_path / "run"]
+    assert run_emoedge("distill", "--arch", "teacher", "--fusion", "late", *out, *tiny) == 2
+    assert "--fusion applies to the student only" in capsys.readouterr().err
+    assert run_emoedge("distill", "--init-audio", ckpt, *out, *tiny) == 2
+    assert "--init-audio needs --init" in capsys.readouterr().err
+    teacher = make_checkpoint(tmp_path / "teacher.pt", "teacher")
+    assert run_emoedge("distill", "--init", ckpt, "--init-audio", teacher, *out, *tiny) == 2
+    assert "is a teacher checkpoint, not student" in capsys.readouterr().err
+
+
+def test_checkpoints_load_without_unpickling_objects(tmp_path) -> None:
+    from distill.checkpoint import save_checkpoint
+    from edge.audio import AudioConfig
+    from edge.face import FaceConfig
+
+    model = build_model("student", TINY["student"])
+    metrics = {"val": {"fused": {"accuracy": np.float64(61.5), "confusion": np.eye(2, dtype=int)}}}
+    save_checkpoint(tmp_path / "m.pt", model, "student", AudioConfig(), FaceConfig(), metrics)
+    payload = torch.load(tmp_path / "m.pt", weights_only=True)  # raises on any pickled object
+    assert payload["metrics"]["val"]["fused"] == {"accuracy": 61.5, "confusion": [[1, 0], [0, 1]]}
+    for committed in ("student", "teacher"):
+        torch.load(f"distill/checkpoints/{committed}.pt", weights_only=True)

@@ -21,10 +21,11 @@ def _configure_distill(p: argparse.ArgumentParser) -> None:
     p.add_argument("--arch", choices=["teacher", "student"], default=defaults.arch)
     p.add_argument(
         "--stage",
-        choices=["face", "audio", "fused"],
+        choices=["face", "audio", "fused", "calibrate"],
         default=defaults.stage,
         help="face / audio: pre-train one path on that modality alone; "
-        "fused: faces + speech (default)",
+        "fused: faces + speech (default); calibrate: fit a late-fusion student's gates on "
+        "the validation split",
     )
     p.add_argument(
         "--fusion",

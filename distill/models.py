@@ -50,6 +50,27 @@ class CrossModalAttention(nn.Module):
         return attended, weights
 
 
+class AttentionPool(nn.Module):
+    """Light attention for a late-fusion model: a learned query attends over the audio time
+    steps of each sample (the face plays no part). Same call as CrossModalAttention."""
+
+    def __init__(self, audio_dim: int, dim: int):
+        super().__init__()
+        self.query = nn.Parameter(torch.zeros(dim))
+        self.key = nn.Linear(audio_dim, dim)
+        self.value = nn.Linear(audio_dim, dim)
+        self.scale = 1.0 / math.sqrt(dim)
+
+    def forward(
+        self, visual: torch.Tensor, audio_steps: torch.Tensor, face_present: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """steps (B, T, Da) -> attended (B, dim), weights (B, T); visual and face_present unused."""
+        scores = self.key(audio_steps) @ self.query * self.scale
+        weights = torch.softmax(scores, dim=-1)
+        attended = torch.bmm(weights.unsqueeze(1), self.value(audio_steps)).squeeze(1)
+        return attended, weights
+
+
 class FusionHead(nn.Module):
     """Masked concat of face feature and attended audio, the mask itself, an MLP, 7 logits."""
 
@@ -101,16 +122,13 @@ class LateFusionHead(nn.Module):
         )
 
 
-FUSION_HEADS: dict[str, type[nn.Module]] = {"concat": FusionHead, "late": LateFusionHead}
-
-
 class EmotionModel(nn.Module):
     """Face branch + audio branch + cross-modal attention + fusion head."""
 
     face: nn.Module
     audio: nn.Module
-    attention: CrossModalAttention
-    head: FusionHead
+    attention: CrossModalAttention | AttentionPool
+    head: FusionHead | LateFusionHead
 
     def forward(self, face: torch.Tensor, audio: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         face_present = mask[:, :1]
@@ -314,11 +332,14 @@ class StudentConfig:
     attn_dim: int = 64
     head_hidden: int = 96
     dropout: float = 0.2
-    fusion: str = "concat"  # or "late" (LateFusionHead)
+    fusion: str = "concat"  # concat: cross-modal attention + FusionHead; late: AttentionPool +
+    # LateFusionHead (per-modality predictions, fused by gates calibrated on validation)
 
 
 class Student(EmotionModel):
-    """Edge model (≤ 300 k parameters): DS-CNN face, temporal-conv audio, light attention."""
+    """Edge model (≤ 300 k parameters): DS-CNN face, temporal-conv audio, and either
+    cross-modal attention with an MLP head (concat) or attention pooling with gated late
+    fusion (late)."""
 
     def __init__(self, cfg: StudentConfig | None = None):
         super().__init__()
@@ -326,11 +347,14 @@ class Student(EmotionModel):
         self.config = cfg
         self.face = FaceDSCNN(cfg.face_stem, cfg.face_blocks, cfg.visual_dim)
         self.audio = AudioTCN(39, cfg.audio_stem, cfg.audio_blocks, cfg.audio_kernel)
-        self.attention = CrossModalAttention(cfg.visual_dim, self.audio.out_dim, cfg.attn_dim)
-        if cfg.fusion not in FUSION_HEADS:
-            raise ValueError(f"fusion {cfg.fusion!r}: allowed values are {', '.join(FUSION_HEADS)}")
-        head = FUSION_HEADS[cfg.fusion]
-        self.head = head(cfg.visual_dim, cfg.attn_dim, cfg.head_hidden, cfg.dropout)
+        if cfg.fusion == "concat":
+            self.attention = CrossModalAttention(cfg.visual_dim, self.audio.out_dim, cfg.attn_dim)
+            self.head = FusionHead(cfg.visual_dim, cfg.attn_dim, cfg.head_hidden, cfg.dropout)
+        elif cfg.fusion == "late":
+            self.attention = AttentionPool(self.audio.out_dim, cfg.attn_dim)
+            self.head = LateFusionHead(cfg.visual_dim, cfg.attn_dim, cfg.head_hidden, cfg.dropout)
+        else:
+            raise ValueError(f"fusion {cfg.fusion!r}: allowed values are concat, late")
 
 
 ARCHITECTURES: dict[str, tuple[type[EmotionModel], type]] = {

@@ -5,6 +5,9 @@
   training clips alone; every clip is drawn `--audio-repeats` times an epoch with fresh
   augmentation (speed, crop, gain, noise, SpecAugment).
 
+With `--teacher`, the loss adds Hinton distillation from the teacher's own output for that
+modality (`--kd-alpha`, `--kd-temperature`) on the same augmented inputs.
+
 With the other modality masked the model never reads it, so `face_only_logits` and
 `audio_only_logits` are exactly the model's single-modality outputs without running the other
 branch. Selection is on that modality's accuracy on the validation split.
@@ -26,11 +29,12 @@ from tqdm import tqdm
 
 from distill.augment import augment_faces, faces_to_input, spec_augment
 from distill.cache import decode_audio
+from distill.checkpoint import load_checkpoint
 from distill.config import TrainConfig
 from distill.corpora import load_corpus
 from distill.evaluate import evaluate
 from distill.loop import Run, Tally, prepare_model
-from distill.models import EmotionModel
+from distill.models import EmotionModel, distillation_loss
 from distill.pairing import AudioTrainSet, EvalSet, audio_only_set, face_only_set
 from distill.train import load_faces, torch_predictor
 from edge.errors import DataError
@@ -52,7 +56,7 @@ def audio_only_logits(model: EmotionModel, audio: torch.Tensor) -> torch.Tensor:
     """model(any face, audio, mask [0, 1]) without computing the face branch."""
     steps = model.audio(audio)
     b = len(audio)
-    visual = steps.new_zeros(b, model.attention.query.in_features)
+    visual = steps.new_zeros(b, model.config.visual_dim)
     attended, _ = model.attention(visual, steps, steps.new_zeros(b, 1))
     return model.head(visual, attended, steps.new_tensor([0.0, 1.0]).expand(b, 2))
 
@@ -75,7 +79,8 @@ class Modality:
     val_set: EvalSet
     steps_per_epoch: int
     batches: Callable[[int, torch.Generator], Iterator[tuple[torch.Tensor, torch.Tensor]]]
-    logits: Callable[[EmotionModel, torch.Tensor, torch.Generator], torch.Tensor]  # augments
+    augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor]  # a batch → model input
+    logits: Callable[[EmotionModel, torch.Tensor], torch.Tensor]  # this modality's output
 
 
 def face_modality(cfg: TrainConfig, run: Run) -> Modality:
@@ -93,10 +98,10 @@ def face_modality(cfg: TrainConfig, run: Run) -> Modality:
             idx = order[i * cfg.batch_size : (i + 1) * cfg.batch_size]
             yield data[idx], labels[idx]
 
-    def logits(model: EmotionModel, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-        return face_only_logits(model, augment_faces(faces_to_input(x, run.face_cfg), gen))
+    def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        return augment_faces(faces_to_input(x, run.face_cfg), gen)
 
-    return Modality("face", faces.labels, val_set, steps, batches, logits)
+    return Modality("face", faces.labels, val_set, steps, batches, augment, face_only_logits)
 
 
 def audio_modality(cfg: TrainConfig, run: Run) -> Modality:
@@ -119,12 +124,8 @@ def audio_modality(cfg: TrainConfig, run: Run) -> Modality:
             drop_last=len(dataset) > cfg.batch_size,
         )
 
-    def logits(model: EmotionModel, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-        return audio_only_logits(model, spec_augment(x, gen))
-
-    return Modality(
-        "audio", train.labels, audio_only_set(val, run.audio_cfg), steps, batches, logits
-    )
+    val_set = audio_only_set(val, run.audio_cfg)
+    return Modality("audio", train.labels, val_set, steps, batches, spec_augment, audio_only_logits)
 
 
 def pretrain(cfg: TrainConfig) -> dict:
@@ -142,6 +143,10 @@ def pretrain(cfg: TrainConfig) -> dict:
         len(modality.val_set),
     )
     weights = class_weights(modality.labels, cfg.class_balance)
+    teacher = None
+    if cfg.teacher:  # distillation from the teacher's output for this modality alone
+        teacher, _ = load_checkpoint(Path(cfg.teacher))
+        teacher.requires_grad_(False)
     gen = torch.Generator()
     for epoch in range(run.start_epoch, cfg.epochs):
         gen.manual_seed(cfg.seed * 1000 + epoch)
@@ -155,10 +160,16 @@ def pretrain(cfg: TrainConfig) -> dict:
             leave=False,
         )
         for i, (x, labels) in enumerate(bar):
-            logits = modality.logits(model, x, gen)
+            x = modality.augment(x, gen)
+            logits = modality.logits(model, x)
             loss = F.cross_entropy(
                 logits, labels, weight=weights, label_smoothing=cfg.label_smoothing
             )
+            if teacher is not None:
+                with torch.no_grad():
+                    soft = modality.logits(teacher, x)
+                kd = distillation_loss(logits, soft, labels, cfg.kd_temperature, alpha=1.0)
+                loss = cfg.kd_alpha * kd + (1 - cfg.kd_alpha) * loss
             run.step(loss, epoch * modality.steps_per_epoch + i, modality.steps_per_epoch)
             tally.add(loss, logits, labels)
             bar.set_postfix(**tally.postfix())

@@ -88,8 +88,12 @@ def train(cfg: TrainConfig) -> dict:
         from distill.pretrain import pretrain
 
         return pretrain(cfg)
+    if cfg.stage == "calibrate":
+        from distill.calibrate import calibrate
+
+        return calibrate(cfg)
     if cfg.stage != "fused":
-        raise UsageError(f"--stage {cfg.stage!r}: allowed values are face, audio, fused")
+        raise UsageError(f"--stage {cfg.stage!r}: allowed values are face, audio, fused, calibrate")
     model = prepare_model(cfg)
     run = Run(
         cfg, model, torch.optim.AdamW(trainable(model, cfg), cfg.lr, weight_decay=cfg.weight_decay)

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from distill.calibrate import fit_fusion
 from distill.checkpoint import load_checkpoint
 from distill.config import TrainConfig
 from distill.models import build_model, distillation_loss
@@ -219,3 +220,42 @@ def test_checkpoints_load_without_unpickling_objects(tmp_path) -> None:
     assert payload["metrics"]["val"]["fused"] == {"accuracy": 61.5, "confusion": [[1, 0], [0, 1]]}
     for committed in ("student", "teacher"):
         torch.load(f"distill/checkpoints/{committed}.pt", weights_only=True)
+
+
+def test_fit_fusion_trusts_the_informative_modality() -> None:
+    gen = torch.Generator().manual_seed(0)
+    labels = torch.randint(0, 7, (2000,), generator=gen)
+    onehot = torch.nn.functional.one_hot(labels, 7).float()
+    face = 2.0 * onehot + torch.randn(2000, 7, generator=gen)  # informative
+    audio = 8.0 * torch.randn(2000, 7, generator=gen) + 0.5 * onehot  # loud, nearly noise
+    gates, bias = fit_fusion(face, audio, labels)
+    assert gates.shape == (2,) and bias.shape == (7,) and (gates > 0).all()
+    assert gates[0] > 0.5 and gates[1] < 0.1 * gates[0]
+    before = torch.nn.functional.cross_entropy(face + audio, labels)
+    after = torch.nn.functional.cross_entropy(gates[0] * face + gates[1] * audio + bias, labels)
+    assert after < before
+
+
+def test_calibrate_stage_fits_the_gates_on_validation(tiny, tmp_path, capsys) -> None:
+    init = make_checkpoint(tmp_path / "init.pt", "student")
+    common = ["--arch", "student", "--batch-size", "8", "--workers", "0", *tiny]
+    late = tmp_path / "late"
+    args = ["--init", init, "--fusion", "late", "--stage", "face", "--epochs", "1"]
+    assert run_emoedge("distill", *common, *args, "--out", late) == 0
+    out = tmp_path / "calibrated"
+    args = ["--init", late / "best.pt", "--stage", "calibrate", "--out", out]
+    assert run_emoedge("distill", *common, *args) == 0
+    model, meta = load_checkpoint(out / "best.pt")
+    (record,) = meta["history"]
+    assert record["stage"] == "calibrate" and "fused" in meta["metrics"]["val"]
+    gates = model.head.gates.detach()
+    assert (gates > 0).all() and not torch.equal(gates, torch.ones(2))
+    torch.testing.assert_close(gates, torch.tensor(record["gates"]), atol=1e-3, rtol=1e-3)
+    # only the gates and the fused bias changed
+    before, after = state(late / "best.pt", ""), state(out / "best.pt", "")
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed <= {"head.gates", "head.fused_bias"}
+
+    args = ["--init", init, "--stage", "calibrate", "--out", tmp_path / "x"]
+    assert run_emoedge("distill", *common, *args) == 2
+    assert "needs a late-fusion student" in capsys.readouterr().err

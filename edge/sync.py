@@ -72,9 +72,11 @@ class AudioRing:
         with self._cond:
             lo = max(start, self._total - self.capacity, 0)
             hi = min(start + n, self._total)
-            if hi > lo:
-                idx = np.arange(lo, hi) % self.capacity
-                out[lo - start : hi - start] = self._buffer[idx]
+            if hi > lo:  # at most two slices of the ring: up to its end, then from its start
+                first = lo % self.capacity
+                head = min(hi - lo, self.capacity - first)
+                out[lo - start : lo - start + head] = self._buffer[first : first + head]
+                out[lo - start + head : hi - start] = self._buffer[: hi - lo - head]
         return out
 
     def window(self, t_end: float, duration_s: float) -> np.ndarray:

@@ -43,6 +43,23 @@ def test_missing_and_future_samples_read_as_silence() -> None:
     assert ring.wait_until(2.9, timeout=0.01)
 
 
+def test_reads_across_the_ring_boundary_match_the_stream() -> None:
+    ring = AudioRing(RATE, capacity_s=1000 / RATE)  # 1,000 samples
+    wave = np.arange(1, 3701, dtype=np.float32)  # sample n has value n + 1
+    feed(ring, wave, t0=0.0, chunk=333)  # wraps 3 times, chunk edges off the ring's
+    rng = np.random.default_rng(0)
+    for start, n in [(2700, 1000), (2950, 500), (2999, 2), (3650, 100), (2600, 300)]:
+        expected = np.zeros(n, np.float32)
+        for i in range(n):
+            if 2700 <= start + i < 3700:
+                expected[i] = wave[start + i]
+        np.testing.assert_array_equal(ring.read(start, n), expected, err_msg=f"{start}+{n}")
+    for start in rng.integers(2500, 3800, 50):
+        got = ring.read(int(start), 250)
+        idx = np.arange(start, start + 250)
+        np.testing.assert_array_equal(got, np.where((idx >= 2700) & (idx < 3700), idx + 1, 0))
+
+
 def test_empty_ring_is_silent() -> None:
     window = AudioRing(RATE, 4.0).window(10.0, 3.0)
     assert window.shape == (3 * RATE,) and not window.any()

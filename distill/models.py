@@ -65,7 +65,9 @@ class AttentionPool(nn.Module):
         self, visual: torch.Tensor, audio_steps: torch.Tensor, face_present: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """steps (B, T, Da) -> attended (B, dim), weights (B, T); visual and face_present unused."""
-        scores = self.key(audio_steps) @ self.query * self.scale
+        # a product and a sum over the key dimension, not `keys @ query`: OpenVINO's
+        # MatMulMultiplyFusion fails on a matrix-vector product followed by the scale
+        scores = (self.key(audio_steps) * self.query).sum(-1) * self.scale
         weights = torch.softmax(scores, dim=-1)
         attended = torch.bmm(weights.unsqueeze(1), self.value(audio_steps)).squeeze(1)
         return attended, weights

@@ -23,6 +23,7 @@ TINY = {
         "audio_blocks": [[16, 2]],
         "attn_dim": 8,
         "head_hidden": 16,
+        "fusion": "late",
     },
     "teacher": {
         "face_widths": [8, 16],
@@ -70,8 +71,9 @@ class Exported:
     exit_code: int
 
 
-def make_checkpoint(path: Path, arch: str, seed: int = 0) -> Path:
-    """A randomly initialised tiny model of `arch`, saved as an emoedge checkpoint (fp32)."""
+def make_checkpoint(path: Path, arch: str, seed: int = 0, **config: object) -> Path:
+    """A randomly initialised tiny model of `arch` (TINY, updated by `config`), saved as an
+    emoedge checkpoint (fp32)."""
     import torch
 
     from distill.checkpoint import save_checkpoint
@@ -80,7 +82,7 @@ def make_checkpoint(path: Path, arch: str, seed: int = 0) -> Path:
     from edge.face import FaceConfig
 
     torch.manual_seed(seed)
-    model = build_model(arch, TINY[arch]).eval()
+    model = build_model(arch, TINY[arch] | config).eval()
     save_checkpoint(path, model, arch, AudioConfig(), FaceConfig(), half=False)
     return path
 

@@ -7,6 +7,7 @@ import torch
 
 from distill.checkpoint import front_end, load_checkpoint, save_checkpoint
 from distill.models import (
+    AttentionPool,
     CrossModalAttention,
     build_model,
     count_parameters,
@@ -28,10 +29,11 @@ def inputs(b: int, seed: int = 0):
     )
 
 
-@pytest.fixture(scope="module", params=["teacher", "student"])
+@pytest.fixture(scope="module", params=["teacher", "student", "student-late"])
 def model(request):
     torch.manual_seed(0)
-    return build_model(request.param).eval()
+    arch, _, fusion = request.param.partition("-")
+    return build_model(arch, {"fusion": fusion} if fusion else None).eval()
 
 
 def test_logits_shape(model) -> None:
@@ -42,6 +44,7 @@ def test_logits_shape(model) -> None:
 def test_sizes() -> None:
     assert 5.0e6 < count_parameters(build_model("teacher")) < 6.5e6  # the seed's ~5.7 M
     assert count_parameters(build_model("student")) <= 300_000
+    assert count_parameters(build_model("student", {"fusion": "late"})) <= 300_000
 
 
 def test_masked_modality_is_ignored(model) -> None:
@@ -81,6 +84,20 @@ def test_attention_is_over_time_steps_of_one_sample() -> None:
     torch.testing.assert_close(weights.sum(1), torch.ones(3))
     expected = torch.einsum("bt,btd->bd", weights, attn.value(steps))
     torch.testing.assert_close(attended, expected)
+
+
+def test_attention_pool_is_over_time_steps_of_one_sample_and_ignores_the_face() -> None:
+    torch.manual_seed(0)
+    pool = AttentionPool(audio_dim=6, dim=4)
+    torch.nn.init.normal_(pool.query)
+    steps = torch.randn(3, 11, 6)
+    attended, weights = pool(torch.randn(3, 8), steps, torch.ones(3, 1))
+    again, _ = pool(torch.randn(3, 8), steps, torch.zeros(3, 1))
+    torch.testing.assert_close(attended, again)
+    torch.testing.assert_close(weights.sum(1), torch.ones(3))
+    torch.testing.assert_close(attended, torch.einsum("bt,btd->bd", weights, pool.value(steps)))
+    scores = pool.key(steps) @ pool.query / 2.0  # scale 1/sqrt(4)
+    torch.testing.assert_close(weights, torch.softmax(scores, 1))
 
 
 def test_missing_face_uses_the_learned_query() -> None:

@@ -168,7 +168,7 @@ def state(path, prefix: str) -> dict[str, torch.Tensor]:
 
 
 def test_audio_stage_and_joining_separately_trained_paths(tiny, tmp_path) -> None:
-    init = make_checkpoint(tmp_path / "init.pt", "student")  # concat head
+    init = make_checkpoint(tmp_path / "init.pt", "student", fusion="concat")
     common = ["--arch", "student", "--batch-size", "8", "--workers", "0", *tiny]
     face, audio, fused = tmp_path / "face", tmp_path / "audio", tmp_path / "fused"
     late = ["--init", init, "--fusion", "late", "--epochs", "1"]
@@ -256,6 +256,7 @@ def test_calibrate_stage_fits_the_gates_on_validation(tiny, tmp_path, capsys) ->
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert changed <= {"head.gates", "head.fused_bias"}
 
-    args = ["--init", init, "--stage", "calibrate", "--out", tmp_path / "x"]
+    concat = make_checkpoint(tmp_path / "concat.pt", "student", fusion="concat")
+    args = ["--init", concat, "--stage", "calibrate", "--out", tmp_path / "x"]
     assert run_emoedge("distill", *common, *args) == 2
     assert "needs a late-fusion student" in capsys.readouterr().err

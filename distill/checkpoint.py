@@ -34,7 +34,7 @@ def save_checkpoint(
 ) -> None:
     """Write the model and its front-end contract; `half` stores float weights as fp16."""
     state = {
-        k: (v.half() if half and v.is_floating_point() else v)
+        k: (v.half() if half and v.is_floating_point() else v).cpu()
         for k, v in model.state_dict().items()
     }
     payload = {

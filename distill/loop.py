@@ -18,6 +18,7 @@ import torch
 
 from distill.checkpoint import load_checkpoint, plain_data, save_checkpoint
 from distill.config import TrainConfig
+from distill.distributed import Cluster
 from distill.models import EmotionModel, build_model, count_parameters
 from edge.audio import AudioConfig
 from edge.errors import UsageError
@@ -131,6 +132,7 @@ class Run:
     cfg: TrainConfig
     model: EmotionModel
     optimizer: torch.optim.Optimizer
+    cluster: Cluster = field(default_factory=Cluster)
     audio_cfg: AudioConfig = field(default_factory=AudioConfig)
     face_cfg: FaceConfig = field(default_factory=FaceConfig)
     start_epoch: int = 0
@@ -142,7 +144,7 @@ class Run:
         self.out.mkdir(parents=True, exist_ok=True)
         last = self.out / "last.pt"
         if self.cfg.resume and last.exists():
-            state = torch.load(last, map_location="cpu", weights_only=True)
+            state = torch.load(last, map_location=self.cluster.device, weights_only=True)
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
             self.start_epoch, self.best = state["epoch"] + 1, state["best"]
@@ -161,7 +163,10 @@ class Run:
         self.optimizer.step()
 
     def end_epoch(self, epoch: int, record: dict, metrics: dict, score: float) -> None:
-        """Record the epoch; write best.pt when the score improved, then last.pt."""
+        """Record the epoch; write best.pt when the score improved, then last.pt (the main
+        process only)."""
+        if not self.cluster.main:
+            return
         self.history.append(record)
         if score > self.best:
             self.best = float(score)

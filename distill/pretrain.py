@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 from torch.nn import functional as F
-from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from distill.augment import augment_faces, faces_to_input, spec_augment
@@ -32,11 +32,12 @@ from distill.cache import decode_audio
 from distill.checkpoint import load_checkpoint
 from distill.config import TrainConfig
 from distill.corpora import load_corpus
+from distill.distributed import Cluster
 from distill.evaluate import evaluate
 from distill.loop import Run, Tally, prepare_model
 from distill.models import EmotionModel, distillation_loss
 from distill.pairing import AudioTrainSet, EvalSet, audio_only_set, face_only_set
-from distill.train import load_faces, torch_predictor
+from distill.train import epoch_loader, load_faces, torch_predictor
 from edge.errors import DataError
 from edge.labels import NUM_CLASSES
 
@@ -70,6 +71,10 @@ def class_weights(labels: np.ndarray, power: float) -> torch.Tensor:
     return torch.tensor(weights, dtype=torch.float32)
 
 
+# A modality's own output of a model, e.g. face_only_logits.
+ModalityLogits = Callable[[EmotionModel, torch.Tensor], torch.Tensor]
+
+
 @dataclass
 class Modality:
     """What one pre-training stage reads: its training batches, validation set and loss."""
@@ -80,7 +85,20 @@ class Modality:
     steps_per_epoch: int
     batches: Callable[[int, torch.Generator], Iterator[tuple[torch.Tensor, torch.Tensor]]]
     augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor]  # a batch → model input
-    logits: Callable[[EmotionModel, torch.Tensor], torch.Tensor]  # this modality's output
+    logits: ModalityLogits
+
+
+class SingleModality(nn.Module):
+    """A model seen through one modality's logits, so that DDP wraps that forward pass."""
+
+    def __init__(
+        self, model: EmotionModel, logits: Callable[[EmotionModel, torch.Tensor], torch.Tensor]
+    ):
+        super().__init__()
+        self.model, self.logits = model, logits
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.logits(self.model, x)
 
 
 def face_modality(cfg: TrainConfig, run: Run) -> Modality:
@@ -90,10 +108,11 @@ def face_modality(cfg: TrainConfig, run: Run) -> Modality:
         load_faces(Path(cfg.faces), "val", cache, cfg.max_eval_faces), run.audio_cfg
     )
     data, labels = torch.from_numpy(faces.data), torch.from_numpy(faces.labels)
-    steps = max(1, len(labels) // cfg.batch_size)
+    cluster = run.cluster
+    steps = max(1, len(labels) // cluster.world // cfg.batch_size)
 
     def batches(epoch: int, gen: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        order = torch.randperm(len(labels), generator=gen)
+        order = torch.randperm(len(labels), generator=gen)[cluster.shard(len(labels))]
         for i in range(steps):
             idx = order[i * cfg.batch_size : (i + 1) * cfg.batch_size]
             yield data[idx], labels[idx]
@@ -111,30 +130,24 @@ def audio_modality(cfg: TrainConfig, run: Run) -> Modality:
     if len(train) == 0 or len(val) == 0:
         raise DataError("audio pre-training needs speech clips in the 'train' and 'val' splits")
     dataset = AudioTrainSet(train, run.audio_cfg, cfg.audio_repeats, seed=cfg.seed)
-    steps = max(1, len(dataset) // cfg.batch_size)
+    steps = len(epoch_loader(dataset, cfg, run.cluster, torch.Generator(), 0))
 
     def batches(epoch: int, gen: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         dataset.epoch = epoch
-        yield from DataLoader(
-            dataset,
-            batch_size=cfg.batch_size,
-            shuffle=True,
-            generator=gen,
-            num_workers=cfg.workers,
-            drop_last=len(dataset) > cfg.batch_size,
-        )
+        yield from epoch_loader(dataset, cfg, run.cluster, gen, epoch)
 
     val_set = audio_only_set(val, run.audio_cfg)
     return Modality("audio", train.labels, val_set, steps, batches, spec_augment, audio_only_logits)
 
 
-def pretrain(cfg: TrainConfig) -> dict:
+def pretrain(cfg: TrainConfig, cluster: Cluster | None = None) -> dict:
     """Run (or resume) single-modality pre-training; returns the best validation accuracy."""
-    model = prepare_model(cfg)
-    run = Run(
-        cfg, model, torch.optim.AdamW(model.parameters(), cfg.lr, weight_decay=cfg.weight_decay)
-    )
+    cluster = cluster or Cluster()
+    model = prepare_model(cfg).to(cluster.device)
+    optimizer = torch.optim.AdamW(model.parameters(), cfg.lr, weight_decay=cfg.weight_decay)
+    run = Run(cfg, model, optimizer, cluster)
     modality = (face_modality if cfg.stage == "face" else audio_modality)(cfg, run)
+    net = cluster.wrap(SingleModality(model, modality.logits))
     name = modality.name
     log.info(
         "%s pre-training: %d training samples · val %d",
@@ -142,11 +155,11 @@ def pretrain(cfg: TrainConfig) -> dict:
         modality.steps_per_epoch * cfg.batch_size,
         len(modality.val_set),
     )
-    weights = class_weights(modality.labels, cfg.class_balance)
+    weights = class_weights(modality.labels, cfg.class_balance).to(cluster.device)
     teacher = None
     if cfg.teacher:  # distillation from the teacher's output for this modality alone
         teacher, _ = load_checkpoint(Path(cfg.teacher))
-        teacher.requires_grad_(False)
+        teacher.requires_grad_(False).to(cluster.device)
     gen = torch.Generator()
     for epoch in range(run.start_epoch, cfg.epochs):
         gen.manual_seed(cfg.seed * 1000 + epoch)
@@ -158,10 +171,12 @@ def pretrain(cfg: TrainConfig) -> dict:
             desc=f"{cfg.arch} {name} epoch {epoch + 1}/{cfg.epochs}",
             unit="batch",
             leave=False,
+            disable=not cluster.main,
         )
         for i, (x, labels) in enumerate(bar):
-            x = modality.augment(x, gen)
-            logits = modality.logits(model, x)
+            x = modality.augment(x, gen).to(cluster.device)
+            labels = labels.to(cluster.device)
+            logits = net(x)
             loss = F.cross_entropy(
                 logits, labels, weight=weights, label_smoothing=cfg.label_smoothing
             )
@@ -174,6 +189,8 @@ def pretrain(cfg: TrainConfig) -> dict:
             tally.add(loss, logits, labels)
             bar.set_postfix(**tally.postfix())
 
+        if not cluster.main:
+            continue
         metrics = evaluate(torch_predictor(model), [modality.val_set], run.face_cfg)
         result = metrics[f"{name}_only"]
         record = {
@@ -197,4 +214,5 @@ def pretrain(cfg: TrainConfig) -> dict:
             record["seconds"],
         )
         run.end_epoch(epoch, record, metrics, result["accuracy"])
+    cluster.check_replicas(model)
     return run.result()

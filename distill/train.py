@@ -11,14 +11,15 @@ every epoch (`last.pt`, resumable) and whenever the validation score improves (`
 from __future__ import annotations
 
 import logging
-import math
+import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch.nn import functional as F
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm import tqdm
 
 from distill.augment import augment_faces, faces_to_input, modality_mask, spec_augment
@@ -26,6 +27,7 @@ from distill.cache import Decoded, decode_audio, decode_faces
 from distill.checkpoint import load_checkpoint
 from distill.config import TrainConfig
 from distill.corpora import load_corpus
+from distill.distributed import Cluster, join, leave
 from distill.evaluate import evaluate, summary_line
 from distill.loop import Run, Tally, prepare_model
 from distill.models import EmotionModel, distillation_loss
@@ -66,13 +68,15 @@ def load_data(
 
 
 def torch_predictor(model: EmotionModel):
-    """A numpy predictor (face, audio, mask) → probabilities for a PyTorch model."""
+    """A numpy predictor (face, audio, mask) → probabilities for a PyTorch model (on whatever
+    device it is)."""
+    device = next(model.parameters()).device
 
     @torch.no_grad()
     def predict(face: np.ndarray, audio: np.ndarray, mask: np.ndarray) -> np.ndarray:
         model.eval()
-        logits = model(torch.from_numpy(face), torch.from_numpy(audio), torch.from_numpy(mask))
-        return torch.softmax(logits, 1).numpy()
+        inputs = (torch.from_numpy(x).to(device) for x in (face, audio, mask))
+        return torch.softmax(model(*inputs), 1).cpu().numpy()
 
     return predict
 
@@ -84,20 +88,31 @@ def validation_score(metrics: dict[str, dict]) -> float:
 
 def train(cfg: TrainConfig) -> dict:
     """Run (or resume) one training stage; returns the best validation metrics."""
-    if cfg.stage in ("face", "audio"):
-        from distill.pretrain import pretrain
-
-        return pretrain(cfg)
     if cfg.stage == "calibrate":
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            raise UsageError("--stage calibrate runs in one process, not under torchrun")
         from distill.calibrate import calibrate
 
         return calibrate(cfg)
-    if cfg.stage != "fused":
+    if cfg.stage not in ("face", "audio", "fused"):
         raise UsageError(f"--stage {cfg.stage!r}: allowed values are face, audio, fused, calibrate")
-    model = prepare_model(cfg)
-    run = Run(
-        cfg, model, torch.optim.AdamW(trainable(model, cfg), cfg.lr, weight_decay=cfg.weight_decay)
-    )
+    cluster = join()
+    try:
+        if cfg.stage == "fused":
+            return train_fused(cfg, cluster)
+        from distill.pretrain import pretrain
+
+        return pretrain(cfg, cluster)
+    finally:
+        leave()
+
+
+def train_fused(cfg: TrainConfig, cluster: Cluster) -> dict:
+    """The fused stage: class-paired faces and voices, modality dropout, optional KD."""
+    model = prepare_model(cfg).to(cluster.device)
+    optimizer = torch.optim.AdamW(trainable(model, cfg), cfg.lr, weight_decay=cfg.weight_decay)
+    run = Run(cfg, model, optimizer, cluster)
+    net = cluster.wrap(model)
     audio_cfg, face_cfg = run.audio_cfg, run.face_cfg
     cache = Path(cfg.cache_dir) if cfg.cache_dir else None
 
@@ -117,38 +132,40 @@ def train(cfg: TrainConfig) -> dict:
     teacher = None
     if cfg.teacher:
         teacher, _ = load_checkpoint(Path(cfg.teacher))
-        teacher.requires_grad_(False)
+        teacher.requires_grad_(False).to(cluster.device)
 
     dataset = PairedTrainSet(train_faces, train_audio, audio_cfg, seed=cfg.seed)
-    steps_per_epoch = math.ceil(len(dataset) / cfg.batch_size)
     gen = torch.Generator().manual_seed(cfg.seed)
     for epoch in range(run.start_epoch, cfg.epochs):
         gen.manual_seed(cfg.seed * 1000 + epoch)
         dataset.epoch = epoch
-        loader = DataLoader(
-            dataset,
-            batch_size=cfg.batch_size,
-            shuffle=True,
-            generator=gen,
-            collate_fn=collate,
-            num_workers=cfg.workers,
-            drop_last=True,
-        )
+        loader = epoch_loader(dataset, cfg, cluster, gen, epoch, collate)
+        steps_per_epoch = len(loader)
         set_train_mode(model, cfg)
         t0, tally = time.time(), Tally()
         bar = tqdm(
-            loader, desc=f"{cfg.arch} epoch {epoch + 1}/{cfg.epochs}", unit="batch", leave=False
+            loader,
+            desc=f"{cfg.arch} epoch {epoch + 1}/{cfg.epochs}",
+            unit="batch",
+            leave=False,
+            disable=not cluster.main,
         )
         for i, (faces_u8, audio, labels) in enumerate(bar):
-            faces = augment_faces(faces_to_input(faces_u8, face_cfg), gen)
-            audio = spec_augment(audio, gen)
-            mask = modality_mask(len(labels), cfg.p_face_only, cfg.p_audio_only, gen)
-            logits = model(faces, audio, mask)
-            loss = batch_loss(logits, labels, teacher, (faces, audio, mask), cfg)
+            inputs = (
+                augment_faces(faces_to_input(faces_u8, face_cfg), gen),
+                spec_augment(audio, gen),
+                modality_mask(len(labels), cfg.p_face_only, cfg.p_audio_only, gen),
+            )
+            inputs = tuple(x.to(cluster.device) for x in inputs)
+            labels = labels.to(cluster.device)
+            logits = net(*inputs)
+            loss = batch_loss(logits, labels, teacher, inputs, cfg)
             run.step(loss, epoch * steps_per_epoch + i, steps_per_epoch)
             tally.add(loss, logits, labels)
             bar.set_postfix(**tally.postfix())
 
+        if not cluster.main:
+            continue
         metrics = evaluate(torch_predictor(model), val_sets, face_cfg)
         score = validation_score(metrics)
         record = {
@@ -169,7 +186,36 @@ def train(cfg: TrainConfig) -> dict:
             record["seconds"],
         )
         run.end_epoch(epoch, record, metrics, score)
+    cluster.check_replicas(model)
     return run.result()
+
+
+def epoch_loader(
+    dataset: Dataset,
+    cfg: TrainConfig,
+    cluster: Cluster,
+    gen: torch.Generator,
+    epoch: int,
+    collate_fn: Callable | None = None,
+) -> DataLoader:
+    """One epoch's shuffled batches: of the whole dataset, or of this process's shard of it
+    under torchrun (DistributedSampler, reshuffled per epoch); incomplete batches dropped."""
+    sampler = None
+    if cluster.world > 1:
+        sampler = DistributedSampler(
+            dataset, cluster.world, cluster.rank, shuffle=True, seed=cfg.seed
+        )
+        sampler.set_epoch(epoch)
+    return DataLoader(
+        dataset,
+        batch_size=cfg.batch_size,
+        shuffle=sampler is None,
+        sampler=sampler,
+        generator=gen,
+        collate_fn=collate_fn,
+        num_workers=cfg.workers,
+        drop_last=len(dataset) // cluster.world > cfg.batch_size,
+    )
 
 
 def batch_loss(

@@ -35,15 +35,23 @@ def tiny(tmp_path_factory) -> list[str]:
     ]
 
 
-@pytest.mark.parametrize("arch", ["student", "teacher"])
-def test_face_only_logits_are_the_models_face_only_output(arch: str) -> None:
+MODELS = [("student", "concat"), ("student", "late"), ("teacher", None)]
+
+
+@pytest.mark.parametrize("modality", ["face", "audio"])
+@pytest.mark.parametrize(("arch", "fusion"), MODELS)
+def test_single_modality_logits_are_the_models_output_with_the_other_masked(
+    arch: str, fusion: str | None, modality: str
+) -> None:
     torch.manual_seed(0)
-    model = build_model(arch, TINY[arch]).eval()
+    model = build_model(arch, TINY[arch] | ({"fusion": fusion} if fusion else {})).eval()
     faces = torch.randn(5, 1, 48, 48)
     audio = torch.randn(5, 298, 39)
-    mask = torch.tensor([[1.0, 0.0]]).expand(5, 2)
+    face_present = modality == "face"
+    mask = torch.tensor([[float(face_present), float(not face_present)]]).expand(5, 2)
     with torch.no_grad():
-        torch.testing.assert_close(face_only_logits(model, faces), model(faces, audio, mask))
+        own = face_only_logits(model, faces) if face_present else audio_only_logits(model, audio)
+        torch.testing.assert_close(own, model(faces, audio, mask))
 
 
 def test_class_weights() -> None:
@@ -114,20 +122,6 @@ def test_init_from_another_architecture_is_a_usage_error(tiny, tmp_path, capsys)
     code = run_emoedge("distill", "--arch", "student", "--init", teacher, "--out", tmp_path, *tiny)
     assert code == 2
     assert "is a teacher checkpoint, not student" in capsys.readouterr().err
-
-
-@pytest.mark.parametrize(
-    ("arch", "fusion"), [("student", "concat"), ("student", "late"), ("teacher", None)]
-)
-def test_audio_only_logits_are_the_models_audio_only_output(arch: str, fusion: str | None) -> None:
-    torch.manual_seed(0)
-    config = TINY[arch] | ({"fusion": fusion} if fusion else {})
-    model = build_model(arch, config).eval()
-    faces = torch.randn(5, 1, 48, 48)
-    audio = torch.randn(5, 298, 39)
-    mask = torch.tensor([[0.0, 1.0]]).expand(5, 2)
-    with torch.no_grad():
-        torch.testing.assert_close(audio_only_logits(model, audio), model(faces, audio, mask))
 
 
 def test_late_fusion_sums_the_gated_modality_logits_and_a_fused_bias() -> None:

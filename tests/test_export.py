@@ -168,3 +168,14 @@ def test_evaluate_scores_an_exported_artifact(
     row = next(r for r in report["rows"] if r["artifact"] == "openvino-int8")
     assert result["metrics"]["fused"]["accuracy"] == row["fused_accuracy"]
     assert result["metrics"]["face_only"]["accuracy"] == row["face_only_accuracy"]
+
+
+def test_int8_onnx_keeps_the_face_stem_in_float(exported_student: Exported) -> None:
+    model = onnx.load(exported_student.out / "onnx-int8" / "model.onnx")
+    initializers = {i.name for i in model.graph.initializer}
+    dequantized = {o for n in model.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    convs = [n for n in model.graph.node if n.op_type == "Conv"]
+    float_weights = [n.input[1] in initializers for n in convs]
+    assert float_weights[0]  # the first convolution is the face stem: float weights
+    assert not any(float_weights[1:])  # every other one is int8 (its weight dequantized)
+    assert all(n.input[1] in dequantized for n in convs[1:])

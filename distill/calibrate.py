@@ -81,9 +81,8 @@ def calibrate(cfg: TrainConfig) -> dict:
     if not isinstance(model.head, LateFusionHead):
         raise UsageError("--stage calibrate needs a late-fusion student (--fusion late)")
     audio_cfg, face_cfg = AudioConfig(), FaceConfig()
-    cache = Path(cfg.cache_dir) if cfg.cache_dir else None
     faces, audio = load_data(
-        Path(cfg.faces), Path(cfg.speech), "val", audio_cfg, cache, cfg.max_eval_faces
+        Path(cfg.faces), Path(cfg.speech), "val", audio_cfg, cfg.cache_path, cfg.max_eval_faces
     )
     sets = build_eval_sets(faces, audio, audio_cfg)
     pairs = next((s for s in sets if s.name == "fused"), None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 
 @dataclass
@@ -40,3 +41,8 @@ class TrainConfig:
     resume: bool = False
     cache_dir: str | None = None
     model_config: dict = field(default_factory=dict)
+
+    @property
+    def cache_path(self) -> Path | None:
+        """The decoded-corpus cache folder (None: the default, ~/.cache/emoedge)."""
+        return Path(self.cache_dir) if self.cache_dir else None

@@ -58,10 +58,14 @@ class Cluster:
             raise RuntimeError(f"model replicas diverged across ranks: {values}")
 
 
+def world_size() -> int:
+    """How many processes torchrun started (1 without torchrun)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
 def join() -> Cluster:
     """This process's Cluster: from torchrun's environment, else a single process."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world == 1:
+    if world_size() == 1:
         return Cluster(device=torch.device("cuda" if torch.cuda.is_available() else "cpu"))
     local = int(os.environ.get("LOCAL_RANK", "0"))
     if torch.cuda.is_available():

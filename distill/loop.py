@@ -108,7 +108,16 @@ def prepare_model(cfg: TrainConfig) -> EmotionModel:
     return model
 
 
-# The weights of the audio path: branch, cross-modal attention, and a late-fusion audio head.
+def load_teacher(cfg: TrainConfig, cluster: Cluster) -> EmotionModel | None:
+    """The frozen teacher of cfg.teacher on this process's device, or None without one."""
+    if not cfg.teacher:
+        return None
+    teacher, _ = load_checkpoint(Path(cfg.teacher))
+    return teacher.requires_grad_(False).to(cluster.device)
+
+
+# The weights of the audio path: branch, attention (pooling or cross-modal), and a late-fusion
+# audio head.
 AUDIO_PATH = ("audio.", "attention.", "head.audio_logits.")
 
 

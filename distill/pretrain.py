@@ -1,9 +1,10 @@
 """Single-modality pre-training (`emoedge distill --stage face|audio`) before the fused stage.
 
 - face: the face branch and the fusion head on the FER2013 training faces alone.
-- audio: the audio branch, the attention (its missing-face query) and the head on the RAVDESS
-  training clips alone; every clip is drawn `--audio-repeats` times an epoch with fresh
-  augmentation (speed, crop, gain, noise, SpecAugment).
+- audio: the audio branch, the attention (a late-fusion student's pooling, or the concat
+  head's missing-face query) and the head on the RAVDESS training clips alone; every clip is
+  drawn `--audio-repeats` times an epoch with fresh augmentation (speed, crop, gain, noise,
+  SpecAugment).
 
 With `--teacher`, the loss adds Hinton distillation from the teacher's own output for that
 modality (`--kd-alpha`, `--kd-temperature`) on the same augmented inputs.
@@ -29,12 +30,11 @@ from tqdm import tqdm
 
 from distill.augment import augment_faces, faces_to_input, spec_augment
 from distill.cache import decode_audio
-from distill.checkpoint import load_checkpoint
 from distill.config import TrainConfig
 from distill.corpora import load_corpus
 from distill.distributed import Cluster
 from distill.evaluate import evaluate
-from distill.loop import Run, Tally, prepare_model
+from distill.loop import Run, Tally, load_teacher, prepare_model
 from distill.models import EmotionModel, distillation_loss
 from distill.pairing import AudioTrainSet, EvalSet, audio_only_set, face_only_set
 from distill.train import epoch_loader, load_faces, torch_predictor
@@ -91,9 +91,7 @@ class Modality:
 class SingleModality(nn.Module):
     """A model seen through one modality's logits, so that DDP wraps that forward pass."""
 
-    def __init__(
-        self, model: EmotionModel, logits: Callable[[EmotionModel, torch.Tensor], torch.Tensor]
-    ):
+    def __init__(self, model: EmotionModel, logits: ModalityLogits):
         super().__init__()
         self.model, self.logits = model, logits
 
@@ -102,10 +100,9 @@ class SingleModality(nn.Module):
 
 
 def face_modality(cfg: TrainConfig, run: Run) -> Modality:
-    cache = Path(cfg.cache_dir) if cfg.cache_dir else None
-    faces = load_faces(Path(cfg.faces), "train", cache, cfg.max_train_faces)
+    faces = load_faces(Path(cfg.faces), "train", cfg.cache_path, cfg.max_train_faces)
     val_set = face_only_set(
-        load_faces(Path(cfg.faces), "val", cache, cfg.max_eval_faces), run.audio_cfg
+        load_faces(Path(cfg.faces), "val", cfg.cache_path, cfg.max_eval_faces), run.audio_cfg
     )
     data, labels = torch.from_numpy(faces.data), torch.from_numpy(faces.labels)
     cluster = run.cluster
@@ -124,8 +121,7 @@ def face_modality(cfg: TrainConfig, run: Run) -> Modality:
 
 
 def audio_modality(cfg: TrainConfig, run: Run) -> Modality:
-    cache = Path(cfg.cache_dir) if cfg.cache_dir else None
-    corpus = decode_audio(load_corpus(Path(cfg.speech), "audio"), run.audio_cfg, cache)
+    corpus = decode_audio(load_corpus(Path(cfg.speech), "audio"), run.audio_cfg, cfg.cache_path)
     train, val = corpus.select("train"), corpus.select("val")
     if len(train) == 0 or len(val) == 0:
         raise DataError("audio pre-training needs speech clips in the 'train' and 'val' splits")
@@ -156,10 +152,7 @@ def pretrain(cfg: TrainConfig, cluster: Cluster | None = None) -> dict:
         len(modality.val_set),
     )
     weights = class_weights(modality.labels, cfg.class_balance).to(cluster.device)
-    teacher = None
-    if cfg.teacher:  # distillation from the teacher's output for this modality alone
-        teacher, _ = load_checkpoint(Path(cfg.teacher))
-        teacher.requires_grad_(False).to(cluster.device)
+    teacher = load_teacher(cfg, cluster)  # distils its output for this modality alone
     gen = torch.Generator()
     for epoch in range(run.start_epoch, cfg.epochs):
         gen.manual_seed(cfg.seed * 1000 + epoch)

@@ -11,7 +11,6 @@ every epoch (`last.pt`, resumable) and whenever the validation score improves (`
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -24,12 +23,11 @@ from tqdm import tqdm
 
 from distill.augment import augment_faces, faces_to_input, modality_mask, spec_augment
 from distill.cache import Decoded, decode_audio, decode_faces
-from distill.checkpoint import load_checkpoint
 from distill.config import TrainConfig
 from distill.corpora import load_corpus
-from distill.distributed import Cluster, join, leave
+from distill.distributed import Cluster, join, leave, world_size
 from distill.evaluate import evaluate, summary_line
-from distill.loop import Run, Tally, prepare_model
+from distill.loop import Run, Tally, load_teacher, prepare_model
 from distill.models import EmotionModel, distillation_loss
 from distill.pairing import PairedTrainSet, build_eval_sets, collate
 from edge.audio import AudioConfig
@@ -89,7 +87,7 @@ def validation_score(metrics: dict[str, dict]) -> float:
 def train(cfg: TrainConfig) -> dict:
     """Run (or resume) one training stage; returns the best validation metrics."""
     if cfg.stage == "calibrate":
-        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        if world_size() > 1:
             raise UsageError("--stage calibrate runs in one process, not under torchrun")
         from distill.calibrate import calibrate
 
@@ -114,13 +112,12 @@ def train_fused(cfg: TrainConfig, cluster: Cluster) -> dict:
     run = Run(cfg, model, optimizer, cluster)
     net = cluster.wrap(model)
     audio_cfg, face_cfg = run.audio_cfg, run.face_cfg
-    cache = Path(cfg.cache_dir) if cfg.cache_dir else None
 
     train_faces, train_audio = load_data(
-        Path(cfg.faces), Path(cfg.speech), "train", audio_cfg, cache, cfg.max_train_faces
+        Path(cfg.faces), Path(cfg.speech), "train", audio_cfg, cfg.cache_path, cfg.max_train_faces
     )
     val_faces, val_audio = load_data(
-        Path(cfg.faces), Path(cfg.speech), "val", audio_cfg, cache, cfg.max_eval_faces
+        Path(cfg.faces), Path(cfg.speech), "val", audio_cfg, cfg.cache_path, cfg.max_eval_faces
     )
     val_sets = build_eval_sets(val_faces, val_audio, audio_cfg)
     log.info(
@@ -129,10 +126,7 @@ def train_fused(cfg: TrainConfig, cluster: Cluster) -> dict:
         len(train_audio),
         ", ".join(f"{s.name} {len(s)}" for s in val_sets),
     )
-    teacher = None
-    if cfg.teacher:
-        teacher, _ = load_checkpoint(Path(cfg.teacher))
-        teacher.requires_grad_(False).to(cluster.device)
+    teacher = load_teacher(cfg, cluster)
 
     dataset = PairedTrainSet(train_faces, train_audio, audio_cfg, seed=cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)

@@ -15,28 +15,31 @@ def faces_to_input(faces_u8: torch.Tensor, cfg: FaceConfig) -> torch.Tensor:
     return torch.from_numpy(normalize_face(faces_u8.numpy(), cfg))
 
 
-def augment_faces(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+def augment_faces(x: torch.Tensor, gen: torch.Generator, strength: float = 1.0) -> torch.Tensor:
     """Random flip, rotation (±15°), scale (0.85–1.15), shift (±10 %), brightness/contrast,
-    and random erasing of one patch, on a normalised face batch (B, 1, H, W)."""
+    and random erasing of one patch (half the faces), on a normalised face batch (B, 1, H, W).
+
+    `strength` scales every range and the erasing probability (0.5: ±7.5°, 0.925–1.075, …);
+    the flip stays at one face in two."""
     b = x.shape[0]
 
-    def uniform(lo: float, hi: float) -> torch.Tensor:
-        return torch.rand(b, generator=gen) * (hi - lo) + lo
+    def around(centre: float, spread: float) -> torch.Tensor:
+        return centre + (torch.rand(b, generator=gen) * 2 - 1) * spread * strength
 
-    angle = uniform(-15, 15) * math.pi / 180
-    scale = uniform(0.85, 1.15)
+    angle = around(0, 15) * math.pi / 180
+    scale = around(1, 0.15)
     flip = torch.where(torch.rand(b, generator=gen) < 0.5, -1.0, 1.0)
     cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
     theta = torch.stack(
         [
-            torch.stack([cos * flip, -sin, uniform(-0.1, 0.1)], 1),
-            torch.stack([sin * flip, cos, uniform(-0.1, 0.1)], 1),
+            torch.stack([cos * flip, -sin, around(0, 0.1)], 1),
+            torch.stack([sin * flip, cos, around(0, 0.1)], 1),
         ],
         1,
     )
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     x = F.grid_sample(x, grid, padding_mode="border", align_corners=False)
-    x = x * uniform(0.7, 1.3).view(b, 1, 1, 1) + uniform(-0.4, 0.4).view(b, 1, 1, 1)
+    x = x * around(1, 0.3).view(b, 1, 1, 1) + around(0, 0.4).view(b, 1, 1, 1)
     h, w = x.shape[2:]
     size = (torch.rand(b, generator=gen) * 0.3 * h).long()
     top = (torch.rand(b, generator=gen) * h).long()
@@ -49,7 +52,7 @@ def augment_faces(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         & (cols >= left.view(b, 1, 1))
         & (cols < (left + size).view(b, 1, 1))
     )
-    erase &= (torch.rand(b, generator=gen) < 0.5).view(b, 1, 1)
+    erase &= (torch.rand(b, generator=gen) < 0.5 * strength).view(b, 1, 1)
     return x.masked_fill(erase.unsqueeze(1), 0.0)
 
 

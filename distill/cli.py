@@ -59,6 +59,7 @@ def _configure_distill(p: argparse.ArgumentParser) -> None:
         "warmup_epochs",
         "label_smoothing",
         "class_balance",
+        "face_augment",
         "p_face_only",
         "p_audio_only",
         "kd_temperature",

@@ -25,6 +25,7 @@ class TrainConfig:
     warmup_epochs: float = 1.0
     label_smoothing: float = 0.1
     class_balance: float = 0.0
+    face_augment: float = 1.0
     freeze_face: bool = False
     freeze_audio: bool = False
     p_face_only: float = 0.2

@@ -115,7 +115,7 @@ def face_modality(cfg: TrainConfig, run: Run) -> Modality:
             yield data[idx], labels[idx]
 
     def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-        return augment_faces(faces_to_input(x, run.face_cfg), gen)
+        return augment_faces(faces_to_input(x, run.face_cfg), gen, cfg.face_augment)
 
     return Modality("face", faces.labels, val_set, steps, batches, augment, face_only_logits)
 

@@ -146,7 +146,7 @@ def train_fused(cfg: TrainConfig, cluster: Cluster) -> dict:
         )
         for i, (faces_u8, audio, labels) in enumerate(bar):
             inputs = (
-                augment_faces(faces_to_input(faces_u8, face_cfg), gen),
+                augment_faces(faces_to_input(faces_u8, face_cfg), gen, cfg.face_augment),
                 spec_augment(audio, gen),
                 modality_mask(len(labels), cfg.p_face_only, cfg.p_audio_only, gen),
             )

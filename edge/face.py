@@ -7,6 +7,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from edge.opencv import optional_cv2
+
 
 @dataclass(frozen=True)
 class FaceConfig:
@@ -22,9 +24,14 @@ class FaceConfig:
 
 
 def to_gray(image: np.ndarray) -> np.ndarray:
-    """uint8 gray from gray, RGB or RGBA (ITU-R BT.601 luma, as FER2013 was made)."""
+    """uint8 gray from gray, RGB or RGBA (ITU-R BT.601 luma, as FER2013 was made); through
+    OpenCV when present (its fixed-point luma differs by at most 1 level)."""
     if image.ndim == 2:
         return image
+    cv2 = optional_cv2()
+    if cv2 is not None and image.shape[-1] in (3, 4):
+        code = cv2.COLOR_RGB2GRAY if image.shape[-1] == 3 else cv2.COLOR_RGBA2GRAY
+        return cv2.cvtColor(image, code)
     rgb = image[..., :3].astype(np.float32)
     gray = rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
     return np.clip(gray + 0.5, 0, 255).astype(np.uint8)
@@ -50,15 +57,19 @@ def _bilinear_grid(h: int, w: int, size: int) -> tuple[np.ndarray, ...]:
     xs = np.clip((np.arange(size) + 0.5) * w / size - 0.5, 0, w - 1)
     y0, x0 = np.floor(ys).astype(int), np.floor(xs).astype(int)
     y1, x1 = np.minimum(y0 + 1, h - 1), np.minimum(x0 + 1, w - 1)
-    wy, wx = (ys - y0)[:, None], (xs - x0)[None, :]
+    wy, wx = (ys - y0).astype(np.float32)[:, None], (xs - x0).astype(np.float32)[None, :]
     return y0, y1, x0, x1, wy, wx
 
 
 def resize_bilinear(image: np.ndarray, size: int) -> np.ndarray:
-    """Resize a 2-D image to size×size with bilinear interpolation (pixel centres aligned)."""
+    """Resize a 2-D image to size×size with bilinear interpolation (pixel centres aligned),
+    as float32; through OpenCV when present (the same values within 1e-4)."""
     h, w = image.shape
     if (h, w) == (size, size):
         return image.astype(np.float32)
+    cv2 = optional_cv2()
+    if cv2 is not None:
+        return cv2.resize(image.astype(np.float32), (size, size), interpolation=cv2.INTER_LINEAR)
     y0, y1, x0, x1, wy, wx = _bilinear_grid(h, w, size)
     img = image.astype(np.float32)
     above, below = img[y0], img[y1]

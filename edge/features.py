@@ -12,11 +12,11 @@ is voiced. Deltas and the per-window normalisation are then done as
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 
 from edge.audio import AudioConfig, delta, frame_energy_dbfs, mfcc, normalise_window
+from edge.opencv import optional_cv2
 from edge.sync import AudioRing
 
 # Frames analysed per call. numpy's OpenBLAS runs a matrix product of more than about 260k
@@ -56,11 +56,7 @@ class SlidingFeatures:
         self.cfg = cfg
         self._energy = FrameCache(np.zeros(0, np.float64))
         self._mfcc = FrameCache(np.zeros((0, cfg.n_mfcc), np.float32))
-        try:  # OpenCV's filter computes the same regression deltas in a third of the time
-            import cv2
-        except ImportError:
-            cv2 = None
-        self._cv2: Any = cv2
+        self._cv2 = optional_cv2()  # its filter computes the same deltas in a third of the time
         half = cfg.delta_width // 2
         taps = np.arange(-half, half + 1, dtype=np.float32)
         self._delta_taps = (taps / (2 * np.sum(taps[half + 1 :] ** 2)))[:, None]

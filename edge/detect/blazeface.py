@@ -17,6 +17,7 @@ from edge.config import DetectorConfig
 from edge.detect import Detection
 from edge.errors import DeviceError, ModelError
 from edge.face import resize_bilinear
+from edge.opencv import optional_cv2
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets" / "blazeface"
 MODEL = ASSETS / "face_detection_short_range.tflite"
@@ -36,10 +37,11 @@ def anchors() -> np.ndarray:
     return np.concatenate(parts).astype(np.float32)
 
 
-def _square_128(image: np.ndarray, x0: int, y0: int, side: int, cv2: Any) -> np.ndarray:
-    """The image centred on a black side² square, resized (bilinear) to 128² RGB uint8:
-    with OpenCV when it is there, else in numpy."""
+def _square_128(image: np.ndarray, x0: int, y0: int, side: int) -> np.ndarray:
+    """The image centred on a black side² square, resized (bilinear) to 128² RGB: with
+    OpenCV when it is there (uint8), else in numpy (float)."""
     h, w = image.shape[:2]
+    cv2 = optional_cv2()
     if cv2 is not None:
         if image.ndim == 2:
             image = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
@@ -53,13 +55,12 @@ def _square_128(image: np.ndarray, x0: int, y0: int, side: int, cv2: Any) -> np.
     return np.stack([resize_bilinear(square[..., c], SIZE) for c in range(3)], axis=-1)
 
 
-def letterbox(image: np.ndarray, cv2: Any = None) -> tuple[np.ndarray, int, int, int]:
-    """The image padded to a square and resized to 128² RGB in [-1, 1]; (input, x0, y0, side).
-    `cv2`: the OpenCV module for the resize, or None for the numpy one."""
+def letterbox(image: np.ndarray) -> tuple[np.ndarray, int, int, int]:
+    """The image padded to a square and resized to 128² RGB in [-1, 1]; (input, x0, y0, side)."""
     h, w = image.shape[:2]
     side = max(h, w)
     y0, x0 = (side - h) // 2, (side - w) // 2
-    small = _square_128(image, x0, y0, side, cv2)
+    small = _square_128(image, x0, y0, side)
     tensor = np.empty((1, SIZE, SIZE, 3), np.float32)
     np.multiply(small, np.float32(1 / 127.5), out=tensor[0], casting="unsafe")
     tensor -= 1.0
@@ -102,11 +103,6 @@ class BlazeFaceDetector:
     def __init__(self, cfg: DetectorConfig, threads: int = 1, model: Path = MODEL) -> None:
         self.cfg = cfg
         try:
-            import cv2
-        except ImportError:  # numpy resize instead
-            cv2 = None
-        self.cv2: Any = cv2
-        try:
             from ai_edge_litert.interpreter import Interpreter
         except ImportError as error:
             raise DeviceError(
@@ -122,7 +118,7 @@ class BlazeFaceDetector:
         self.regressors, self.classificators = outputs["regressors"], outputs["classificators"]
 
     def detect(self, image: np.ndarray) -> list[Detection]:
-        tensor, x0, y0, side = letterbox(image, self.cv2)
+        tensor, x0, y0, side = letterbox(image)
         self.interpreter.set_tensor(self.input_index, tensor)
         self.interpreter.invoke()
         boxes = decode(

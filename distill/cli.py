@@ -33,6 +33,14 @@ def _configure_distill(p: argparse.ArgumentParser) -> None:
         help="student fusion head: concat (MLP over both features) or late (gated sum of "
         "per-modality logits); default: the --init checkpoint's, else concat",
     )
+    p.add_argument(
+        "--model-config",
+        metavar="JSON",
+        help="architecture settings over the defaults or the --init checkpoint's, e.g. "
+        "'{\"face_blocks\": [[64, 2], [64, 1], [128, 2], [128, 1], [192, 2], [192, 1], [192, 1]]}' "
+        "(weights of matching name and shape are copied from --init, new residual blocks start "
+        "close to the identity)",
+    )
     p.add_argument("--init", help="start from this checkpoint's weights (same architecture)")
     p.add_argument(
         "--init-audio",
@@ -93,6 +101,30 @@ def _configure_distill(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _model_config(args: argparse.Namespace) -> dict:
+    """--model-config (a JSON object of the architecture's config fields) with --fusion."""
+    from distill.models import ARCHITECTURES
+
+    try:
+        config = json.loads(args.model_config or "{}")
+    except json.JSONDecodeError as error:
+        raise UsageError(f"--model-config: not JSON ({error})") from None
+    if not isinstance(config, dict):
+        raise UsageError(f"--model-config: a JSON object expected, got {args.model_config!r}")
+    allowed = {f.name for f in fields(ARCHITECTURES[args.arch][1])}
+    unknown = sorted(set(config) - allowed)
+    if unknown:
+        raise UsageError(
+            f"--model-config: unknown {args.arch} setting(s) {', '.join(unknown)}; "
+            f"allowed: {', '.join(sorted(allowed))}"
+        )
+    if args.fusion:
+        if args.arch != "student":
+            raise UsageError("--fusion applies to the student only")
+        config["fusion"] = args.fusion
+    return config
+
+
 def _run_distill(args: argparse.Namespace) -> int:
     from distill.config import TrainConfig
     from distill.train import train
@@ -100,10 +132,7 @@ def _run_distill(args: argparse.Namespace) -> int:
     names = {f.name for f in fields(TrainConfig)}
     values = {k: v for k, v in vars(args).items() if k in names and v is not None}
     values.setdefault("out", f"runs/{args.arch}")
-    if args.fusion:
-        if args.arch != "student":
-            raise UsageError("--fusion applies to the student only")
-        values["model_config"] = {"fusion": args.fusion}
+    values["model_config"] = _model_config(args)
     result = train(TrainConfig(**values))
     print(f"best validation score {result['best_val_score']:.2f} → {values['out']}/best.pt")
     return 0

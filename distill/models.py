@@ -234,6 +234,16 @@ class Teacher(EmotionModel):
 # ---------------------------------------------------------------- student
 
 
+RESIDUAL_INIT_SCALE = 0.01
+
+
+def start_near_identity(norm: nn.modules.batchnorm._BatchNorm) -> None:
+    """Scale a residual branch's last BatchNorm down so the block starts close to the identity
+    (He et al. 2019, "Bag of Tricks": zero-γ). Not zero: the ReLU6 after it passes no gradient
+    at 0. A block appended to a trained network (--model-config) thus starts from its function."""
+    nn.init.constant_(norm.weight, RESIDUAL_INIT_SCALE)
+
+
 class DepthwiseSeparable2d(nn.Module):
     """3×3 depthwise conv, 1×1 pointwise conv, each with BN and ReLU6."""
 
@@ -248,6 +258,8 @@ class DepthwiseSeparable2d(nn.Module):
             nn.ReLU6(inplace=True),
         )
         self.residual = stride == 1 and cin == cout
+        if self.residual:
+            start_near_identity(self.block[4])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.block(x)
@@ -289,6 +301,8 @@ class DepthwiseSeparable1d(nn.Module):
             nn.ReLU6(inplace=True),
         )
         self.residual = stride == 1 and cin == cout
+        if self.residual:
+            start_near_identity(self.block[4])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.block(x)

@@ -143,3 +143,34 @@ def test_bad_checkpoints_are_refused(tmp_path) -> None:
     torch.save({"weights": 1}, tmp_path / "other.pt")
     with pytest.raises(ModelError, match="not an emoedge checkpoint"):
         load_checkpoint(tmp_path / "other.pt")
+
+
+def test_an_appended_residual_block_starts_close_to_the_network() -> None:
+    """A student with one more face block, initialised from a trained one, starts from its
+    function: the new block's residual branch starts near zero (start_near_identity)."""
+    from distill.loop import copy_matching_weights
+    from distill.models import RESIDUAL_INIT_SCALE, StudentConfig
+
+    torch.manual_seed(0)
+    base = build_model("student", {"fusion": "late"})
+    faces = inputs(64)[0]
+    for module in base.modules():  # BatchNorm statistics of these faces, as after training
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            module.momentum = None
+    with torch.no_grad():
+        base.face(faces)
+    blocks = [list(b) for b in StudentConfig().face_blocks] + [[192, 1]]
+    longer = build_model("student", {"fusion": "late", "face_blocks": blocks})
+    fresh = copy_matching_weights(base, longer)
+    assert fresh and all(name.startswith("face.features.9.") for name in fresh)
+    new_scale = longer.face.features[9].block[4].weight
+    assert torch.all(new_scale == RESIDUAL_INIT_SCALE)
+
+    def change() -> float:  # of the face feature, relative
+        with torch.no_grad():
+            before, after = base.eval().face(faces), longer.eval().face(faces)
+        return float((after - before).norm() / before.norm())
+
+    assert change() < 0.02
+    new_scale.data.fill_(1.0)  # the same block started at full scale changes the function
+    assert change() > 0.1

@@ -254,3 +254,46 @@ def test_calibrate_stage_fits_the_gates_on_validation(tiny, tmp_path, capsys) ->
     args = ["--init", concat, "--stage", "calibrate", "--out", tmp_path / "x"]
     assert run_emoedge("distill", *common, *args) == 2
     assert "needs a late-fusion student" in capsys.readouterr().err
+
+
+def test_model_config_appends_a_face_block_to_an_init_checkpoint(tiny, tmp_path) -> None:
+    ckpt = make_checkpoint(tmp_path / "student.pt", "student", fusion="late")
+    blocks = TINY["student"]["face_blocks"] + [[16, 1]]
+    out = tmp_path / "longer"
+    args = ["--stage", "face", "--init", ckpt, "--out", out, "--epochs", "1", "--workers", "0"]
+    config = json.dumps({"face_blocks": blocks})
+    assert run_emoedge("distill", "--arch", "student", *args, "--model-config", config, *tiny) == 0
+    model, meta = load_checkpoint(out / "best.pt")
+    assert meta["config"]["face_blocks"] == blocks and meta["config"]["fusion"] == "late"
+    assert len(model.face.features) == 3 + len(blocks)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("{face_blocks", "--model-config: not JSON"),
+        ("[1, 2]", "--model-config: a JSON object expected"),
+        ('{"face_width": 3}', "unknown student setting(s) face_width; allowed: "),
+    ],
+)
+def test_bad_model_config_is_a_usage_error(tiny, tmp_path, capsys, value, message) -> None:
+    out = ["--out", tmp_path / "run", "--model-config", value]
+    assert run_emoedge("distill", "--arch", "student", *out, *tiny) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_face_augment_strength_scales_the_augmentation() -> None:
+    """--face-augment 0 leaves only the flip; 0.5 changes faces less than 1."""
+    from distill.augment import augment_faces
+
+    faces = torch.randn(64, 1, 48, 48)
+
+    def change(strength: float) -> torch.Tensor:  # per face, the smaller of the two orientations
+        out = augment_faces(faces, torch.Generator().manual_seed(1), strength)
+        return torch.minimum(
+            (out - faces).abs().mean(dim=(1, 2, 3)), (out - faces.flip(3)).abs().mean(dim=(1, 2, 3))
+        )
+
+    assert torch.allclose(change(0.0), torch.zeros(64), atol=1e-5)
+    assert change(0.5).mean() < change(1.0).mean()
+    assert change(0.5).mean() > 0.1

@@ -105,7 +105,7 @@ def name_nodes(path: Path) -> None:
 def stem_convs(path: Path) -> list[str]:
     """The name of the first 2-D convolution (the face CNN's stem), which stays in float:
     quantising its output to one per-tensor uint8 scale cost the student 7 points of
-    face-only agreement (91.6 % → 98.3 % with it in float; 288 weights, ~6 % of the face CNN's
+    face-only agreement (91.6 % → 98.3 % with it in float; 288 weights, ~5 % of the face CNN's
     multiply-adds)."""
     model = onnx.load(str(path))
     weights = {i.name: len(i.dims) for i in model.graph.initializer}

@@ -81,6 +81,14 @@ def _configure_distill(p: argparse.ArgumentParser) -> None:
     ):
         value = getattr(defaults, name)
         p.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=value)
+    p.add_argument(
+        "--ema",
+        type=float,
+        default=defaults.ema,
+        metavar="DECAY",
+        help="validate and save an exponential moving average of the weights (and BatchNorm "
+        "statistics) with this decay per step, e.g. 0.998; 0: the weights themselves (default)",
+    )
     p.add_argument("--cache-dir", help="decoded-corpus cache (default ~/.cache/emoedge)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     p.add_argument(

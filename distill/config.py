@@ -23,6 +23,7 @@ class TrainConfig:
     lr: float = 3e-3
     weight_decay: float = 5e-4
     warmup_epochs: float = 1.0
+    ema: float = 0.0
     label_smoothing: float = 0.1
     class_balance: float = 0.0
     face_augment: float = 1.0

@@ -1,8 +1,9 @@
 """What every training stage shares: model set-up, the LR schedule, resuming, per-epoch saving.
 
-A run folder holds `last.pt` (model, optimizer, epoch, best score, history: resumable),
-`best.pt` (an emoedge checkpoint, written whenever the validation score improves) and
-`history.json`.
+A run folder holds `last.pt` (model, optimizer, the weight average if any, epoch, best score,
+history: resumable), `best.pt` (an emoedge checkpoint, written whenever the validation score
+improves) and `history.json`. With `--ema DECAY` an exponential moving average of the weights
+and BatchNorm statistics is what gets validated and saved as `best.pt`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from distill.checkpoint import load_checkpoint, plain_data, save_checkpoint
 from distill.config import TrainConfig
@@ -149,6 +151,13 @@ class Run:
     history: list[dict] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.cfg.ema < 1.0:
+            raise UsageError(f"--ema {self.cfg.ema}: a decay in [0, 1) expected (0: no average)")
+        self.average = None
+        if self.cfg.ema:
+            self.average = AveragedModel(
+                self.model, multi_avg_fn=get_ema_multi_avg_fn(self.cfg.ema), use_buffers=True
+            )
         self.out = Path(self.cfg.out)
         self.out.mkdir(parents=True, exist_ok=True)
         last = self.out / "last.pt"
@@ -156,6 +165,8 @@ class Run:
             state = torch.load(last, map_location=self.cluster.device, weights_only=True)
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
+            if self.average is not None and "average" in state:
+                self.average.load_state_dict(state["average"])
             self.start_epoch, self.best = state["epoch"] + 1, state["best"]
             self.history = state["history"]
             log.info("resumed from %s at epoch %d", last, self.start_epoch + 1)
@@ -170,6 +181,13 @@ class Run:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 5.0)
         self.optimizer.step()
+        if self.average is not None:
+            self.average.update_parameters(self.model)
+
+    @property
+    def selected_model(self) -> EmotionModel:
+        """The model that is validated and saved: the weight average, or the model itself."""
+        return self.model if self.average is None else self.average.module
 
     def end_epoch(self, epoch: int, record: dict, metrics: dict, score: float) -> None:
         """Record the epoch; write best.pt when the score improved, then last.pt (the main
@@ -181,7 +199,7 @@ class Run:
             self.best = float(score)
             save_checkpoint(
                 self.out / "best.pt",
-                self.model,
+                self.selected_model,
                 self.cfg.arch,
                 self.audio_cfg,
                 self.face_cfg,
@@ -193,6 +211,7 @@ class Run:
             {
                 "model": self.model.state_dict(),
                 "optimizer": self.optimizer.state_dict(),
+                **({} if self.average is None else {"average": self.average.state_dict()}),
                 "epoch": epoch,
                 "best": self.best,
                 "history": plain_data(self.history),

@@ -267,10 +267,22 @@ class DepthwiseSeparable2d(nn.Module):
 
 
 class FaceDSCNN(nn.Module):
-    """Depthwise-separable face CNN: stem, blocks (width, stride), global average pool."""
+    """Depthwise-separable face CNN: stem, blocks (width, stride), global average pool.
 
-    def __init__(self, stem: int, blocks: tuple[tuple[int, int], ...], out_dim: int):
+    With `flip_average`, inference (eval mode) runs the CNN on the face and its mirror image in
+    one batch and averages the two features (test-time flip augmentation, part of the exported
+    graph); training sees one randomly flipped view as before.
+    """
+
+    def __init__(
+        self,
+        stem: int,
+        blocks: tuple[tuple[int, int], ...],
+        out_dim: int,
+        flip_average: bool = False,
+    ):
         super().__init__()
+        self.flip_average = flip_average
         layers: list[nn.Module] = [
             nn.Conv2d(1, stem, 3, padding=1, bias=False),
             nn.BatchNorm2d(stem),
@@ -284,6 +296,16 @@ class FaceDSCNN(nn.Module):
         self.proj = nn.Sequential(nn.Linear(cin, out_dim), nn.ReLU6(inplace=True))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.flip_average and not self.training:  # both views in one batch: one int8
+            # graph for both in every exporter; slices at the symbolic batch size (not len()
+            # or chunk(), which fix it) keep the exported batch axis dynamic
+            n = x.shape[0]
+            both = self.embed(torch.cat([x, x.flip(-1)]))
+            return (both[:n] + both[n:]) / 2
+        return self.embed(x)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """The feature of one view of the faces."""
         return self.proj(self.features(x).mean(dim=(2, 3)))
 
 
@@ -342,6 +364,7 @@ class StudentConfig:
         (192, 1),
     )
     visual_dim: int = 128
+    face_flip_average: bool = False  # inference averages the face and its mirror image
     audio_stem: int = 64
     audio_blocks: tuple[tuple[int, int], ...] = ((96, 2), (96, 1), (128, 2), (128, 1), (128, 2))
     audio_kernel: int = 5
@@ -361,7 +384,7 @@ class Student(EmotionModel):
         super().__init__()
         cfg = cfg or StudentConfig()
         self.config = cfg
-        self.face = FaceDSCNN(cfg.face_stem, cfg.face_blocks, cfg.visual_dim)
+        self.face = FaceDSCNN(cfg.face_stem, cfg.face_blocks, cfg.visual_dim, cfg.face_flip_average)
         self.audio = AudioTCN(39, cfg.audio_stem, cfg.audio_blocks, cfg.audio_kernel)
         if cfg.fusion == "concat":
             self.attention = CrossModalAttention(cfg.visual_dim, self.audio.out_dim, cfg.attn_dim)

@@ -184,7 +184,7 @@ def pretrain(cfg: TrainConfig, cluster: Cluster | None = None) -> dict:
 
         if not cluster.main:
             continue
-        metrics = evaluate(torch_predictor(model), [modality.val_set], run.face_cfg)
+        metrics = evaluate(torch_predictor(run.selected_model), [modality.val_set], run.face_cfg)
         result = metrics[f"{name}_only"]
         record = {
             "epoch": epoch + 1,

@@ -160,7 +160,7 @@ def train_fused(cfg: TrainConfig, cluster: Cluster) -> dict:
 
         if not cluster.main:
             continue
-        metrics = evaluate(torch_predictor(model), val_sets, face_cfg)
+        metrics = evaluate(torch_predictor(run.selected_model), val_sets, face_cfg)
         score = validation_score(metrics)
         record = {
             "epoch": epoch + 1,

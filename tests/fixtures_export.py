@@ -19,6 +19,7 @@ TINY = {
         "face_stem": 8,
         "face_blocks": [[16, 2], [16, 1]],
         "visual_dim": 16,
+        "face_flip_average": True,  # as the shipped student
         "audio_stem": 8,
         "audio_blocks": [[16, 2]],
         "attn_dim": 8,

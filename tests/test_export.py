@@ -11,7 +11,7 @@ import pytest
 
 from edge.errors import GateError
 from edge.manifest import load_manifest, sha256_file
-from tests.fixtures_export import ARTIFACTS, Corpora, Exported, run_emoedge
+from tests.fixtures_export import ARTIFACTS, TINY, Corpora, Exported, run_emoedge
 
 
 @pytest.fixture(scope="module")
@@ -174,8 +174,9 @@ def test_int8_onnx_keeps_the_face_stem_in_float(exported_student: Exported) -> N
     model = onnx.load(exported_student.out / "onnx-int8" / "model.onnx")
     initializers = {i.name for i in model.graph.initializer}
     dequantized = {o for n in model.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    shapes = {i.name: list(i.dims) for i in model.graph.initializer}
     convs = [n for n in model.graph.node if n.op_type == "Conv"]
-    float_weights = [n.input[1] in initializers for n in convs]
-    assert float_weights[0]  # the first convolution is the face stem: float weights
-    assert not any(float_weights[1:])  # every other one is int8 (its weight dequantized)
-    assert all(n.input[1] in dequantized for n in convs[1:])
+    in_float = [n for n in convs if n.input[1] in initializers]
+    stem = TINY["student"]["face_stem"]
+    assert [shapes[n.input[1]] for n in in_float] == [[stem, 1, 3, 3]]  # the face stem alone
+    assert all(n.input[1] in dequantized for n in convs if n not in in_float)  # the rest int8

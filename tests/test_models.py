@@ -174,3 +174,24 @@ def test_an_appended_residual_block_starts_close_to_the_network() -> None:
     assert change() < 0.02
     new_scale.data.fill_(1.0)  # the same block started at full scale changes the function
     assert change() > 0.1
+
+
+def test_flip_average_predicts_the_mean_of_a_face_and_its_mirror_image() -> None:
+    """face_flip_average: at inference the face feature is the mean over the face and its
+    mirror image (so both give the same output); training sees the face as it is."""
+    torch.manual_seed(0)
+    plain = build_model("student", {"fusion": "late"})
+    flipping = build_model("student", {"fusion": "late", "face_flip_average": True})
+    flipping.load_state_dict(plain.state_dict())
+    faces = inputs(4)[0]
+    with torch.no_grad():
+        plain.eval(), flipping.eval()
+        mean = (plain.face(faces) + plain.face(faces.flip(-1))) / 2
+        torch.testing.assert_close(flipping.face(faces), mean)
+        torch.testing.assert_close(flipping.face(faces.flip(-1)), mean)
+        assert not torch.allclose(plain.face(faces), mean)
+        plain.train(), flipping.train()
+        torch.manual_seed(1)
+        trained = plain.face(faces)
+        torch.manual_seed(1)
+        torch.testing.assert_close(flipping.face(faces), trained)

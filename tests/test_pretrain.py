@@ -268,6 +268,34 @@ def test_model_config_appends_a_face_block_to_an_init_checkpoint(tiny, tmp_path)
     assert len(model.face.features) == 3 + len(blocks)
 
 
+def test_ema_validates_and_saves_the_weight_average_and_resumes_it(tiny, tmp_path) -> None:
+    ckpt = make_checkpoint(tmp_path / "student.pt", "student", fusion="late")
+    out = tmp_path / "ema"
+    args = ["--stage", "face", "--init", ckpt, "--out", out, "--workers", "0", "--ema", "0.9"]
+    args += ["--batch-size", "8"]
+    assert run_emoedge("distill", "--arch", "student", *args, "--epochs", "1", *tiny) == 0
+    last = torch.load(out / "last.pt", weights_only=True)
+    assert last["average"]["n_averaged"] > 1
+    best, _ = load_checkpoint(out / "best.pt")
+    for name, value in best.state_dict().items():  # best.pt holds the average (fp16-rounded)
+        average = last["average"][f"module.{name}"].to(value.dtype)
+        torch.testing.assert_close(value, average, rtol=1e-3, atol=1e-3)
+    weights = last["model"]["face.proj.0.weight"]
+    assert not torch.allclose(best.state_dict()["face.proj.0.weight"], weights, atol=1e-3)
+
+    assert (
+        run_emoedge("distill", "--arch", "student", *args, "--epochs", "2", "--resume", *tiny) == 0
+    )
+    resumed = torch.load(out / "last.pt", weights_only=True)["average"]["n_averaged"]
+    assert resumed == 2 * last["average"]["n_averaged"]
+
+
+def test_ema_decay_out_of_range_is_a_usage_error(tiny, tmp_path, capsys) -> None:
+    out = ["--out", tmp_path / "run", "--ema", "1.5", "--epochs", "1"]
+    assert run_emoedge("distill", "--arch", "student", *out, *tiny) == 2
+    assert "--ema 1.5: a decay in [0, 1) expected" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     ("value", "message"),
     [

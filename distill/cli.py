@@ -159,6 +159,9 @@ def _configure_evaluate(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", help="runtime for an artifact (default: from its file type)")
     p.add_argument("--cache-dir")
     p.add_argument("--json", type=Path, help="also write the metrics here")
+    p.add_argument(
+        "--png", type=Path, help="also draw the confusion matrices here (one panel per input)"
+    )
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
@@ -174,7 +177,12 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     )
     print(table(metrics))
     if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(metrics, indent=1))
+    if args.png:
+        from distill.confusion_plot import plot_confusion
+
+        print(f"confusion matrices → {plot_confusion(metrics, args.png)}")
     return 0
 
 

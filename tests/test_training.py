@@ -91,15 +91,17 @@ def test_cli_distils_a_student_and_evaluates_it(tiny, tmp_path, capsys) -> None:
     _, meta = load_checkpoint(tmp_path / "student" / "best.pt")
     assert meta["train_config"]["teacher"].endswith("best.pt")
     capsys.readouterr()
-    report = tmp_path / "metrics.json"
-    assert (
-        main(["evaluate", str(tmp_path / "student" / "best.pt"), *common, "--json", str(report)])
-        == 0
-    )
+    report, png = tmp_path / "new" / "metrics.json", tmp_path / "plots" / "confusion.png"
+    outputs = ["--json", str(report), "--png", str(png)]  # their folders are created
+    assert main(["evaluate", str(tmp_path / "student" / "best.pt"), *common, *outputs]) == 0
     out = capsys.readouterr().out
     assert "| face only | 14 |" in out and "| fused (class-paired) | 70 |" in out
     metrics = json.loads(report.read_text())["metrics"]
     assert metrics["audio_only"]["n"] == 7  # actor 21: one clip per class
+    from matplotlib import image
+
+    height, width, _ = image.imread(png).shape  # a PNG with the five panels side by side
+    assert width > 4 * height
 
 
 def test_bad_input_is_a_clear_error_and_exit_code(tmp_path, capsys) -> None:

@@ -14,7 +14,7 @@ import torch
 from torch.utils.data import Dataset
 
 from distill.cache import Decoded
-from edge.audio import AudioConfig, frame_energy_dbfs, window_features
+from edge.audio import AudioConfig, voiced_frames, window_features
 from edge.labels import NUM_CLASSES
 
 PAIRS_PER_CLIP = 10
@@ -26,7 +26,7 @@ def centred_window(wave: np.ndarray, cfg: AudioConfig) -> np.ndarray:
     n = cfg.window_samples
     if len(wave) <= n:
         return wave
-    voiced = frame_energy_dbfs(wave, cfg) > cfg.vad_threshold_dbfs
+    voiced = voiced_frames(wave, cfg)
     centre_frame = np.flatnonzero(voiced).mean() if voiced.any() else len(voiced) / 2
     centre = int(centre_frame * cfg.hop_length + cfg.win_length / 2)
     start = int(np.clip(centre - n // 2, 0, len(wave) - n))

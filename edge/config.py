@@ -90,9 +90,11 @@ class EventConfig:
 class DetectorConfig:
     """Face detector; faces smaller than `min_size` (fraction of the frame's short side) are
     ignored. Detect-then-track: the detector runs once `interval_s` has passed since its last
-    run, and sooner when the face crop has changed by more than `max_drift` (mean absolute
-    difference of the gray crop, as a fraction of full scale); in between the last box is
-    reused. `interval_s = 0` detects on every cycle."""
+    run; in between the last box is reused while its crop differs from the crop taken at the
+    detection by at most `max_drift` (mean absolute difference of the gray crop, as a fraction
+    of full scale). Beyond that the box is moved to where that crop matches best (OpenCV
+    template matching), and the detector runs at once if even the moved box's crop differs by
+    more. `interval_s = 0` detects on every cycle."""
 
     kind: str = "blazeface"
     min_size: float = 0.08

@@ -2,8 +2,9 @@
 
 Both modalities missing means state "absent" and no inference. Everything the model is fed
 follows its manifest (face size and normalisation, audio rate, window and features). The face
-detector runs every `detector.interval_s` (edge.detect.track); audio features are computed
-only for the analysis frames that are new since the last cycle (edge.features).
+detector runs every `detector.interval_s` and the box is followed in between
+(edge.detect.track); audio features are computed only for the analysis frames that are new
+since the last cycle (edge.features).
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ class Pipeline:
         stats: Stats,
     ) -> None:
         self.runner = runner
-        self.tracker = FaceTracker(detector) if detector is not None else None
+        self.tracker = FaceTracker(detector, runner.manifest.face) if detector is not None else None
         self.ring = ring
         self.audio_cfg = runner.manifest.audio
         self.face_cfg = runner.manifest.face
@@ -102,21 +103,27 @@ class Pipeline:
             return self._blank_face
         return self._timed("crop", crop_face, image, box.box, self.face_cfg)
 
+    def _detect(
+        self, tracker: FaceTracker, image: np.ndarray, t: float
+    ) -> tuple[Detection | None, np.ndarray]:
+        box = self._timed("detect", tracker.detect, image, t)
+        face = self._crop(image, box)
+        tracker.anchor(face)
+        return box, face
+
     def _face(
         self, tracker: FaceTracker, image: np.ndarray, t: float
     ) -> tuple[Detection | None, np.ndarray]:
-        """The tracked face box in `image` (taken at `t`) and the model's face input (blank
-        without a face): the detector runs when due, or at once when the reused box's crop
-        drifted."""
-        fresh = tracker.due(t)
-        box = self._timed("detect", tracker.detect, image, t) if fresh else tracker.box
-        face = self._crop(image, box)
-        if not fresh and box is not None and tracker.drifted(face, self.face_cfg.std):
-            box = self._timed("detect", tracker.detect, image, t)
-            face, fresh = self._crop(image, box), True
-        if fresh:
-            tracker.anchor(face)
-        return box, face
+        """The face box in `image` (taken at `t`) and the model's face input (blank without
+        a face): the detector runs when due, else the tracker follows the last box, and the
+        detector runs at once when it cannot."""
+        if tracker.due(t):
+            return self._detect(tracker, image, t)
+        if tracker.box is None:
+            return None, self._blank_face
+        face = self._crop(image, tracker.box)
+        followed = self._timed("track", tracker.follow, image, face)
+        return self._detect(tracker, image, t) if followed is None else followed
 
     def inputs(self, frame: Frame | None, t: float) -> ModelInputs:
         """Find the face in `frame` and take the audio window that ends at `t`."""

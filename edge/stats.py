@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-STAGES = ("capture", "detect", "crop", "features", "inference", "smoothing", "publish")
+STAGES = ("capture", "detect", "track", "crop", "features", "inference", "smoothing", "publish")
 
 
 def rss_bytes() -> int | None:

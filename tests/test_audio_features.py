@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -12,8 +14,11 @@ from edge.audio import (
     mfcc_deltas,
     resample,
     voiced_fraction,
+    voiced_frames,
     window_features,
 )
+from edge.capture.microphone import read_audio_file
+from tests.fixtures_daemon import SAMPLE
 
 librosa = pytest.importorskip("librosa")
 CFG = AudioConfig()
@@ -114,6 +119,20 @@ def test_voice_activity() -> None:
     speechy[16000:24000] += 0.1 * np.sin(2 * np.pi * 200 * np.arange(8000) / 16000)
     assert is_voiced(speechy, CFG)
     assert 0.1 < voiced_fraction(speechy, CFG) < 0.25
+
+
+def test_voiced_frames_are_those_above_the_threshold_in_dbfs() -> None:
+    """The power comparison is the RMS level in dB relative to full scale, computed here
+    frame by frame on the sample's speech."""
+    wave, rate = read_audio_file(SAMPLE / "sample.flac")
+    assert rate == CFG.sample_rate
+    wave = wave[: 4 * rate]
+    starts = range(0, len(wave) - CFG.win_length + 1, CFG.hop_length)
+    rms = [math.sqrt(np.mean(wave[s : s + CFG.win_length].astype(np.float64) ** 2)) for s in starts]
+    expected = np.array([20 * math.log10(max(r, 1e-10)) for r in rms]) > CFG.vad_threshold_dbfs
+    found = voiced_frames(wave, CFG)
+    assert 0 < expected.sum() < len(expected)
+    np.testing.assert_array_equal(found, expected)
 
 
 def test_resample_keeps_a_tone_and_the_duration() -> None:

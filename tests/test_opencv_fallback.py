@@ -1,4 +1,5 @@
-"""Where OpenCV accelerates face preprocessing, its numpy fallback gives the same input."""
+"""Where OpenCV accelerates face preprocessing or the sliding audio features, its numpy
+fallback gives the same input."""
 
 from __future__ import annotations
 
@@ -8,8 +9,13 @@ from typing import Any, TypeVar
 import numpy as np
 import pytest
 
-from edge import face
+from edge import face, features
+from edge.audio import AudioConfig
+from edge.capture import AudioChunk
+from edge.capture.microphone import read_audio_file
 from edge.detect import blazeface
+from edge.sync import AudioRing
+from tests.fixtures_daemon import SAMPLE
 
 RNG = np.random.default_rng(7)
 T = TypeVar("T")
@@ -21,7 +27,7 @@ def numpy_and_opencv(
     """`work(*args)` with OpenCV, then with the numpy fallback."""
     with_cv2 = work(*args)
     with monkeypatch.context() as patch:
-        for module in (face, blazeface):
+        for module in (face, blazeface, features):
             patch.setattr(module, "optional_cv2", lambda: None)
         return with_cv2, work(*args)
 
@@ -50,3 +56,19 @@ def test_face_crop_and_detector_input_agree(monkeypatch: pytest.MonkeyPatch) -> 
     fast, slow = numpy_and_opencv(monkeypatch, blazeface.letterbox, frame)
     assert fast[1:] == slow[1:]
     assert np.abs(fast[0] - slow[0]).max() <= 1.001 / 127.5  # uint8 rounding in OpenCV's resize
+
+
+def test_sliding_audio_features_agree(monkeypatch: pytest.MonkeyPatch) -> None:
+    """MFCCs through OpenCV's packed DFT, its deltas and its normalisation, cycle by cycle."""
+    wave, rate = read_audio_file(SAMPLE / "sample.flac")
+    ring = AudioRing(rate, 20.0)
+    ring.write(AudioChunk(wave, len(wave) / rate, rate))
+
+    def windows() -> np.ndarray:
+        sliding = features.SlidingFeatures(AudioConfig())
+        found = [sliding.window(ring, t)[0] for t in np.arange(3.0, 8.0, 0.1)]
+        return np.stack([f for f in found if f is not None])
+
+    fast, slow = numpy_and_opencv(monkeypatch, windows)
+    assert len(fast) == len(slow) > 10
+    np.testing.assert_allclose(fast, slow, atol=1e-4)

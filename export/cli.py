@@ -7,7 +7,7 @@ from importlib import import_module
 from pathlib import Path
 
 from edge.cli import Command
-from edge.errors import UsageError
+from edge.errors import ModelError, UsageError
 
 DEFAULT_FACES = "../shared/data/fer2013"
 DEFAULT_SPEECH = "../shared/data/ravdess"
@@ -57,7 +57,10 @@ def _run_export(args: argparse.Namespace) -> int:
     print((args.out / "report.md").read_text())
     failed = [r["artifact"] for r in report["rows"] if r["status"] != "ok"]
     if failed:
-        print(f"not converted: {', '.join(failed)} (see {args.out / 'report.md'})")
+        raise ModelError(
+            f"not converted: {', '.join(failed)}; the other artifacts were written "
+            f"(see {args.out / 'report.md'})"
+        )
     return 0
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import onnx
 import pytest
 
-from edge.errors import GateError
+from edge.errors import GateError, ModelError
 from edge.manifest import load_manifest, sha256_file
 from tests.fixtures_export import ARTIFACTS, TINY, Corpora, Exported, run_emoedge
 
@@ -122,6 +122,27 @@ def test_breached_int8_bound_exits_non_zero(
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["gate"]["passed"] is False
     assert "FAILED" in (tmp_path / "report.md").read_text()
+
+
+def test_a_format_that_does_not_convert_fails_the_export_and_spares_the_others(
+    tiny_corpora: Corpora,
+    student_checkpoint: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A file where the TFLite artifact's folder must go: that conversion fails for real."""
+    (tmp_path / "tflite-fp32").write_text("in the way")
+    code = run_emoedge(
+        "export", student_checkpoint, "--formats", "onnx,tflite", "--out", tmp_path,
+        *tiny_corpora.args(),
+    )  # fmt: skip
+    assert code == ModelError.exit_code
+    err = capsys.readouterr().err
+    assert "not converted: tflite-fp32; the other artifacts were written" in err
+    assert "Traceback" not in err
+    assert (tmp_path / "onnx-fp32" / "manifest.json").is_file()
+    rows = {r["artifact"]: r for r in json.loads((tmp_path / "report.json").read_text())["rows"]}
+    assert rows["onnx-fp32"]["status"] == "ok" and rows["tflite-fp32"]["status"] == "failed"
 
 
 @pytest.mark.parametrize(

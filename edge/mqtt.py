@@ -49,6 +49,10 @@ from edge.payloads import (
 
 log = logging.getLogger("emoedge.mqtt")
 
+# A session shorter than FLAP_S, FLAP_LIMIT times in a row: the broker keeps closing the
+# connection it accepted (another client with our id, or a publish its ACL refuses).
+FLAP_S = 2.0
+FLAP_LIMIT = 5
 # CONNACK reason codes that retrying cannot fix: client id, credentials, authorisation, ban.
 FATAL_CONNACK = {133, 134, 135, 138, 140}
 INFLIGHT_WINDOW = 20
@@ -239,6 +243,12 @@ def parse_command(name: str, raw: bytes) -> tuple[Any, str]:
     return value, ""
 
 
+def _delivered(info: mqtt.MQTTMessageInfo) -> bool:
+    """True once the broker has the message; False while it is in flight, and for a publish
+    that paho refused as the connection dropped (paho's `is_published` raises then)."""
+    return info.rc == mqtt.MQTT_ERR_SUCCESS and info.is_published()
+
+
 class MqttPublisher:
     """Publishes one device's availability, state, events and stats; receives its commands.
 
@@ -380,6 +390,7 @@ class MqttPublisher:
     def _run(self, client: mqtt.Client | None) -> None:
         """Connection manager: (re)connect with capped exponential backoff, then pump."""
         delay = self.config.reconnect_min_s
+        flaps = 0
         while True:
             if client is None:
                 if self._stopping:
@@ -403,13 +414,30 @@ class MqttPublisher:
                     self._counts["reconnects"] += 1
                 log.info("reconnected to %s", self.config.url)
             delay = self.config.reconnect_min_s
+            connected_at = time.monotonic()
             done = self._serve(client)
             client = None
             if done:
                 return
+            flaps = flaps + 1 if time.monotonic() - connected_at < FLAP_S else 0
+            if flaps >= FLAP_LIMIT:
+                error = self._flapping(flaps)
+                log.error("%s; giving up", error)
+                with self._cond:
+                    self._fatal = error
+                return
         with self._cond:
             if self._queue:
                 log.warning("stopped while offline: %d queued messages not sent", len(self._queue))
+
+    def _flapping(self, flaps: int) -> BrokerError:
+        return BrokerError(
+            f"the broker at {self.config.url} closed the connection within {FLAP_S:g} s of "
+            f"accepting it {flaps} times in a row: another client is using the client id "
+            f"{self.client_id!r} (a second daemon with device_id {self.topics.device!r}? give "
+            "each its own), or the broker refuses what this device publishes (its ACL for "
+            f"{self.topics.base}/#)"
+        )
 
     def _serve(self, client: mqtt.Client) -> bool:
         """Subscribe, announce, then send until the connection drops (False) or we stop (True)."""
@@ -430,7 +458,7 @@ class MqttPublisher:
         client.loop_stop()
         with self._cond:
             self._connected = False
-            unacked = [m for m, info in self._inflight if not info.is_published()]
+            unacked = [m for m, info in self._inflight if not _delivered(info)]
             self._inflight.clear()
             resend = [m for m in unacked if m.topic not in (self.topics.state, self.topics.stats)]
             self._queue.extendleft(reversed(resend))
@@ -448,7 +476,7 @@ class MqttPublisher:
                 while msg is None:
                     if not (self._connected and client.is_connected()):
                         return False
-                    while self._inflight and self._inflight[0][1].is_published():
+                    while self._inflight and _delivered(self._inflight[0][1]):
                         self._inflight.popleft()
                     if self._stopping:
                         stop_by = stop_by or time.monotonic() + STOP_FLUSH_S

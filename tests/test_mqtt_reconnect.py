@@ -6,7 +6,9 @@ it receives is exactly what the publisher delivered."""
 from __future__ import annotations
 
 import json
+import time
 
+from edge.errors import BrokerError
 from edge.payloads import Topics
 from tests.fixtures_mqtt import MessageLog, sample_event, wait_for
 
@@ -83,3 +85,25 @@ def test_state_after_a_restart_is_the_newest(private_broker, make_publisher) -> 
         assert json.loads(late.messages[-1][1])["label"] == "fear"
     finally:
         late.close()
+
+
+def _gave_up(publisher) -> BrokerError | None:
+    try:
+        publisher.publish_event(sample_event(1))
+    except BrokerError as error:
+        return error
+    return None
+
+
+def test_two_daemons_with_one_device_id_stop_fighting(mqtt_broker, make_publisher) -> None:
+    """Same device id, same client id: the broker closes the older connection whenever the
+    other one connects. Instead of pushing each other off forever, one gives up with an error
+    that names the cause; the other keeps the connection."""
+    twins = [make_publisher(mqtt_broker, "twin", **QUICK) for _ in range(2)]
+    error = wait_for(lambda: _gave_up(twins[0]) or _gave_up(twins[1]), what="a twin to give up")
+    assert "another client is using the client id 'emoedge-twin'" in str(error)
+    assert "second daemon with device_id 'twin'" in str(error)
+    survivor = twins[1] if _gave_up(twins[0]) else twins[0]
+    assert _gave_up(survivor) is None
+    time.sleep(3 * QUICK["reconnect_max_s"])  # room for a reconnect that must not happen
+    assert survivor.connected and not any(t.connected for t in twins if t is not survivor)

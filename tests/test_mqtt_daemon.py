@@ -1,6 +1,7 @@
 """MQTT guarantees with the real daemon (`emoedge run --config FILE`, replaying the bundled
 sample in a loop through a tiny model): the last will on SIGKILL, commands applied and
-acknowledged, bad commands rejected while it keeps publishing, a wrong password exits 7."""
+acknowledged, bad commands rejected while it keeps publishing, a wrong password exits 7, and of
+two daemons with one device id one exits 7 while the other keeps running."""
 
 from __future__ import annotations
 
@@ -91,3 +92,27 @@ def test_wrong_password_makes_run_exit_7(tmp_path, tiny_model, mqtt_broker) -> N
     assert code == 7
     assert "emoedge run: error: the broker at" in err and "refused" in err
     assert "wrong" not in err.replace("wrong password", "")
+
+
+def test_a_second_daemon_with_the_same_device_id_ends_the_fight_with_exit_7(
+    tmp_path, tiny_model, mqtt_broker
+) -> None:
+    _, config = _looping_daemon(
+        tmp_path, tiny_model, mqtt_broker, reconnect_min_s=0.1, reconnect_max_s=0.5
+    )
+    twins = [emoedge("run", "--config", str(config)) for _ in range(2)]
+    try:
+        wait_for(lambda: any(p.poll() is not None for p in twins), 120, "a twin to stop")
+        loser = next(p for p in twins if p.poll() is not None)
+        survivor = next(p for p in twins if p is not loser)
+        code, _, err = finish(loser, timeout=30)
+        assert code == 7
+        assert "another client is using the client id" in err and "Traceback" not in err
+        assert survivor.poll() is None
+        survivor.send_signal(signal.SIGTERM)
+        assert finish(survivor, timeout=60)[0] == 0
+    finally:
+        for proc in twins:
+            if proc.returncode is None:
+                proc.kill()
+                proc.communicate()

@@ -49,8 +49,9 @@ from edge.payloads import (
 
 log = logging.getLogger("emoedge.mqtt")
 
-# A session shorter than FLAP_S, FLAP_LIMIT times in a row: the broker keeps closing the
-# connection it accepted (another client with our id, or a publish its ACL refuses).
+# A session shorter than FLAP_S, FLAP_LIMIT times in a row with the broker reachable in
+# between: it keeps closing the connection it accepted (another client with our id, or a
+# publish its ACL refuses). A broker that was down in between does not count.
 FLAP_S = 2.0
 FLAP_LIMIT = 5
 # CONNACK reason codes that retrying cannot fix: client id, credentials, authorisation, ban.
@@ -62,6 +63,10 @@ MAX_RATE_SLOTS = 64
 
 class Transient(Exception):
     """A connection attempt failed in a way that retrying can fix."""
+
+
+class Unreachable(Transient):
+    """No broker answered (refused, unresolvable, silent): it is down or away."""
 
 
 @dataclass
@@ -144,13 +149,13 @@ def connect(client: mqtt.Client, config: MqttConfig, first: bool = False) -> Non
     except ssl.SSLError as error:
         raise BrokerError(f"TLS handshake with the broker at {where} failed: {error}") from error
     except socket.gaierror as error:
-        raise Transient(f"cannot resolve broker host {config.host!r} ({error})") from error
+        raise Unreachable(f"cannot resolve broker host {config.host!r} ({error})") from error
     except OSError as error:
-        raise Transient(f"cannot connect to the broker at {where} ({error})") from error
+        raise Unreachable(f"cannot connect to the broker at {where} ({error})") from error
     client.loop_start()
     if not accepted.wait(config.connect_timeout_s):
         _close(client)
-        raise Transient(f"no answer from the broker at {where} in {config.connect_timeout_s} s")
+        raise Unreachable(f"no answer from the broker at {where} in {config.connect_timeout_s} s")
     client.on_log = None
     reason = outcome[0]
     if reason is not None and not reason.is_failure:
@@ -399,6 +404,8 @@ class MqttPublisher:
                 try:
                     connect(client, self.config)
                 except Transient as error:
+                    if isinstance(error, Unreachable):
+                        flaps = 0  # the broker went away: its closing us was no refusal
                     log.warning("%s; next attempt in %.1f s", error, delay)
                     client = None
                     with self._cond:

@@ -31,8 +31,9 @@ from edge.sync import AudioRing
 
 # Frames analysed per call. numpy's OpenBLAS runs a matrix product of more than about 260k
 # multiply-adds on all cores and its threads then spin for a while: a whole window at once
-# (298 frames × 257 bins × 40 mels) costs another core's time; blocks stay on this thread.
-BLOCK = 16
+# (298 frames × 257 bins × 40 mels) costs another core's time; blocks stay on this thread
+# (12 × 512 packed values × 40 mels through OpenCV's DFT is 246k).
+BLOCK = 12
 
 
 class FrameCache:

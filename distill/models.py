@@ -244,17 +244,19 @@ def start_near_identity(norm: nn.modules.batchnorm._BatchNorm) -> None:
     nn.init.constant_(norm.weight, RESIDUAL_INIT_SCALE)
 
 
-class DepthwiseSeparable2d(nn.Module):
-    """3×3 depthwise conv, 1×1 pointwise conv, each with BN and ReLU6."""
+class DepthwiseSeparable(nn.Module):
+    """Depthwise conv (kernel k) then pointwise conv, each with BN and ReLU6, over time
+    (`dims` 1) or an image (`dims` 2); residual when the shape is kept."""
 
-    def __init__(self, cin: int, cout: int, stride: int):
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int, dims: int):
         super().__init__()
+        conv, norm = (nn.Conv1d, nn.BatchNorm1d) if dims == 1 else (nn.Conv2d, nn.BatchNorm2d)
         self.block = nn.Sequential(
-            nn.Conv2d(cin, cin, 3, stride, 1, groups=cin, bias=False),
-            nn.BatchNorm2d(cin),
+            conv(cin, cin, kernel, stride, kernel // 2, groups=cin, bias=False),
+            norm(cin),
             nn.ReLU6(inplace=True),
-            nn.Conv2d(cin, cout, 1, bias=False),
-            nn.BatchNorm2d(cout),
+            conv(cin, cout, 1, bias=False),
+            norm(cout),
             nn.ReLU6(inplace=True),
         )
         self.residual = stride == 1 and cin == cout
@@ -290,7 +292,7 @@ class FaceDSCNN(nn.Module):
         ]
         cin = stem
         for width, stride in blocks:
-            layers.append(DepthwiseSeparable2d(cin, width, stride))
+            layers.append(DepthwiseSeparable(cin, width, 3, stride, dims=2))
             cin = width
         self.features = nn.Sequential(*layers)
         self.proj = nn.Sequential(nn.Linear(cin, out_dim), nn.ReLU6(inplace=True))
@@ -309,28 +311,6 @@ class FaceDSCNN(nn.Module):
         return self.proj(self.features(x).mean(dim=(2, 3)))
 
 
-class DepthwiseSeparable1d(nn.Module):
-    """Temporal depthwise conv (kernel k) then pointwise conv, each with BN and ReLU6."""
-
-    def __init__(self, cin: int, cout: int, kernel: int, stride: int):
-        super().__init__()
-        self.block = nn.Sequential(
-            nn.Conv1d(cin, cin, kernel, stride, kernel // 2, groups=cin, bias=False),
-            nn.BatchNorm1d(cin),
-            nn.ReLU6(inplace=True),
-            nn.Conv1d(cin, cout, 1, bias=False),
-            nn.BatchNorm1d(cout),
-            nn.ReLU6(inplace=True),
-        )
-        self.residual = stride == 1 and cin == cout
-        if self.residual:
-            start_near_identity(self.block[4])
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.block(x)
-        return x + y if self.residual else y
-
-
 class AudioTCN(nn.Module):
     """Temporal 1-D conv audio branch (no RNN, so it converts to TFLite as is): (B, T', C)."""
 
@@ -343,7 +323,7 @@ class AudioTCN(nn.Module):
         ]
         cin = stem
         for width, stride in blocks:
-            layers.append(DepthwiseSeparable1d(cin, width, kernel, stride))
+            layers.append(DepthwiseSeparable(cin, width, kernel, stride, dims=1))
             cin = width
         self.net = nn.Sequential(*layers)
         self.out_dim = cin

@@ -17,6 +17,7 @@ import numpy as np
 from tqdm import tqdm
 
 from distill.corpora import Sample
+from distill.ferplus import NUM_VOTES
 from edge.audio import AudioConfig, resample, to_mono_float
 from edge.errors import DataError
 from edge.face import resize_bilinear, to_gray
@@ -31,17 +32,31 @@ def default_cache_dir() -> Path:
 
 @dataclass
 class Decoded:
-    """Decoded samples of one modality; `data` is (N, 48, 48) uint8 faces or a list of waves."""
+    """Decoded samples of one modality; `data` is (N, 48, 48) uint8 faces or a list of waves.
+    `votes` (N, 10) holds FER+ vote counts (all zero for a face without them)."""
 
     data: np.ndarray | list[np.ndarray]
     labels: np.ndarray
     splits: np.ndarray
     persons: np.ndarray
+    corpora: np.ndarray
+    votes: np.ndarray
 
     def select(self, split: str) -> Decoded:
-        idx = np.flatnonzero(self.splits == split)
+        """The samples of one split."""
+        return self.take(np.flatnonzero(self.splits == split))
+
+    def take(self, idx: np.ndarray) -> Decoded:
+        """The samples at the indices `idx`, in that order."""
         data = self.data[idx] if isinstance(self.data, np.ndarray) else [self.data[i] for i in idx]
-        return Decoded(data, self.labels[idx], self.splits[idx], self.persons[idx])
+        return Decoded(
+            data,
+            self.labels[idx],
+            self.splits[idx],
+            self.persons[idx],
+            self.corpora[idx],
+            self.votes[idx],
+        )
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -55,7 +70,7 @@ def _key(samples: Sequence[Sample], extra: str) -> str:
             digest.update(f"{s.path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode())
         else:
             digest.update(s.pixels.tobytes())
-        digest.update(f"|{s.label}|{s.split}|{s.person}".encode())
+        digest.update(f"|{s.label}|{s.split}|{s.person}|{s.corpus}|{s.votes}".encode())
     return digest.hexdigest()[:16]
 
 
@@ -106,11 +121,19 @@ def _decode_all(samples: Sequence[Sample], decode: Callable[[Sample], np.ndarray
 
 
 def _meta(kept: Sequence[Sample]) -> dict[str, np.ndarray]:
+    no_votes = (0,) * NUM_VOTES
     return {
         "labels": np.array([s.label for s in kept], dtype=np.int64),
         "splits": np.array([s.split for s in kept]),
         "persons": np.array([s.person for s in kept]),
+        "corpora": np.array([s.corpus for s in kept]),
+        "votes": np.array([s.votes or no_votes for s in kept], dtype=np.int16).reshape(
+            -1, NUM_VOTES
+        ),
     }
+
+
+META = ("labels", "splits", "persons", "corpora", "votes")
 
 
 def _save_atomically(cache: Path, **arrays: np.ndarray) -> None:
@@ -127,7 +150,7 @@ def decode_faces(samples: Sequence[Sample], cache_dir: Path | None = None) -> De
     cache = (cache_dir or default_cache_dir()) / f"faces-{_key(samples, 'faces48')}.npz"
     if cache.exists():
         with np.load(cache) as z:
-            return Decoded(z["data"], z["labels"], z["splits"], z["persons"])
+            return Decoded(z["data"], *(z[k] for k in META))
 
     def decode(s: Sample) -> np.ndarray:
         return s.pixels if s.pixels is not None else read_face(s.path)
@@ -146,7 +169,7 @@ def decode_audio(
     if cache.exists():
         with np.load(cache) as z:
             waves = np.split(z["pcm"].astype(np.float32) / 32768.0, z["offsets"][1:-1])
-            return Decoded(waves, z["labels"], z["splits"], z["persons"])
+            return Decoded(waves, *(z[k] for k in META))
 
     kept, waves = _decode_all(samples, lambda s: read_audio(s.path, cfg.sample_rate), "audio files")
     pcm = np.concatenate([np.clip(w * 32768.0, -32768, 32767) for w in waves]).astype(np.int16)

@@ -1,19 +1,24 @@
-"""Late-fusion calibration (`emoedge distill --stage calibrate`): the gates and the fused bias
-of a late-fusion student, fitted on the validation split.
+"""Calibration of a late-fusion student (`emoedge distill --stage calibrate`), on the
+validation split, everything else fixed:
 
-A late-fusion student's face and audio paths are trained apart (`--stage face`, `--stage
-audio`). On its own training data each path is more confident than on new people, the audio
-path most (1,080 clips of 18 actors), so weights fitted on training pairs would trust it too
-much. The 9 numbers that combine the two (a gate per modality, a bias for the fused case) are
-fitted instead by cross-entropy on the validation split's fused pairs, everything else fixed:
-temperature scaling per modality. A positive gate only scales a modality's logits, so the
-single-modality predictions keep their classes. The test split stays held out.
+1. a temperature per branch (Guo et al. 2017), fitted by cross-entropy on that modality's own
+   validation set (face-only faces, audio-only clips of every speech corpus), so that each
+   branch's confidence means what it says; expected calibration error (ECE) before and after
+   is recorded;
+2. the reliability-aware fusion (distill.models.LateFusionHead): the gate weights, which turn
+   each branch's certainty on an input into its weight, and the fused bias, fitted by
+   cross-entropy on the validation split's class-paired pairs, with a weak pull towards equal
+   gates and no bias.
+
+On its own training data each path is more confident than on new people and new corpora, so
+these numbers are never fitted on training data. The test split stays held out.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
@@ -24,9 +29,9 @@ from torch.nn import functional as F
 from distill.augment import faces_to_input
 from distill.checkpoint import save_checkpoint
 from distill.config import TrainConfig
-from distill.evaluate import evaluate, summary_line
+from distill.evaluate import evaluate, expected_calibration_error, summary_line
 from distill.loop import prepare_model
-from distill.models import EmotionModel, LateFusionHead
+from distill.models import RELIABILITY_UNIT, EmotionModel, LateFusionHead
 from distill.pairing import EvalSet, build_eval_sets
 from distill.train import load_data, torch_predictor
 from edge.audio import AudioConfig
@@ -37,40 +42,114 @@ log = logging.getLogger(__name__)
 
 
 @torch.no_grad()
-def modality_logits(
-    model: EmotionModel, pairs: EvalSet, face_cfg: FaceConfig
+def branch_logits(
+    model: EmotionModel, es: EvalSet, face_cfg: FaceConfig
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The ungated face and audio logits of a late-fusion model for fused pairs."""
+    """The uncalibrated face and voice logits of a late-fusion model for an evaluation set."""
     model.eval()
     head = model.head
     assert isinstance(head, LateFusionHead)
-    faces = torch.from_numpy(np.ascontiguousarray(pairs.faces))
+    faces = torch.from_numpy(np.ascontiguousarray(es.faces))
     visual = model.face(faces_to_input(faces, face_cfg))
-    steps = model.audio(torch.from_numpy(np.ascontiguousarray(pairs.audio)))
+    steps = model.audio(torch.from_numpy(np.ascontiguousarray(es.audio)))
     attended, _ = model.attention(visual, steps, visual.new_ones(len(visual), 1))
     return head.face_logits(visual), head.audio_logits(attended)
 
 
-def fit_fusion(
-    face: torch.Tensor, audio: torch.Tensor, labels: torch.Tensor, prior: float = 1e-3
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Gates (2,), positive, and fused bias (7,) minimising the cross-entropy of
-    gate_face·face + gate_audio·audio + bias, plus `prior`·(log gates² + bias²): a weak pull
-    towards gates of 1 and no bias, which keeps a fit on a few separable pairs finite."""
-    log_gates = torch.zeros(2, requires_grad=True)
-    bias = torch.zeros(face.shape[1], requires_grad=True)
-    optimizer = torch.optim.LBFGS([log_gates, bias], max_iter=200, line_search_fn="strong_wolfe")
+def fit_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    """The temperature T minimising the cross-entropy of logits / T (log T fitted, so T > 0)."""
+    log_t = torch.zeros(1, requires_grad=True)
+    optimizer = torch.optim.LBFGS([log_t], max_iter=100, line_search_fn="strong_wolfe")
 
     def closure() -> torch.Tensor:
         optimizer.zero_grad()
-        gates = log_gates.exp()
-        loss = F.cross_entropy(gates[0] * face + gates[1] * audio + bias, labels)
-        loss = loss + prior * (log_gates.square().sum() + bias.square().sum())
+        loss = F.cross_entropy(logits / log_t.exp(), labels)
         loss.backward()
         return loss
 
     optimizer.step(closure)
-    return log_gates.detach().exp(), bias.detach()
+    return float(log_t.detach().exp())
+
+
+def fit_fusion(
+    head: LateFusionHead,
+    face: torch.Tensor,
+    voice: torch.Tensor,
+    labels: torch.Tensor,
+    prior: float = 1e-3,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gate weights (2, 3) and fused bias (7,) of `head` minimising the cross-entropy of its
+    fusion of calibrated log-probabilities `face`, `voice` on fused pairs, plus `prior` times
+    the squared distance from equal unit gates and no bias (keeps a fit on a few separable
+    pairs finite). The head itself is left unchanged."""
+    start = head.reliability.clone()
+    weights = start.clone().requires_grad_(True)
+    bias = torch.zeros(face.shape[1], requires_grad=True)
+    optimizer = torch.optim.LBFGS([weights, bias], max_iter=200, line_search_fn="strong_wolfe")
+    both = torch.ones(len(face), 2)
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        with fusion_parameters(head, weights, bias):
+            loss = F.cross_entropy(head.fuse(face, voice, both), labels)
+        loss = loss + prior * ((weights - start).square().sum() + bias.square().sum())
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    return weights.detach(), bias.detach()
+
+
+@contextmanager
+def fusion_parameters(head: LateFusionHead, weights: torch.Tensor, bias: torch.Tensor):
+    """Temporarily use `weights` and `bias` (tensors that may require grad) as the head's
+    reliability weights and fused bias."""
+    saved = head.reliability, head.fused_bias
+    head.reliability, head.fused_bias = weights, bias
+    try:
+        yield
+    finally:
+        head.reliability, head.fused_bias = saved
+
+
+def calibrate_model(model: EmotionModel, sets: list[EvalSet], face_cfg: FaceConfig) -> dict:
+    """Fit the temperatures and the fusion of a late-fusion model in place on validation
+    sets (build_eval_sets); returns what was fitted and the ECE of each branch before/after."""
+    head = model.head
+    if not isinstance(head, LateFusionHead):
+        raise UsageError("calibration needs a late-fusion student (--fusion late)")
+    by_name = {s.name: s for s in sets}
+    missing = {"face_only", "audio_only", "fused"} - set(by_name)
+    if missing:
+        raise DataError(f"calibration needs validation {', '.join(sorted(missing))} data")
+    temperatures, ece = [], {}
+    for branch, (name, key) in enumerate((("face", "face_only"), ("voice", "audio_only"))):
+        raw = branch_logits(model, by_name[key], face_cfg)[branch]
+        labels = torch.from_numpy(by_name[key].labels).long()
+        temperatures.append(fit_temperature(raw, labels))
+        for when, t in (("before", 1.0), ("after", temperatures[-1])):
+            probs = (raw / t).softmax(1).numpy()
+            ece[f"{name}_{when}"] = expected_calibration_error(probs, labels.numpy())
+    with torch.no_grad():
+        head.log_temperature.copy_(torch.tensor(temperatures).log())
+        head.reliability.fill_(0.0)
+        head.reliability[:, 0] = RELIABILITY_UNIT
+        head.fused_bias.zero_()
+    pairs = by_name["fused"]
+    face_pairs, voice_pairs = branch_logits(model, pairs, face_cfg)
+    t = head.log_temperature.exp()
+    face_lp = F.log_softmax(face_pairs / t[0], 1)
+    voice_lp = F.log_softmax(voice_pairs / t[1], 1)
+    weights, bias = fit_fusion(head, face_lp, voice_lp, torch.from_numpy(pairs.labels).long())
+    with torch.no_grad():
+        head.reliability.copy_(weights)
+        head.fused_bias.copy_(bias)
+    return {
+        "temperatures": [round(x, 4) for x in temperatures],
+        "reliability": [[round(float(w), 4) for w in row] for row in weights],
+        "fused_bias": [round(float(b), 4) for b in bias],
+        "ece": {k: round(v, 2) for k, v in ece.items()},
+    }
 
 
 def calibrate(cfg: TrainConfig) -> dict:
@@ -78,33 +157,23 @@ def calibrate(cfg: TrainConfig) -> dict:
     if not cfg.init:
         raise UsageError("--stage calibrate needs --init (a late-fusion student checkpoint)")
     model = prepare_model(cfg)
-    if not isinstance(model.head, LateFusionHead):
-        raise UsageError("--stage calibrate needs a late-fusion student (--fusion late)")
     audio_cfg, face_cfg = AudioConfig(), FaceConfig()
     faces, audio = load_data(
-        Path(cfg.faces), Path(cfg.speech), "val", audio_cfg, cfg.cache_path, cfg.max_eval_faces
+        Path(cfg.faces), cfg.speech_paths, "val", audio_cfg, cfg.cache_path, cfg.max_eval_faces
     )
     sets = build_eval_sets(faces, audio, audio_cfg)
-    pairs = next((s for s in sets if s.name == "fused"), None)
-    if pairs is None:
-        raise DataError("no fused validation pairs: the classes of faces and speech do not meet")
     t0 = time.time()
     before = evaluate(torch_predictor(model), sets, face_cfg)
-    face, audio_logits = modality_logits(model, pairs, face_cfg)
-    gates, bias = fit_fusion(face, audio_logits, torch.from_numpy(pairs.labels).long())
-    with torch.no_grad():
-        model.head.gates.copy_(gates)
-        model.head.fused_bias.copy_(bias)
+    fitted = calibrate_model(model, sets, face_cfg)
     metrics = evaluate(torch_predictor(model), sets, face_cfg)
     record = {
         "stage": "calibrate",
-        "gates": [round(float(g), 4) for g in gates],
-        "fused_bias": [round(float(b), 4) for b in bias],
+        **fitted,
         "val_before": {k: v["accuracy"] for k, v in before.items()},
         "val": {k: v["accuracy"] for k, v in metrics.items()},
         "seconds": round(time.time() - t0, 1),
     }
-    log.info("gates %s · val before %s", record["gates"], summary_line(before))
+    log.info("calibrated %s · val before %s", fitted, summary_line(before))
     log.info("val after %s", summary_line(metrics))
     out = Path(cfg.out)
     save_checkpoint(

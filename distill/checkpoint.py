@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from distill.models import EmotionModel, build_model, model_config
+from distill.models import RELIABILITY_UNIT, EmotionModel, build_model, model_config
 from edge.audio import AudioConfig
 from edge.errors import ModelError
 from edge.face import FaceConfig
@@ -78,12 +78,25 @@ def load_checkpoint(path: Path) -> tuple[EmotionModel, dict[str, Any]]:
     if payload["labels"] != list(LABELS):
         raise ModelError(f"{path}: label order {payload['labels']} differs from {list(LABELS)}")
     model = build_model(payload["arch"], payload["config"])
-    model.load_state_dict(
-        {k: v.float() if v.is_floating_point() else v for k, v in payload["state_dict"].items()}
-    )
+    state = {k: v.float() if v.is_floating_point() else v for k, v in payload["state_dict"].items()}
+    model.load_state_dict(upgrade_gated_head(state))
     model.eval()
     meta = {k: v for k, v in payload.items() if k != "state_dict"}
     return model, meta
+
+
+def upgrade_gated_head(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A late-fusion state dict of the earlier gated head (gate_face·face + gate_voice·voice +
+    bias, all logits) in the reliability-aware head's terms, with the same predictions: a
+    gate g scales a branch's logits as a temperature 1/g does, the certainty weights start at
+    zero (unit gates) and the bias stays. Other state dicts are returned as they are."""
+    if "head.gates" not in state:
+        return state
+    state = dict(state)
+    gates = state.pop("head.gates")
+    state["head.log_temperature"] = -gates.log()
+    state["head.reliability"] = torch.tensor([[RELIABILITY_UNIT, 0.0, 0.0]] * 2)
+    return state
 
 
 def front_end(meta: dict[str, Any]) -> tuple[AudioConfig, FaceConfig]:

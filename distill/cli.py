@@ -10,22 +10,33 @@ from pathlib import Path
 from edge.cli import Command
 from edge.errors import UsageError
 
-DEFAULT_FACES = "../shared/data/fer2013"
-DEFAULT_SPEECH = "../shared/data/ravdess"
+SPEECH_HELP = (
+    "speech corpora, one or more: RAVDESS (Actor_XX/...), EmoDB, URDU, or <root>/<class>/ audio "
+    "(split by <root>/{train,val,test}/<class>/ to train on it); default: "
+)
 
 
 def _configure_distill(p: argparse.ArgumentParser) -> None:
-    from distill.config import TrainConfig
+    from distill.config import DEFAULT_FACES, DEFAULT_SPEECH, SPEECH_AUGMENT, TrainConfig
 
     defaults = TrainConfig()
     p.add_argument("--arch", choices=["teacher", "student"], default=defaults.arch)
     p.add_argument(
         "--stage",
-        choices=["face", "audio", "fused", "calibrate"],
+        choices=["face", "audio", "fused", "calibrate", "crosscorpus"],
         default=defaults.stage,
         help="face / audio: pre-train one path on that modality alone; "
-        "fused: faces + speech (default); calibrate: fit a late-fusion student's gates on "
-        "the validation split",
+        "fused: faces + speech (default); calibrate: fit a late-fusion student's temperatures "
+        "and reliability-aware fusion on the validation split; crosscorpus: the voice's "
+        "leave-one-corpus-out protocol (an audio stage per held-out corpus, scored on it)",
+    )
+    p.add_argument(
+        "--speech-augment",
+        choices=SPEECH_AUGMENT,
+        default=defaults.speech_augment,
+        help="speech augmentation of the audio stage (distill.speech_augment): full (speed, "
+        "VTLP, reverberation, band-limiting, coloured noise, gain; default), basic (speed, "
+        "gain, white noise) or none",
     )
     p.add_argument(
         "--fusion",
@@ -54,8 +65,9 @@ def _configure_distill(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--speech",
-        default=DEFAULT_SPEECH,
-        help="RAVDESS folder (Actor_XX/...) or <root>/<class>/ audio",
+        nargs="+",
+        default=list(DEFAULT_SPEECH),
+        help=SPEECH_HELP + " ".join(DEFAULT_SPEECH),
     )
     p.add_argument("--out", default=None, help="run folder (default runs/ARCH)")
     p.add_argument("--teacher", help="teacher checkpoint: train the student by distillation")
@@ -74,6 +86,7 @@ def _configure_distill(p: argparse.ArgumentParser) -> None:
         "kd_alpha",
         "max_train_faces",
         "audio_repeats",
+        "audio_bank",
         "max_eval_faces",
         "threads",
         "workers",
@@ -91,6 +104,12 @@ def _configure_distill(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--cache-dir", help="decoded-corpus cache (default ~/.cache/emoedge)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.add_argument(
+        "--reset-audio",
+        action="store_true",
+        help="start the audio path (branch, attention, voice head) from fresh weights, not "
+        "from --init: the voice learns nothing from the speech corpora --init saw",
+    )
     p.add_argument(
         "--freeze-face",
         action="store_true",
@@ -147,9 +166,16 @@ def _run_distill(args: argparse.Namespace) -> int:
 
 
 def _configure_evaluate(p: argparse.ArgumentParser) -> None:
+    from distill.config import DEFAULT_FACES, DEFAULT_SPEECH
+
     p.add_argument("model", help="checkpoint (.pt) or exported artifact (folder or manifest.json)")
     p.add_argument("--faces", default=DEFAULT_FACES)
-    p.add_argument("--speech", default=DEFAULT_SPEECH)
+    p.add_argument(
+        "--speech",
+        nargs="+",
+        default=list(DEFAULT_SPEECH),
+        help=SPEECH_HELP + " ".join(DEFAULT_SPEECH),
+    )
     p.add_argument(
         "--split",
         default="test",
@@ -157,6 +183,13 @@ def _configure_evaluate(p: argparse.ArgumentParser) -> None:
         help="split of the canonical corpora (a plain class folder is all 'test')",
     )
     p.add_argument("--backend", help="runtime for an artifact (default: from its file type)")
+    p.add_argument(
+        "--av",
+        type=Path,
+        metavar="FOLDER",
+        help="also score real same-person audio-visual clips (CREMA-D, or RAVDESS video with its "
+        "speech) under FOLDER, all of them, with each clip's predictions",
+    )
     p.add_argument("--cache-dir")
     p.add_argument("--json", type=Path, help="also write the metrics here")
     p.add_argument(
@@ -170,10 +203,11 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     metrics = score_model(
         args.model,
         Path(args.faces),
-        Path(args.speech),
+        [Path(p) for p in args.speech],
         args.split,
         backend=args.backend,
         cache_dir=Path(args.cache_dir) if args.cache_dir else None,
+        av=args.av,
     )
     print(table(metrics))
     if args.json:

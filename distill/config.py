@@ -5,6 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+DEFAULT_FACES = "../shared/data/fer2013"
+# every speech corpus of ../shared/data (see its README): the voice trains on all of them
+DEFAULT_SPEECH = ("../shared/data/ravdess", "../shared/data/emodb", "../shared/data/urdu")
+SPEECH_AUGMENT = ("full", "basic", "none")  # distill.speech_augment.SpeechAugment presets
+
 
 @dataclass
 class TrainConfig:
@@ -12,12 +17,13 @@ class TrainConfig:
 
     arch: str = "student"
     stage: str = "fused"
-    faces: str = "../shared/data/fer2013"
-    speech: str = "../shared/data/ravdess"
+    faces: str = DEFAULT_FACES
+    speech: list[str] = field(default_factory=lambda: list(DEFAULT_SPEECH))
     out: str = "runs/student"
     teacher: str | None = None
     init: str | None = None
     init_audio: str | None = None
+    reset_audio: bool = False
     epochs: int = 30
     batch_size: int = 128
     lr: float = 3e-3
@@ -36,6 +42,8 @@ class TrainConfig:
     kd_face_only: bool = True
     max_train_faces: int = 0
     audio_repeats: int = 8
+    speech_augment: str = "full"
+    audio_bank: int = 8
     max_eval_faces: int = 0
     threads: int = 0
     workers: int = 1
@@ -43,6 +51,11 @@ class TrainConfig:
     resume: bool = False
     cache_dir: str | None = None
     model_config: dict = field(default_factory=dict)
+
+    @property
+    def speech_paths(self) -> list[Path]:
+        """The speech corpora as paths (`speech` may be one path, as in older checkpoints)."""
+        return [Path(p) for p in ([self.speech] if isinstance(self.speech, str) else self.speech)]
 
     @property
     def cache_path(self) -> Path | None:

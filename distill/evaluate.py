@@ -48,14 +48,32 @@ def scores(pred: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     }
 
 
+def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:
+    """ECE in percent: the gap between confidence and accuracy, averaged over `bins` equal-width
+    confidence bins weighted by how many predictions fall in each (Guo et al. 2017)."""
+    confidence = probs.max(1)
+    correct = probs.argmax(1) == labels
+    which = np.minimum((confidence * bins).astype(int), bins - 1)
+    gap = sum(
+        abs(correct[which == b].mean() - confidence[which == b].mean()) * (which == b).sum()
+        for b in range(bins)
+        if (which == b).any()
+    )
+    return float(100 * gap / max(len(labels), 1))
+
+
 def evaluate(
     predict: Predictor, sets: Sequence[EvalSet], face_cfg: FaceConfig, batch_size: int = 256
 ) -> dict[str, dict]:
     """Scores of a predictor on every evaluation set, by set name."""
-    return {
-        es.name: scores(predict_set(predict, es, face_cfg, batch_size).argmax(1), es.labels)
-        for es in sets
-    }
+    metrics = {}
+    for es in sets:
+        probs = predict_set(predict, es, face_cfg, batch_size)
+        metrics[es.name] = scores(probs.argmax(1), es.labels)
+        metrics[es.name]["ece"] = round(expected_calibration_error(probs, es.labels), 2)
+        if es.excluded:
+            metrics[es.name]["excluded"] = dict(es.excluded)
+    return metrics
 
 
 def summary_line(metrics: dict[str, dict]) -> str:

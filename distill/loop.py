@@ -21,7 +21,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from distill.checkpoint import load_checkpoint, plain_data, save_checkpoint
 from distill.config import TrainConfig
 from distill.distributed import Cluster
-from distill.models import EmotionModel, build_model, count_parameters
+from distill.models import EmotionModel, build_model, count_parameters, model_config
 from edge.audio import AudioConfig
 from edge.errors import UsageError
 from edge.face import FaceConfig
@@ -50,7 +50,10 @@ class Tally:
     loss_sum: float = 0.0
     correct: int = 0
 
-    def add(self, loss: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> None:
+    def add(self, loss: torch.Tensor, logits: torch.Tensor, targets: torch.Tensor) -> None:
+        """One batch; targets are class indices (B,) or class distributions (B, classes),
+        counted correct where the logits' top class is the distribution's."""
+        labels = targets.argmax(1) if targets.ndim == 2 else targets
         self.seen += len(labels)
         self.loss_sum += loss.item() * len(labels)
         self.correct += int((logits.argmax(1) == labels).sum().item())
@@ -107,6 +110,10 @@ def prepare_model(cfg: TrainConfig) -> EmotionModel:
                 f"({', '.join(missing)})"
             )
         log.info("audio path (%s) from %s", ", ".join(AUDIO_PATH), cfg.init_audio)
+    if cfg.reset_audio:
+        fresh_model = build_model(cfg.arch, model_config(model))
+        copy_matching_weights(fresh_model, model, AUDIO_PATH)
+        log.info("audio path (%s) from fresh weights (--reset-audio)", ", ".join(AUDIO_PATH))
     return model
 
 

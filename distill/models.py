@@ -92,13 +92,28 @@ class FusionHead(nn.Module):
         return self.mlp(fused)
 
 
-class LateFusionHead(nn.Module):
-    """Gated late fusion: face logits and audio logits, each from its own small head, summed
-    with per-modality gates, plus a learned bias for the fused case.
+# softplus(RELIABILITY_UNIT) = 1: the gate a modality has before calibration
+RELIABILITY_UNIT = math.log(math.e - 1)
 
-    A sum of logits is a product of the two modalities' probabilities — the right combination
-    when face and voice are independent given the emotion (as in class-paired data) — and with
-    one modality masked the output is exactly the other modality's own prediction.
+
+def certainty(log_probs: torch.Tensor) -> torch.Tensor:
+    """1 − normalised entropy of each row of log-probabilities (B, K) → (B, 1): 0 for a
+    uniform prediction, 1 for a certain one."""
+    entropy = -(log_probs.exp() * log_probs).sum(1, keepdim=True)
+    return 1 - entropy / math.log(log_probs.shape[1])
+
+
+class LateFusionHead(nn.Module):
+    """Reliability-aware late fusion of a face head and a voice head.
+
+    Each branch's logits are calibrated by its own temperature (fitted on validation), giving
+    log-probabilities. With one modality masked the output is exactly the other's calibrated
+    prediction. With both, the output is g_face·log p_face + g_voice·log p_voice + bias, where
+    each gate g = softplus(w · [1, certainty_face, certainty_voice]) depends on how certain
+    each branch is on this input (certainty = 1 − normalised entropy): a voice that is unsure,
+    e.g. on speech unlike its training corpora, weighs less than a sure face, and the other way
+    round. Temperatures, gate weights and bias are buffers, fitted by distill.calibrate on the
+    validation split, never by the training loss.
     """
 
     def __init__(self, visual_dim: int, attended_dim: int, hidden: int, dropout: float):
@@ -110,18 +125,39 @@ class LateFusionHead(nn.Module):
             nn.Dropout(dropout),
             nn.Linear(hidden, NUM_CLASSES),
         )
-        self.gates = nn.Parameter(torch.ones(2))
-        self.fused_bias = nn.Parameter(torch.zeros(NUM_CLASSES))
+        self.register_buffer("log_temperature", torch.zeros(2))
+        self.register_buffer("reliability", torch.tensor([[RELIABILITY_UNIT, 0.0, 0.0]] * 2))
+        self.register_buffer("fused_bias", torch.zeros(NUM_CLASSES))
+
+    def calibrated(
+        self, visual: torch.Tensor, attended: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Temperature-scaled log-probabilities of the face and of the voice (B, 7) each."""
+        t = self.log_temperature.exp()
+        face = F.log_softmax(self.face_logits(visual) / t[0], dim=1)
+        voice = F.log_softmax(self.audio_logits(attended) / t[1], dim=1)
+        return face, voice
+
+    def gates(self, face: torch.Tensor, voice: torch.Tensor) -> torch.Tensor:
+        """Per sample the weight of the face and of the voice (B, 2), from their certainty."""
+        features = torch.cat([torch.ones_like(face[:, :1]), certainty(face), certainty(voice)], 1)
+        return F.softplus(features @ self.reliability.T)
+
+    def fuse(self, face: torch.Tensor, voice: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Fused log-scores (B, 7) of calibrated face and voice log-probabilities."""
+        face_present, audio_present = mask[:, :1], mask[:, 1:]
+        g = self.gates(face, voice)
+        fused = g[:, :1] * face + g[:, 1:] * voice + self.fused_bias
+        return (
+            face * face_present * (1 - audio_present)
+            + voice * audio_present * (1 - face_present)
+            + fused * face_present * audio_present
+        )
 
     def forward(
         self, visual: torch.Tensor, attended: torch.Tensor, mask: torch.Tensor
     ) -> torch.Tensor:
-        face_present, audio_present = mask[:, :1], mask[:, 1:]
-        return (
-            self.face_logits(visual) * face_present * self.gates[0]
-            + self.audio_logits(attended) * audio_present * self.gates[1]
-            + self.fused_bias * face_present * audio_present
-        )
+        return self.fuse(*self.calibrated(visual, attended), mask)
 
 
 class EmotionModel(nn.Module):
@@ -138,6 +174,27 @@ class EmotionModel(nn.Module):
         steps = self.audio(audio * mask[:, 1:].view(-1, 1, 1))
         attended, _ = self.attention(visual, steps, face_present)
         return self.head(visual, attended, mask)
+
+    def all_logits(
+        self, face: torch.Tensor, audio: torch.Tensor, mask: torch.Tensor
+    ) -> torch.Tensor:
+        """(B, 3, 7): the fused output (= forward), the face's own and the voice's own, the
+        branches computed once. A row whose modality is masked carries no prediction. This is
+        what exported artifacts compute (edge.manifest: OUTPUT_ROWS)."""
+        face_present, audio_present = mask[:, :1], mask[:, 1:]
+        visual = self.face(face * face_present.view(-1, 1, 1, 1))
+        steps = self.audio(audio * audio_present.view(-1, 1, 1))
+        attended, _ = self.attention(visual, steps, face_present)
+        absent = torch.zeros_like(face_present)
+        voice_alone, _ = self.attention(visual, steps, absent)
+        return torch.stack(
+            [
+                self.head(visual, attended, mask),
+                self.head(visual, attended, torch.cat([face_present, absent], 1)),
+                self.head(visual, voice_alone, torch.cat([absent, audio_present], 1)),
+            ],
+            1,
+        )
 
 
 # ---------------------------------------------------------------- teacher
@@ -352,7 +409,7 @@ class StudentConfig:
     head_hidden: int = 96
     dropout: float = 0.2
     fusion: str = "concat"  # concat: cross-modal attention + FusionHead; late: AttentionPool +
-    # LateFusionHead (per-modality predictions, fused by gates calibrated on validation)
+    # LateFusionHead (calibrated per-modality predictions, reliability-aware fusion)
 
 
 class Student(EmotionModel):

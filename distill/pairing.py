@@ -7,65 +7,40 @@ disjoint across splits because each corpus is split by its own people (see the d
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
+from tqdm import tqdm
 
 from distill.cache import Decoded
+from distill.ferplus import majority_labels
+from distill.speech_augment import SpeechAugment, training_features
 from edge.audio import AudioConfig, voiced_frames, window_features
 from edge.labels import NUM_CLASSES
 
 PAIRS_PER_CLIP = 10
+FULL_AUGMENT = SpeechAugment()
 EVAL_SEED = 20260101
+
+
+def centred_start(wave: np.ndarray, cfg: AudioConfig) -> int:
+    """Where the evaluation window starts: window_s of audio centred on the speech energy
+    (0 when the clip is not longer than a window)."""
+    n = cfg.window_samples
+    if len(wave) <= n:
+        return 0
+    voiced = voiced_frames(wave, cfg)
+    centre_frame = np.flatnonzero(voiced).mean() if voiced.any() else len(voiced) / 2
+    centre = int(centre_frame * cfg.hop_length + cfg.win_length / 2)
+    return int(np.clip(centre - n // 2, 0, len(wave) - n))
 
 
 def centred_window(wave: np.ndarray, cfg: AudioConfig) -> np.ndarray:
     """The deterministic evaluation window: window_s of audio centred on the speech energy."""
-    n = cfg.window_samples
-    if len(wave) <= n:
-        return wave
-    voiced = voiced_frames(wave, cfg)
-    centre_frame = np.flatnonzero(voiced).mean() if voiced.any() else len(voiced) / 2
-    centre = int(centre_frame * cfg.hop_length + cfg.win_length / 2)
-    start = int(np.clip(centre - n // 2, 0, len(wave) - n))
-    return wave[start : start + n]
-
-
-def random_window(wave: np.ndarray, cfg: AudioConfig, rng: np.random.Generator) -> np.ndarray:
-    """A random window_s crop (training), zero-padded on a random side when the clip is short."""
-    n = cfg.window_samples
-    if len(wave) >= n:
-        start = rng.integers(0, len(wave) - n + 1)
-        return wave[start : start + n]
-    front = rng.integers(0, n - len(wave) + 1)
-    return np.pad(wave, (front, n - len(wave) - front))
-
-
-def speed_perturb(wave: np.ndarray, rng: np.random.Generator, spread: float = 0.1) -> np.ndarray:
-    """Play the clip 1 ± spread times as fast (tempo and pitch together), by linear
-    interpolation: the classic speed perturbation of speech augmentation."""
-    factor = rng.uniform(1 - spread, 1 + spread)
-    positions = np.arange(0, len(wave) - 1, factor)
-    return np.interp(positions, np.arange(len(wave)), wave).astype(np.float32)
-
-
-def augment_wave(wave: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Gain and, half the time, white noise at 10–40 dB SNR."""
-    wave = wave * 10 ** (rng.uniform(-6, 6) / 20)
-    if rng.random() < 0.5:
-        power = np.mean(wave**2) + 1e-10
-        snr = rng.uniform(10, 40)
-        wave = wave + rng.normal(0, np.sqrt(power / 10 ** (snr / 10)), len(wave))
-    return np.clip(wave, -1, 1).astype(np.float32)
-
-
-def training_features(clip: np.ndarray, cfg: AudioConfig, rng: np.random.Generator) -> np.ndarray:
-    """One augmented training window of a clip: speed perturbation, a random crop, gain and
-    noise, then the model's features (T, 39)."""
-    wave = random_window(speed_perturb(clip, rng), cfg, rng)
-    return window_features(augment_wave(wave, rng), cfg)
+    start = centred_start(wave, cfg)
+    return wave[start : start + cfg.window_samples]
 
 
 class PairedTrainSet(Dataset):
@@ -95,21 +70,77 @@ class PairedTrainSet(Dataset):
         return self.faces.data[i], training_features(clip, self.cfg, rng), label
 
 
-class AudioTrainSet(Dataset):
-    """The training clips, each drawn `repeats` times an epoch with fresh augmentation.
-    Items: (audio (T, 39), label)."""
+def corpus_support(audio: Decoded) -> np.ndarray:
+    """Per clip, the classes its corpus has (N, 7) bool: a clip's loss compares its class with
+    those only (distill.pretrain.restricted_cross_entropy), so a corpus without, say, surprise
+    does not teach that its clips are not surprise."""
+    support = np.zeros((len(audio), NUM_CLASSES), bool)
+    for corpus in np.unique(audio.corpora):
+        rows = audio.corpora == corpus
+        support[np.ix_(rows, np.unique(audio.labels[rows]))] = True
+    return support
 
-    def __init__(self, audio: Decoded, cfg: AudioConfig, repeats: int, seed: int = 0):
-        self.audio, self.cfg, self.repeats, self.seed = audio, cfg, repeats, seed
+
+def balanced_weights(audio: Decoded, corpus_power: float = 0.5) -> np.ndarray:
+    """Sampling weight per clip: classes equal within each corpus, and each corpus drawn in
+    proportion to (its number of clips)^corpus_power (0.5: small corpora count more than their
+    size, less than the big one). Sums to 1."""
+    weights = np.zeros(len(audio))
+    for corpus in np.unique(audio.corpora):
+        rows = audio.corpora == corpus
+        classes, counts = np.unique(audio.labels[rows], return_counts=True)
+        share = rows.sum() ** corpus_power / len(classes)
+        for c, n in zip(classes, counts, strict=True):
+            weights[rows & (audio.labels == c)] = share / n
+    return weights / weights.sum()
+
+
+class AudioTrainSet(Dataset):
+    """`repeats` × N clips an epoch, drawn with balanced_weights, each an augmented training
+    window. With `bank` > 0, `bank` augmented windows per clip are computed once (seeded) and
+    each draw takes one of them: augmentation costs ~5× the training step of the student's
+    voice branch on a CPU, so a bank makes an epoch several times faster for the price of a
+    fixed set of variants. Items: (audio (T, 39), label, the clip corpus's classes (7,) bool)."""
+
+    def __init__(
+        self,
+        audio: Decoded,
+        cfg: AudioConfig,
+        repeats: int,
+        seed: int = 0,
+        aug: SpeechAugment = FULL_AUGMENT,
+        bank: int = 0,
+    ):
+        self.audio, self.cfg, self.repeats, self.seed, self.aug = audio, cfg, repeats, seed, aug
+        self.support = corpus_support(audio)
+        self.weights = balanced_weights(audio)
         self.epoch = 0
+        self.bank = self._build_bank(bank) if bank > 0 else None
+
+    def _build_bank(self, size: int) -> np.ndarray:
+        """(N, size, T, 39) float16 augmented windows of every clip."""
+        bank = np.empty(
+            (len(self.audio), size, self.cfg.num_frames, self.cfg.feature_dim), np.float16
+        )
+        for clip in tqdm(
+            range(len(self.audio)), desc="augmenting speech", unit="clip", leave=False
+        ):
+            rng = np.random.default_rng((self.seed, clip, 7919))
+            for k in range(size):
+                bank[clip, k] = training_features(self.audio.data[clip], self.cfg, rng, self.aug)
+        return bank
 
     def __len__(self) -> int:
         return len(self.audio) * self.repeats
 
     def __getitem__(self, i: int):
         rng = np.random.default_rng((self.seed, self.epoch, i))
-        clip = i % len(self.audio)
-        return training_features(self.audio.data[clip], self.cfg, rng), int(self.audio.labels[clip])
+        clip = int(rng.choice(len(self.audio), p=self.weights))
+        if self.bank is None:
+            features = training_features(self.audio.data[clip], self.cfg, rng, self.aug)
+        else:
+            features = self.bank[clip, rng.integers(self.bank.shape[1])].astype(np.float32)
+        return features, int(self.audio.labels[clip]), self.support[clip]
 
 
 @dataclass
@@ -121,6 +152,7 @@ class EvalSet:
     audio: np.ndarray
     mask: np.ndarray
     labels: np.ndarray
+    excluded: dict[str, int] = field(default_factory=dict)  # samples left out, by reason
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -143,6 +175,24 @@ def face_only_set(faces: Decoded, cfg: AudioConfig) -> EvalSet:
     )
 
 
+def ferplus_set(faces: Decoded, cfg: AudioConfig) -> EvalSet | None:
+    """The faces with a FER+ majority label, scored against it (distill.ferplus), with the
+    excluded faces counted; None when no face carries FER+ votes."""
+    if not faces.votes.any():
+        return None
+    labels, excluded = majority_labels(faces.votes)
+    keep = labels >= 0
+    face_set = face_only_set(faces.take(np.flatnonzero(keep)), cfg)
+    face_set.name, face_set.labels, face_set.excluded = "face_only_ferplus", labels[keep], excluded
+    return face_set
+
+
+def face_sets(faces: Decoded, cfg: AudioConfig) -> list[EvalSet]:
+    """Face-only against the original labels and, where there are votes, the FER+ majority."""
+    extra = ferplus_set(faces, cfg)
+    return [face_only_set(faces, cfg), *([] if extra is None else [extra])]
+
+
 def audio_only_set(audio: Decoded, cfg: AudioConfig, feats: np.ndarray | None = None) -> EvalSet:
     """Every clip's centred window with the face masked (a blank face that is never read)."""
     feats = clip_features(audio, cfg) if feats is None else feats
@@ -156,6 +206,20 @@ def audio_only_set(audio: Decoded, cfg: AudioConfig, feats: np.ndarray | None = 
     )
 
 
+def audio_sets(audio: Decoded, cfg: AudioConfig, feats: np.ndarray | None = None) -> list[EvalSet]:
+    """Audio-only over every clip and, with more than one corpus, over each corpus's clips
+    ('audio_only[emodb]', …)."""
+    feats = clip_features(audio, cfg) if feats is None else feats
+    sets = [audio_only_set(audio, cfg, feats)]
+    corpora = np.unique(audio.corpora)
+    for corpus in corpora if len(corpora) > 1 else ():
+        rows = np.flatnonzero(audio.corpora == corpus)
+        one = audio_only_set(audio.take(rows), cfg, feats[rows])
+        one.name = f"audio_only[{corpus}]"
+        sets.append(one)
+    return sets
+
+
 def build_eval_sets(
     faces: Decoded,
     audio: Decoded,
@@ -163,10 +227,12 @@ def build_eval_sets(
     pairs_per_clip: int = PAIRS_PER_CLIP,
     seed: int = EVAL_SEED,
 ) -> list[EvalSet]:
-    """Face-only (all faces), audio-only (all clips), fused pairs (each clip with
-    `pairs_per_clip` same-class faces, seeded) and the pairs with one modality masked."""
+    """Face-only (all faces; and against the FER+ majority), audio-only (all clips), fused
+    pairs (each clip with `pairs_per_clip` same-class faces, seeded) and the pairs with one
+    modality masked; with several speech corpora also each corpus's audio-only and pairs
+    ('fused[emodb]', 'fused_audio_missing[emodb]', …)."""
     feats = clip_features(audio, cfg)
-    sets = [face_only_set(faces, cfg), audio_only_set(audio, cfg, feats)]
+    sets = [*face_sets(faces, cfg), *audio_sets(audio, cfg, feats)]
     rng = np.random.default_rng(seed)
     face_idx, clip_idx = [], []
     for c, label in enumerate(audio.labels):
@@ -175,16 +241,22 @@ def build_eval_sets(
             continue
         face_idx += list(rng.choice(pool, pairs_per_clip, replace=len(pool) < pairs_per_clip))
         clip_idx += [c] * pairs_per_clip
-    if face_idx:
-        fi, ci = np.array(face_idx), np.array(clip_idx)
-        labels = audio.labels[ci]
+    if not face_idx:
+        return sets
+    fi, ci = np.array(face_idx), np.array(clip_idx)
+    corpora = np.unique(audio.corpora)
+    groups = [("", np.ones(len(ci), bool))] + [
+        (f"[{c}]", audio.corpora[ci] == c) for c in (corpora if len(corpora) > 1 else ())
+    ]
+    for suffix, rows in groups:
+        f, c = fi[rows], ci[rows]
         for name, mask in (
             ("fused", [1.0, 1.0]),
             ("fused_audio_missing", [1.0, 0.0]),
             ("fused_face_missing", [0.0, 1.0]),
         ):
-            m = np.tile(mask, (len(fi), 1)).astype(np.float32)
-            sets.append(EvalSet(name, faces.data[fi], feats[ci], m, labels))
+            m = np.tile(mask, (len(f), 1)).astype(np.float32)
+            sets.append(EvalSet(name + suffix, faces.data[f], feats[c], m, audio.labels[c]))
     return sets
 
 

@@ -4,18 +4,33 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from distill.evaluate import Predictor, evaluate
+import numpy as np
+
+from distill.avclips import AVInputs, av_inputs, load_av_clips
+from distill.evaluate import Predictor, evaluate, predict_set
 from distill.pairing import build_eval_sets
 from edge.audio import AudioConfig
 from edge.face import FaceConfig
+from edge.labels import LABELS
 
 ROWS = (
     ("face_only", "face only"),
+    ("face_only_ferplus", "face only, FER+ majority"),
     ("audio_only", "audio only"),
     ("fused", "fused (class-paired)"),
     ("fused_audio_missing", "fused pairs, audio masked"),
     ("fused_face_missing", "fused pairs, face masked"),
+    ("av_fused", "same-person clips, fused"),
+    ("av_face", "same-person clips, face"),
+    ("av_voice", "same-person clips, voice"),
 )
+
+
+def row_label(key: str) -> str | None:
+    """The table label of a metrics key: ROWS', or a per-corpus row ('audio only [emodb]')."""
+    base, _, corpus = key.partition("[")
+    label = dict(ROWS).get(base)
+    return label if label is None or not corpus else f"{label} [{corpus.rstrip(']')}]"
 
 
 def load_predictor(
@@ -44,23 +59,68 @@ def load_predictor(
 def score_model(
     model: str | Path,
     faces: Path,
-    speech: Path,
+    speech: Path | list[Path],
     split: str = "test",
     backend: str | None = None,
     cache_dir: Path | None = None,
+    av: Path | None = None,
 ) -> dict:
-    """Metrics of a model on the given split: every row of ROWS that the data allows."""
+    """Metrics of a model on the given split: every row of ROWS that the data allows; with
+    `av`, also the real same-person clips under that folder (distill.avclips), all of them,
+    with each clip's predictions."""
     from distill.train import load_data
 
     predict, audio_cfg, face_cfg, name = load_predictor(model, backend)
     face_data, audio_data = load_data(faces, speech, split, audio_cfg, cache_dir)
     sets = build_eval_sets(face_data, audio_data, audio_cfg)
-    return {
-        "model": str(model),
-        "runtime": name,
-        "split": split,
-        "metrics": evaluate(predict, sets, face_cfg),
+    result = {"model": str(model), "runtime": name, "split": split}
+    if av is not None:
+        inputs = av_inputs(load_av_clips(av), audio_cfg, face_cfg)
+        sets += inputs.sets()
+        result["av_clips"] = clip_predictions(predict, inputs, face_cfg)
+    return {**result, "metrics": evaluate(predict, sets, face_cfg)}
+
+
+def clip_predictions(predict: Predictor, inputs: AVInputs, face_cfg: FaceConfig) -> list[dict]:
+    """Per same-person clip: its class and the label and confidence of face, voice and fused
+    (face and fused None where no face was found)."""
+    every = np.ones(len(inputs.clips), bool)
+    probs = {
+        name: predict_set(predict, inputs.masked(name, mask, every), face_cfg)
+        for name, mask in (("face", (1.0, 0.0)), ("voice", (0.0, 1.0)), ("fused", (1.0, 1.0)))
     }
+    return [
+        {
+            "clip": clip.name,
+            "label": LABELS[clip.label],
+            **{
+                name: top_label(p[i]) if found or name == "voice" else None
+                for name, p in probs.items()
+            },
+        }
+        for i, (clip, found) in enumerate(zip(inputs.clips, inputs.found, strict=True))
+    ]
+
+
+def top_label(probs) -> dict:
+    """{'label': …, 'confidence': …} of a probability vector."""
+    best = int(probs.argmax())
+    return {"label": LABELS[best], "confidence": round(float(probs[best]), 3)}
+
+
+def clip_table(clips: list[dict]) -> str:
+    """The same-person clips' predictions as a Markdown table."""
+
+    def cell(p: dict | None) -> str:
+        return "no face" if p is None else f"{p['label']} {p['confidence']:.2f}"
+
+    lines = ["| clip | intended | face | voice | fused |", "|---|---|---|---|---|"]
+    lines += [
+        f"| {c['clip']} | {c['label']} | {cell(c['face'])} | {cell(c['voice'])} | "
+        f"{cell(c['fused'])} |"
+        for c in clips
+    ]
+    return "\n".join(lines)
 
 
 def table(result: dict) -> str:
@@ -71,11 +131,19 @@ def table(result: dict) -> str:
         "| input | n | accuracy % | macro-F1 % | UAR % |",
         "|---|---:|---:|---:|---:|",
     ]
-    for key, label in ROWS:
-        m = result["metrics"].get(key)
-        if m:
+    order = {key: i for i, (key, _) in enumerate(ROWS)}
+    keys = sorted(result["metrics"], key=lambda k: (order.get(k.partition("[")[0], 99), k))
+    for key in keys:
+        label, m = row_label(key), result["metrics"][key]
+        if label:
             lines.append(
                 f"| {label} | {m['n']} | {m['accuracy']:.2f} | {m['macro_f1']:.2f} | "
                 f"{m['uar']:.2f} |"
             )
-    return "\n".join(lines)
+    notes = [
+        f"{row_label(k)}: excluded " + ", ".join(f"{n} {why}" for why, n in m["excluded"].items())
+        for k, m in result["metrics"].items()
+        if m.get("excluded")
+    ]
+    clips = ["", clip_table(result["av_clips"])] if result.get("av_clips") else []
+    return "\n".join(lines + (["", *notes] if notes else []) + clips)

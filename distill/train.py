@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +24,7 @@ from tqdm import tqdm
 from distill.augment import augment_faces, faces_to_input, modality_mask, spec_augment
 from distill.cache import Decoded, decode_audio, decode_faces
 from distill.config import TrainConfig
-from distill.corpora import load_corpus
+from distill.corpora import load_corpus, load_speech
 from distill.distributed import Cluster, join, leave, world_size
 from distill.evaluate import evaluate, summary_line
 from distill.loop import Run, Tally, load_teacher, prepare_model
@@ -45,24 +45,34 @@ def load_faces(
         raise DataError(f"no faces in the '{split}' split")
     if max_faces and len(f) > max_faces:
         idx = np.sort(np.random.default_rng(0).choice(len(f), max_faces, replace=False))
-        f = Decoded(f.data[idx], f.labels[idx], f.splits[idx], f.persons[idx])
+        f = f.take(idx)
     return f
 
 
 def load_data(
     faces: Path,
-    speech: Path,
+    speech: Path | Sequence[Path],
     split: str,
     audio_cfg: AudioConfig,
     cache_dir: Path | None = None,
     max_faces: int = 0,
 ) -> tuple[Decoded, Decoded]:
-    """Decoded faces and speech of one split (optionally a seeded subset of the faces)."""
+    """Decoded faces and speech (one corpus or several) of one split (optionally a seeded
+    subset of the faces)."""
     f = load_faces(faces, split, cache_dir, max_faces)
-    a = decode_audio(load_corpus(speech, "audio"), audio_cfg, cache_dir).select(split)
+    a = load_speech_split(speech, split, audio_cfg, cache_dir)
+    return f, a
+
+
+def load_speech_split(
+    speech: Path | Sequence[Path], split: str, audio_cfg: AudioConfig, cache_dir: Path | None
+) -> Decoded:
+    """Decoded clips of one split of one speech corpus or several."""
+    paths = [speech] if isinstance(speech, (str, Path)) else list(speech)
+    a = decode_audio(load_speech(paths), audio_cfg, cache_dir).select(split)
     if len(a) == 0:
         raise DataError(f"no speech clips in the '{split}' split")
-    return f, a
+    return a
 
 
 def torch_predictor(model: EmotionModel):
@@ -86,14 +96,20 @@ def validation_score(metrics: dict[str, dict]) -> float:
 
 def train(cfg: TrainConfig) -> dict:
     """Run (or resume) one training stage; returns the best validation metrics."""
+    if cfg.stage in ("calibrate", "crosscorpus") and world_size() > 1:
+        raise UsageError(f"--stage {cfg.stage} runs in one process, not under torchrun")
     if cfg.stage == "calibrate":
-        if world_size() > 1:
-            raise UsageError("--stage calibrate runs in one process, not under torchrun")
         from distill.calibrate import calibrate
 
         return calibrate(cfg)
+    if cfg.stage == "crosscorpus":
+        from distill.crosscorpus import crosscorpus
+
+        return crosscorpus(cfg)
     if cfg.stage not in ("face", "audio", "fused"):
-        raise UsageError(f"--stage {cfg.stage!r}: allowed values are face, audio, fused, calibrate")
+        raise UsageError(
+            f"--stage {cfg.stage!r}: allowed values are face, audio, fused, calibrate, crosscorpus"
+        )
     cluster = join()
     try:
         if cfg.stage == "fused":
@@ -114,10 +130,10 @@ def train_fused(cfg: TrainConfig, cluster: Cluster) -> dict:
     audio_cfg, face_cfg = run.audio_cfg, run.face_cfg
 
     train_faces, train_audio = load_data(
-        Path(cfg.faces), Path(cfg.speech), "train", audio_cfg, cfg.cache_path, cfg.max_train_faces
+        Path(cfg.faces), cfg.speech_paths, "train", audio_cfg, cfg.cache_path, cfg.max_train_faces
     )
     val_faces, val_audio = load_data(
-        Path(cfg.faces), Path(cfg.speech), "val", audio_cfg, cfg.cache_path, cfg.max_eval_faces
+        Path(cfg.faces), cfg.speech_paths, "val", audio_cfg, cfg.cache_path, cfg.max_eval_faces
     )
     val_sets = build_eval_sets(val_faces, val_audio, audio_cfg)
     log.info(

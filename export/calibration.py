@@ -39,7 +39,7 @@ def draw_samples(sets: list[EvalSet], face_cfg: FaceConfig, n: int, seed: int = 
 
 def calibration_samples(
     faces: Path,
-    speech: Path,
+    speech: Path | list[Path],
     audio_cfg: AudioConfig,
     face_cfg: FaceConfig,
     n: int,

@@ -9,23 +9,33 @@ from pathlib import Path
 from edge.cli import Command
 from edge.errors import ModelError, UsageError
 
-DEFAULT_FACES = "../shared/data/fer2013"
-DEFAULT_SPEECH = "../shared/data/ravdess"
 DEFAULT_TEACHER = "distill/checkpoints/teacher.pt"
 
 
 def _configure_export(p: argparse.ArgumentParser) -> None:
+    from distill.config import DEFAULT_FACES, DEFAULT_SPEECH
+
     p.add_argument("checkpoint", type=Path, help="PyTorch checkpoint (.pt) from emoedge distill")
     p.add_argument("--formats", default="onnx,openvino,tflite", help="comma-separated formats")
     p.add_argument("--int8", action="store_true", help="also export int8 of every format")
     p.add_argument("--out", type=Path, default=Path("build/export"), help="output folder")
     p.add_argument("--faces", type=Path, default=Path(DEFAULT_FACES), help="FER2013 corpus")
-    p.add_argument("--speech", type=Path, default=Path(DEFAULT_SPEECH), help="RAVDESS corpus")
+    p.add_argument(
+        "--speech",
+        type=Path,
+        nargs="+",
+        default=[Path(p) for p in DEFAULT_SPEECH],
+        help="speech corpora (RAVDESS, EmoDB, URDU or <class>/ folders)",
+    )
     p.add_argument("--calib-faces", type=Path, help="calibration faces (train split; --faces)")
-    p.add_argument("--calib-speech", type=Path, help="calibration speech (train split; --speech)")
+    p.add_argument(
+        "--calib-speech", type=Path, nargs="+", help="calibration speech (train split; --speech)"
+    )
     p.add_argument("--calib-samples", type=int, default=300, help="int8 calibration inputs")
     p.add_argument("--eval-faces", type=Path, help="validation faces (test split; --faces)")
-    p.add_argument("--eval-speech", type=Path, help="validation speech (test split; --speech)")
+    p.add_argument(
+        "--eval-speech", type=Path, nargs="+", help="validation speech (test split; --speech)"
+    )
     p.add_argument(
         "--max-int8-drop", type=float, default=1.0, help="fail when int8 loses more fused points"
     )

@@ -10,11 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from distill.calibrate import fit_fusion
+from distill.calibrate import fit_fusion, fit_temperature
 from distill.checkpoint import load_checkpoint
 from distill.config import TrainConfig
-from distill.models import build_model, distillation_loss
-from distill.pairing import speed_perturb
+from distill.models import RELIABILITY_UNIT, build_model, distillation_loss
 from distill.pretrain import audio_only_logits, class_weights, face_only_logits
 from distill.train import batch_loss
 from tests.fixtures_export import TINY, make_checkpoint, run_emoedge
@@ -124,36 +123,27 @@ def test_init_from_another_architecture_is_a_usage_error(tiny, tmp_path, capsys)
     assert "is a teacher checkpoint, not student" in capsys.readouterr().err
 
 
-def test_late_fusion_sums_the_gated_modality_logits_and_a_fused_bias() -> None:
+def test_late_fusion_is_each_calibrated_branch_alone_and_a_certainty_gated_sum() -> None:
     torch.manual_seed(0)
     head = build_model("student", TINY["student"] | {"fusion": "late"}).head.eval()
     with torch.no_grad():
-        head.gates.copy_(torch.tensor([0.5, 2.0]))
+        head.log_temperature.copy_(torch.tensor([2.0, 0.5]).log())
+        head.reliability.copy_(torch.tensor([[0.3, 1.0, -0.5], [0.1, -1.0, 2.0]]))
         head.fused_bias.copy_(torch.arange(7.0))
         visual, attended = torch.randn(4, 16), torch.randn(4, 8)
 
         def out(mask: list[float]) -> torch.Tensor:
             return head(visual, attended, torch.tensor([mask]).expand(4, 2))
 
-        face, audio = out([1.0, 0.0]), out([0.0, 1.0])
-        torch.testing.assert_close(face, 0.5 * head.face_logits(visual))
-        torch.testing.assert_close(audio, 2.0 * head.audio_logits(attended))
-        torch.testing.assert_close(out([1.0, 1.0]), face + audio + torch.arange(7.0))
+        face, voice = out([1.0, 0.0]), out([0.0, 1.0])
+        torch.testing.assert_close(face, torch.log_softmax(head.face_logits(visual) / 2.0, 1))
+        torch.testing.assert_close(voice, torch.log_softmax(head.audio_logits(attended) / 0.5, 1))
+        entropy = [-(x.exp() * x).sum(1, keepdim=True) / np.log(7) for x in (face, voice)]
+        features = torch.cat([torch.ones(4, 1), 1 - entropy[0], 1 - entropy[1]], 1)
+        gates = torch.nn.functional.softplus(features @ head.reliability.T)
+        expected = gates[:, :1] * face + gates[:, 1:] * voice + torch.arange(7.0)
+        torch.testing.assert_close(out([1.0, 1.0]), expected)
         torch.testing.assert_close(out([0.0, 0.0]), torch.zeros(4, 7))
-
-
-def test_speed_perturbation_resamples_in_time() -> None:
-    rng = np.random.default_rng(1)
-    ramp = np.arange(16000, dtype=np.float32)
-    lengths = []
-    for _ in range(20):
-        out = speed_perturb(ramp, rng, spread=0.1)
-        step = np.diff(out)
-        assert np.allclose(step, step[0], atol=1e-2)  # a ramp stays a ramp: resampled, not cut
-        assert 0.9 - 1e-6 <= step[0] <= 1.1 + 1e-6
-        assert out.dtype == np.float32 and abs(len(out) * step[0] - 16000) < 2
-        lengths.append(len(out))
-    assert min(lengths) < 15500 and max(lengths) > 16500  # both faster and slower
 
 
 def state(path, prefix: str) -> dict[str, torch.Tensor]:
@@ -218,19 +208,35 @@ def test_checkpoints_load_without_unpickling_objects(tmp_path) -> None:
 
 def test_fit_fusion_trusts_the_informative_modality() -> None:
     gen = torch.Generator().manual_seed(0)
+    head = build_model("student", TINY["student"] | {"fusion": "late"}).head
     labels = torch.randint(0, 7, (2000,), generator=gen)
     onehot = torch.nn.functional.one_hot(labels, 7).float()
-    face = 2.0 * onehot + torch.randn(2000, 7, generator=gen)  # informative
-    audio = 8.0 * torch.randn(2000, 7, generator=gen) + 0.5 * onehot  # loud, nearly noise
-    gates, bias = fit_fusion(face, audio, labels)
-    assert gates.shape == (2,) and bias.shape == (7,) and (gates > 0).all()
-    assert gates[0] > 0.5 and gates[1] < 0.1 * gates[0]
-    before = torch.nn.functional.cross_entropy(face + audio, labels)
-    after = torch.nn.functional.cross_entropy(gates[0] * face + gates[1] * audio + bias, labels)
+    face = torch.log_softmax(2.0 * onehot + torch.randn(2000, 7, generator=gen), 1)
+    voice = torch.log_softmax(8.0 * torch.randn(2000, 7, generator=gen) + 0.5 * onehot, 1)
+    weights, bias = fit_fusion(head, face, voice, labels)
+    assert weights.shape == (2, 3) and bias.shape == (7,)
+    assert torch.equal(head.reliability, torch.tensor([[RELIABILITY_UNIT, 0.0, 0.0]] * 2))
+    with torch.no_grad():
+        head.reliability.copy_(weights)
+        head.fused_bias.copy_(bias)
+        gates = head.gates(face, voice).mean(0)
+        after = torch.nn.functional.cross_entropy(
+            head.fuse(face, voice, torch.ones(2000, 2)), labels
+        )
+    assert gates[0] > 0.5 and gates[1] < 0.2 * gates[0]
+    before = torch.nn.functional.cross_entropy(face + voice, labels)
     assert after < before
 
 
-def test_calibrate_stage_fits_the_gates_on_validation(tiny, tmp_path, capsys) -> None:
+def test_fit_temperature_recovers_the_temperature_of_overconfident_logits() -> None:
+    gen = torch.Generator().manual_seed(0)
+    labels = torch.randint(0, 7, (4000,), generator=gen)
+    calibrated = torch.randn(4000, 7, generator=gen) + 1.5 * torch.nn.functional.one_hot(labels, 7)
+    sampled = torch.distributions.Categorical(logits=calibrated).sample()
+    assert abs(fit_temperature(3.0 * calibrated, sampled) - 3.0) < 0.3
+
+
+def test_calibrate_stage_fits_temperatures_and_fusion_on_validation(tiny, tmp_path, capsys) -> None:
     init = make_checkpoint(tmp_path / "init.pt", "student")
     common = ["--arch", "student", "--batch-size", "8", "--workers", "0", *tiny]
     late = tmp_path / "late"
@@ -242,13 +248,18 @@ def test_calibrate_stage_fits_the_gates_on_validation(tiny, tmp_path, capsys) ->
     model, meta = load_checkpoint(out / "best.pt")
     (record,) = meta["history"]
     assert record["stage"] == "calibrate" and "fused" in meta["metrics"]["val"]
-    gates = model.head.gates.detach()
-    assert (gates > 0).all() and not torch.equal(gates, torch.ones(2))
-    torch.testing.assert_close(gates, torch.tensor(record["gates"]), atol=1e-3, rtol=1e-3)
-    # only the gates and the fused bias changed
+    assert set(record["ece"]) == {"face_before", "face_after", "voice_before", "voice_after"}
+    temperatures = model.head.log_temperature.exp()
+    assert (temperatures > 0).all() and not torch.equal(temperatures, torch.ones(2))
+    # checkpoints store fp16: compare at its resolution (11 significant bits of log T)
+    log_t = torch.tensor(record["temperatures"]).log()
+    torch.testing.assert_close(model.head.log_temperature, log_t, atol=5e-3, rtol=1e-3)
+    reliability = torch.tensor(record["reliability"])
+    torch.testing.assert_close(model.head.reliability, reliability, atol=5e-3, rtol=1e-3)
+    # only the calibration buffers changed
     before, after = state(late / "best.pt", ""), state(out / "best.pt", "")
     changed = {k for k in before if not torch.equal(before[k], after[k])}
-    assert changed <= {"head.gates", "head.fused_bias"}
+    assert changed <= {"head.log_temperature", "head.reliability", "head.fused_bias"}
 
     concat = make_checkpoint(tmp_path / "concat.pt", "student", fusion="concat")
     args = ["--init", concat, "--stage", "calibrate", "--out", tmp_path / "x"]

@@ -87,3 +87,43 @@ def write_fer_csv(path: Path, rows_per_usage: int = 2) -> Path:
                 lines.append(f"{k},{pixels},{usage}")
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+EMODB_LETTERS = {
+    "angry": "W",
+    "boredom": "L",
+    "disgust": "E",
+    "fear": "A",
+    "happy": "F",
+    "neutral": "N",
+    "sad": "T",
+}
+
+
+def write_emodb(root: Path, speakers=("03", "11", "15"), sr: int = 16000) -> Path:
+    """EmoDB's layout: <class>/<speaker>a01<letter>a.flac (boredom included, outside the 7)."""
+    import soundfile
+
+    rng = np.random.default_rng(3)
+    for name, letter in EMODB_LETTERS.items():
+        folder = root / name
+        folder.mkdir(parents=True, exist_ok=True)
+        label = LABELS.index(name) if name in LABELS else 0
+        for speaker in speakers:
+            wave = speech_clip(label, rng, sr, seconds=2.0)
+            soundfile.write(folder / f"{speaker}a01{letter}a.flac", wave, sr)
+    return root
+
+
+def write_urdu(root: Path, speakers=("SM1", "SM2", "SM4"), sr: int = 16000) -> Path:
+    """URDU's layout: <class>/<speaker>_F<n>_<letter><nnn>.flac for its 4 classes."""
+    import soundfile
+
+    rng = np.random.default_rng(4)
+    for n, name in enumerate(("angry", "happy", "neutral", "sad")):
+        folder = root / name
+        folder.mkdir(parents=True, exist_ok=True)
+        for k, speaker in enumerate(speakers):
+            wave = speech_clip(LABELS.index(name), rng, sr, seconds=2.0)
+            soundfile.write(folder / f"{speaker}_F{k}_{name[0].upper()}{n:03d}.flac", wave, sr)
+    return root

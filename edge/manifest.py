@@ -23,8 +23,11 @@ from edge.errors import ModelError
 from edge.face import FaceConfig
 from edge.labels import LABELS
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 MANIFEST_NAME = "manifest.json"
+# The rows of the model's one output, (batch, 3, classes): what the model fused from its inputs,
+# the face's own prediction and the voice's own (a row whose modality is masked means nothing).
+OUTPUT_ROWS = ("fused", "face", "voice")
 
 
 @dataclass(frozen=True)
@@ -157,7 +160,8 @@ def load_manifest(path_or_dir: str | Path) -> Manifest:
     if isinstance(data, dict) and data.get("schema_version") != SCHEMA_VERSION:
         raise ModelError(
             f"{path}: schema_version {data.get('schema_version')!r} is not supported "
-            f"(this emoedge reads version {SCHEMA_VERSION})"
+            f"(this emoedge reads version {SCHEMA_VERSION}; version 1 artifacts had one fused "
+            "output: export the checkpoint again with `emoedge export`)"
         )
     validate(data, str(path))
     if tuple(data["labels"]) != LABELS:

@@ -11,10 +11,22 @@ import torch
 from edge.audio import AudioConfig
 from edge.face import FaceConfig
 from edge.labels import LABELS
-from edge.manifest import Manifest, TensorSpec, sha256_file, write_manifest
+from edge.manifest import OUTPUT_ROWS, Manifest, TensorSpec, sha256_file, write_manifest
 
 INPUT_NAMES = ("face", "audio", "mask")
 OUTPUT_NAME = "logits"
+
+
+class AllLogits(torch.nn.Module):
+    """The graph every artifact holds: a model's fused, face-alone and voice-alone logits
+    (B, 3, 7) in one output (distill.models.EmotionModel.all_logits, edge.manifest.OUTPUT_ROWS)."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, face: torch.Tensor, audio: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.model.all_logits(face, audio, mask)
 Sample = dict[str, np.ndarray]  # one model input by name, batch 1
 
 
@@ -71,7 +83,7 @@ def tensor_specs(
         TensorSpec("audio", (b, audio.num_frames, audio.feature_dim)),
         TensorSpec("mask", (b, 2)),
     )
-    return inputs, (TensorSpec(OUTPUT_NAME, (b, len(LABELS))),)
+    return inputs, (TensorSpec(OUTPUT_NAME, (b, len(OUTPUT_ROWS), len(LABELS))),)
 
 
 def write_artifact(

@@ -17,7 +17,7 @@ from distill.train import load_data
 from edge.errors import ModelError, UsageError
 from edge.manifest import sha256_file
 from export import report as rep
-from export.artifact import Job, Source, write_artifact
+from export.artifact import AllLogits, Job, Source, write_artifact
 from export.calibration import calibration_samples
 from export.validation import validate_artifact, validate_pytorch
 
@@ -39,13 +39,18 @@ class ExportOptions:
     formats: tuple[str, ...]
     int8: bool
     calib_faces: Path
-    calib_speech: Path
+    calib_speech: Path | list[Path]
     eval_faces: Path
-    eval_speech: Path
+    eval_speech: Path | list[Path]
     calib_samples: int = 300
     max_int8_drop: float = 1.0
     min_agreement: float = 98.0
     cache_dir: Path | None = None
+
+
+def speech_names(speech: Path | list[Path]) -> str:
+    """The speech corpora as one string for the report ('a, b')."""
+    return ", ".join(map(str, speech)) if isinstance(speech, list) else str(speech)
 
 
 def parse_formats(text: str) -> tuple[str, ...]:
@@ -125,7 +130,7 @@ def export_checkpoint(opts: ExportOptions) -> dict:
     ref_fused = ref["sets"].get("fused", {}).get("accuracy")
     rows = [rep.row("pytorch", "pytorch", "fp32", ref, ref_fused)]
     with tempfile.TemporaryDirectory() as tmp:
-        job = Job(model, audio_cfg, face_cfg, Path(tmp))
+        job = Job(AllLogits(model).eval(), audio_cfg, face_cfg, Path(tmp))
         rows += _export_all(opts, job, source, calibration, sets, ref_logits, ref_fused)
     rep.add_size_ratios(rows)
     breaches = rep.gate(rows, opts.max_int8_drop, opts.min_agreement)
@@ -138,7 +143,7 @@ def export_checkpoint(opts: ExportOptions) -> dict:
         },
         "eval": {
             "faces": str(opts.eval_faces),
-            "speech": str(opts.eval_speech),
+            "speech": speech_names(opts.eval_speech),
             "split": "test",
             "samples": ref["n"],
         },
@@ -146,7 +151,7 @@ def export_checkpoint(opts: ExportOptions) -> dict:
         if calibration is None
         else {
             "faces": str(opts.calib_faces),
-            "speech": str(opts.calib_speech),
+            "speech": speech_names(opts.calib_speech),
             "split": "train",
             "samples": len(calibration),
         },

@@ -37,6 +37,7 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from export.artifact import (
         INPUT_NAMES,
         OUTPUT_NAME,
+        AllLogits,
         Converted,
         Source,
         example_inputs,
@@ -49,7 +50,7 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     audio, face = AudioConfig(), FaceConfig()
     inputs = example_inputs(audio, face, batch=2)
     torch.onnx.export(
-        model,
+        AllLogits(model),
         tuple(inputs[name] for name in INPUT_NAMES),
         str(dest / "model.onnx"),
         input_names=list(INPUT_NAMES),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import onnx
 import pytest
 
@@ -56,12 +57,42 @@ def test_manifests_validate_and_describe_the_artifact(
         assert (manifest.format, manifest.precision, manifest.arch) == (fmt, precision, "student")
         assert [t.name for t in manifest.inputs] == ["face", "audio", "mask"]
         assert manifest.inputs[1].shape[1:] == (298, 39)
-        assert manifest.outputs[0].shape[1:] == (7,)
+        assert manifest.outputs[0].shape[1:] == (3, 7)  # fused, face alone, voice alone
         assert manifest.inputs[0].shape[0] == (1 if fmt == "tflite" else "batch")
         assert manifest.source["sha256"] == sha256_file(exported_student.checkpoint)
         row = next(r for r in report["rows"] if r["artifact"] == name)
         assert manifest.metrics["agreement"] == row["agreement"]
         assert manifest.metrics["file_bytes"] == row["file_bytes"]
+
+
+@pytest.mark.parametrize("name", ["onnx-fp32", "openvino-fp16", "tflite-fp32"])
+def test_float_artifacts_give_the_fused_face_and_voice_rows_of_pytorch(
+    exported_student: Exported, name: str
+) -> None:
+    import torch
+
+    from distill.checkpoint import load_checkpoint
+    from edge.backends import load_artifact
+
+    model, _ = load_checkpoint(exported_student.checkpoint)
+    runner = load_artifact(exported_student.out / name)
+    rng = np.random.default_rng(0)
+    face = rng.standard_normal((3, 1, 48, 48)).astype(np.float32)
+    audio = rng.standard_normal((3, 298, 39)).astype(np.float32)
+    mask = np.array([[1, 1], [1, 0], [0, 1]], np.float32)
+    rows = runner.outputs(face, audio, mask)
+    with torch.no_grad():
+        expected = model.all_logits(*map(torch.from_numpy, (face, audio, mask))).numpy()
+        masked = {
+            m: model(torch.from_numpy(face), torch.from_numpy(audio), torch.tensor([m] * 3))
+            for m in ((1.0, 0.0), (0.0, 1.0))
+        }
+    assert rows.shape == (3, 3, 7)
+    np.testing.assert_allclose(rows, expected, atol=2e-3)
+    np.testing.assert_allclose(runner.logits(face, audio, mask), expected[:, 0], atol=2e-3)
+    # the face row of a sample is what the model says with the voice masked, and vice versa
+    np.testing.assert_allclose(expected[0, 1], masked[(1.0, 0.0)][0].numpy(), atol=1e-5)
+    np.testing.assert_allclose(expected[0, 2], masked[(0.0, 1.0)][0].numpy(), atol=1e-5)
 
 
 def test_report_names_the_calibration_split_and_the_gate(

@@ -33,7 +33,7 @@ def make_artifact(directory: Path) -> Manifest:
             TensorSpec("audio", ("batch", 298, 39)),
             TensorSpec("mask", ("batch", 2)),
         ),
-        outputs=(TensorSpec("logits", ("batch", 7)),),
+        outputs=(TensorSpec("logits", ("batch", 3, 7)),),
         face_config=FaceConfig(margin=0.2).to_dict(),
         audio_config=AudioConfig(vad_threshold_dbfs=-50.0).to_dict(),
         source={"checkpoint": "runs/student/best.pt", "sha256": "ab" * 32},
@@ -61,7 +61,7 @@ def test_round_trip_exposes_the_front_end_configs(tmp_path: Path) -> None:
     assert loaded.labels == LABELS
     assert loaded.precision == "int8" and loaded.model_id.startswith("student-openvino")
     assert loaded.model_path == tmp_path / "a" / "model.xml"
-    assert json.loads((tmp_path / "a" / "manifest.json").read_text())["schema_version"] == 1
+    assert json.loads((tmp_path / "a" / "manifest.json").read_text())["schema_version"] == 2
 
 
 def test_schema_lists_exactly_the_front_end_fields() -> None:
@@ -87,7 +87,7 @@ def test_unreadable_json_is_refused(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"schema_version": 2}, "schema_version 2 is not supported"),
+        ({"schema_version": 1}, "schema_version 1 is not supported"),
         ({"precision": "int4"}, "'precision'"),
         ({"sha256": "xyz"}, "'sha256'"),
         ({"model_file": "../escape.onnx"}, "'model_file'"),

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from edge.errors import ConfigError, ModelError
-from edge.manifest import Manifest
+from edge.manifest import OUTPUT_ROWS, Manifest
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ class Runner:
         raise NotImplementedError
 
     def _infer(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
-        """Run the model on float32 inputs by name; return float32 logits (B, classes)."""
+        """Run the model on float32 inputs by name; return its float32 output (B, 3, classes)."""
         raise NotImplementedError
 
     def _smoke_test(self) -> None:
@@ -74,8 +74,9 @@ class Runner:
         mask[:] = 1.0
         return face, audio, mask
 
-    def logits(self, face: np.ndarray, audio: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        """Raw class scores (B, classes) float32 for face (B,1,H,W), audio (B,T,F), mask (B,2)."""
+    def outputs(self, face: np.ndarray, audio: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """Class scores (B, 3, classes) float32 for face (B,1,H,W), audio (B,T,F), mask (B,2):
+        rows edge.manifest.OUTPUT_ROWS (fused, face alone, voice alone)."""
         arrays = [np.ascontiguousarray(x, dtype=np.float32) for x in (face, audio, mask)]
         batch = len(arrays[0])
         for spec, array in zip(self.manifest.inputs, arrays, strict=True):
@@ -87,7 +88,11 @@ class Runner:
             if len(array) != batch:
                 raise ModelError(f"inputs differ in batch size: {[len(a) for a in arrays]}")
         out = self._infer(dict(zip(self._input_names, arrays, strict=True)))
-        return np.asarray(out, dtype=np.float32).reshape(batch, -1)
+        return np.asarray(out, dtype=np.float32).reshape(batch, len(OUTPUT_ROWS), -1)
+
+    def logits(self, face: np.ndarray, audio: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """The model's fused class scores (B, classes): row 'fused' of `outputs`."""
+        return self.outputs(face, audio, mask)[:, 0]
 
     def predict(self, face: np.ndarray, audio: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """Class probabilities (B, classes) float32."""

@@ -250,7 +250,7 @@ def parse_config(data: dict[str, Any]) -> Config:
         camera=camera,
         microphone=microphone,
         model=_model(top.sub("model")),
-        inference_hz=rates.number("inference_hz", d.inference_hz, 0.1, 120.0, " cycles/s"),
+        inference_hz=rates.number("inference_hz", d.inference_hz, 0.01, 120.0, " cycles/s"),
         smoothing=_smoothing(top.sub("smoothing")),
         events=_events(top.sub("events")),
         detector=_detector(top.sub("detector")),

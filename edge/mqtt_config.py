@@ -61,7 +61,7 @@ class MqttConfig:
     max_rate_per_topic: float = 20.0
     heartbeat_s: float = 60.0
     reconnect_min_s: float = 0.5
-    reconnect_max_s: float = 30.0
+    reconnect_max_s: float = 1.0
     connect_timeout_s: float = 10.0
 
     @property

@@ -49,7 +49,7 @@ def test_values_are_typed() -> None:
     ("data", "fragments"),
     [
         ({"camera": {"source": "webcam"}}, ["camera.source", "'webcam'", "picamera2, opencv"]),
-        ({"rates": {"inference_hz": 0}}, ["rates.inference_hz", "0", "[0.1, 120.0]"]),
+        ({"rates": {"inference_hz": 0}}, ["rates.inference_hz", "0", "[0.01, 120.0]"]),
         ({"rates": {"inference_hz": "fast"}}, ["rates.inference_hz", "'fast'"]),
         ({"smoothing": {"alpha": 1.5}}, ["smoothing.alpha", "1.5", "(0, 1]"]),
         ({"events": {"threshold": True}}, ["events.threshold", "True"]),

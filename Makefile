@@ -8,7 +8,7 @@ PIP_FLAGS := -q --disable-pip-version-check
 APT_PACKAGES := mosquitto mosquitto-clients portaudio19-dev libasound2-plugins alsa-utils \
 	libsndfile1 systemd openssl
 
-.PHONY: test demo lint format system-deps check-arm64 clean default-model
+.PHONY: test test-fast demo dist lint format system-deps check-arm64 clean default-model
 
 system-deps:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
@@ -37,6 +37,14 @@ test: system-deps $(VENV)/.installed
 demo: system-deps $(EDGE_VENV)/.installed
 	$(EDGE_VENV)/bin/emoedge demo
 
+# A release: the wheel and the sdist in dist/ (models, sample and assets inside; the version is
+# edge/__init__.py's), then the wheel installed with the edge extra into a clean venv runs
+# `emoedge demo` from outside the checkout.
+dist: system-deps $(VENV)/.installed
+	rm -rf dist
+	$(VENV)/bin/python -m build --outdir dist .
+	scripts/check-dist.sh dist build/dist-check
+
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check edge distill export tests
 
@@ -64,4 +72,4 @@ default-model: $(VENV)/.installed
 	$(VENV)/bin/python -m export.bundle $(EXPORT_DIR) $(DEFAULT_MODELS)
 
 clean:
-	rm -rf --one-file-system $(VENV) $(EDGE_VENV) build *.egg-info .pytest_cache .ruff_cache
+	rm -rf --one-file-system $(VENV) $(EDGE_VENV) build dist *.egg-info .pytest_cache .ruff_cache

@@ -16,7 +16,7 @@ from importlib.metadata import entry_points
 from typing import ClassVar
 
 from edge import __version__
-from edge.errors import EmoedgeError
+from edge.errors import EmoedgeError, UsageError
 
 log = logging.getLogger("emoedge")
 
@@ -31,14 +31,23 @@ class Command:
     extra: str = "edge"
 
 
-def _unavailable(name: str, error: ImportError) -> Command:
-    def run(_: argparse.Namespace) -> int:
-        raise EmoedgeError(
-            f"'emoedge {name}' cannot load ({error}); "
-            "install the extra it needs, e.g. pip install 'emoedge[workstation]'"
-        )
+OWN_PACKAGES = ("edge", "distill", "export")
 
-    return Command(help="(unavailable: missing dependency)", configure=lambda p: None, run=run)
+
+def missing_extra(name: str, extra: str, error: ImportError) -> UsageError:
+    """The error for a command whose extra (optional dependencies) is not installed."""
+    return UsageError(
+        f"'emoedge {name}' needs the '{extra}' extra, which is not installed here ({error}); "
+        f"install it with pip install 'emoedge[{extra}]' (from the wheel: pip install "
+        f"'./emoedge-{__version__}-py3-none-any.whl[{extra}]')"
+    )
+
+
+def _unavailable(name: str, extra: str, error: ImportError) -> Command:
+    def run(_: argparse.Namespace) -> int:
+        raise missing_extra(name, extra, error)
+
+    return Command(help=f"(needs the '{extra}' extra)", configure=lambda p: None, run=run)
 
 
 def load_commands() -> dict[str, Command]:
@@ -48,7 +57,8 @@ def load_commands() -> dict[str, Command]:
         try:
             commands[ep.name] = ep.load()
         except ImportError as error:
-            commands[ep.name] = _unavailable(ep.name, error)
+            extra = "edge" if ep.value.startswith("edge.") else "workstation"
+            commands[ep.name] = _unavailable(ep.name, extra, error)
     return commands
 
 
@@ -101,7 +111,7 @@ def build_parser(commands: dict[str, Command]) -> argparse.ArgumentParser:
     for name, command in commands.items():
         sp = sub.add_parser(name, help=command.help, description=command.help)
         command.configure(sp)
-        sp.set_defaults(_run=command.run)
+        sp.set_defaults(_run=command.run, _extra=command.extra)
     return parser
 
 
@@ -114,7 +124,12 @@ def main(argv: Sequence[str] | None = None, commands: dict[str, Command] | None 
         return 2
     configure_logging(args.verbose)
     try:
-        return int(args._run(args) or 0)
+        try:
+            return int(args._run(args) or 0)
+        except ModuleNotFoundError as error:  # a command imports its extra's packages lazily
+            if (error.name or "").partition(".")[0] in OWN_PACKAGES:
+                raise
+            raise missing_extra(args.command, args._extra, error) from None
     except EmoedgeError as error:
         print(f"emoedge {args.command}: error: {error}", file=sys.stderr)
         return error.exit_code

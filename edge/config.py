@@ -6,6 +6,7 @@ Every error is a ConfigError that names the key, the value and what is allowed. 
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from dataclasses import dataclass, field
@@ -13,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from edge.backends import BACKENDS
-from edge.config_table import ConfigTable
+from edge.config_table import ConfigTable, collected, report, section
 from edge.errors import ConfigError
 from edge.mqtt_config import MqttConfig, parse_mqtt_config
 
@@ -139,7 +140,7 @@ def _camera(t: ConfigTable) -> CameraConfig:
     source = t.choice("source", CAMERA_SOURCES, d.source)
     path = t.get("path", (str,), "", allowed="a video file path")
     if source == "file" and not path:
-        raise ConfigError(f"{t.key('path')}: required when camera.source is 'file'")
+        report(f"{t.key('path')}: required when camera.source is 'file'")
     return CameraConfig(
         source=source,
         device=_device(t, d.device, "a camera index >= 0, a GStreamer pipeline or a video file"),
@@ -159,7 +160,7 @@ def _microphone(t: ConfigTable) -> MicConfig:
     source = t.choice("source", MIC_SOURCES, d.source)
     path = t.get("path", (str,), "", allowed="a wav or flac file path")
     if source == "file" and not path:
-        raise ConfigError(f"{t.key('path')}: required when microphone.source is 'file'")
+        report(f"{t.key('path')}: required when microphone.source is 'file'")
     return MicConfig(
         source=source,
         device=_device(t, None, "a PyAudio device index >= 0 or a device name"),
@@ -204,9 +205,7 @@ def _events(t: ConfigTable) -> EventConfig:
     return EventConfig(
         threshold=t.number("threshold", d.threshold, 0.0, 1.0),
         hold_s=t.number("hold_s", d.hold_s, 0.0, 3600.0, " seconds"),
-        heartbeat_s=t.get(
-            "heartbeat_s", (int, float), d.heartbeat_s, lambda v: v > 0, "seconds > 0"
-        ),
+        heartbeat_s=t.number("heartbeat_s", d.heartbeat_s, 0.1, 86400.0, " seconds"),
     )
 
 
@@ -223,19 +222,27 @@ def _detector(t: ConfigTable) -> DetectorConfig:
 
 
 def parse_config(data: dict[str, Any]) -> Config:
-    """Validate a parsed TOML document into a Config."""
+    """Validate a parsed TOML document into a Config; one ConfigError lists every problem."""
+    with collected():
+        config = _parse(data)
+    return config
+
+
+def _parse(data: dict[str, Any]) -> Config:
     top = ConfigTable(data, "")
     top.check_keys({"device_id", "camera", "microphone", "model", "rates", "smoothing",
                     "events", "detector", "queues", "stats", "mqtt"})  # fmt: skip
     d = Config()
-    camera = _camera(top.sub("camera"))
-    microphone = _microphone(top.sub("microphone"))
+    camera = section(lambda: _camera(top.sub("camera")), d.camera)
+    microphone = section(lambda: _microphone(top.sub("microphone")), d.microphone)
     if camera.source == "none" and microphone.source == "none":
-        raise ConfigError(
+        report(
             "camera.source: 'none' together with microphone.source 'none' leaves nothing to "
             "analyse; allowed: at least one real source"
         )
-    rates, queues, stats = top.sub("rates"), top.sub("queues"), top.sub("stats")
+    rates = section(lambda: top.sub("rates"), ConfigTable({}, "rates"))
+    queues = section(lambda: top.sub("queues"), ConfigTable({}, "queues"))
+    stats = section(lambda: top.sub("stats"), ConfigTable({}, "stats"))
     rates.check_keys({"inference_hz"})
     queues.check_keys({"frames", "max_audio_wait_s"})
     stats.check_keys({"interval_s"})
@@ -249,20 +256,49 @@ def parse_config(data: dict[str, Any]) -> Config:
         ),
         camera=camera,
         microphone=microphone,
-        model=_model(top.sub("model")),
-        inference_hz=rates.number("inference_hz", d.inference_hz, 0.1, 120.0, " cycles/s"),
-        smoothing=_smoothing(top.sub("smoothing")),
-        events=_events(top.sub("events")),
-        detector=_detector(top.sub("detector")),
+        model=section(lambda: _model(top.sub("model")), d.model),
+        inference_hz=rates.number("inference_hz", d.inference_hz, 0.01, 120.0, " cycles/s"),
+        smoothing=section(lambda: _smoothing(top.sub("smoothing")), d.smoothing),
+        events=section(lambda: _events(top.sub("events")), d.events),
+        detector=section(lambda: _detector(top.sub("detector")), d.detector),
         frame_queue=queues.integer("frames", d.frame_queue, 1, 1024),
         max_audio_wait_s=queues.number("max_audio_wait_s", d.max_audio_wait_s, 0.0, 5.0),
         stats_interval_s=stats.number("interval_s", d.stats_interval_s, 1.0, 86400.0, " s"),
-        mqtt=parse_mqtt_config(data.get("mqtt", {})),
+        mqtt=section(lambda: parse_mqtt_config(data.get("mqtt", {})), d.mqtt),
     )
 
 
+def _unreadable(path: str, what: str) -> str | None:
+    """Why `path` cannot serve as `what`, or None when it exists and can be read."""
+    target = Path(path)
+    if not target.exists():
+        return f"{what} not found: {path!r}"
+    if not os.access(target, os.R_OK):
+        return f"{what} {path!r} is not readable by this user"
+    return None
+
+
+def check_files(config: Config) -> None:
+    """Report every file the configuration names that does not exist or cannot be read (the
+    TLS files are checked while parsing)."""
+    named = [
+        ("camera.path", config.camera.path, "video file", config.camera.source == "file"),
+        ("microphone.path", config.microphone.path, "audio file",
+         config.microphone.source == "file"),
+        ("model.artifact", config.model.artifact, "model artifact",
+         config.model.artifact != "default"),
+        ("mqtt.password_file", config.mqtt.password_file or "", "password file",
+         bool(config.mqtt.password_file)),
+    ]  # fmt: skip
+    for key, path, what, used in named:
+        problem = _unreadable(path, what) if used and path else None
+        if problem:
+            report(f"{key}: {problem}")
+
+
 def load_config(path: str | Path) -> Config:
-    """Read and validate a TOML configuration file."""
+    """Read and validate a TOML configuration file and check that the files it names exist
+    and are readable; one ConfigError lists every problem."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -274,4 +310,10 @@ def load_config(path: str | Path) -> Config:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{path}: not valid TOML ({error})") from None
-    return parse_config(data)
+    try:
+        with collected():
+            config = _parse(data)
+            check_files(config)
+    except ConfigError as error:
+        raise ConfigError(f"{path}: {error}") from None
+    return config

@@ -1,12 +1,60 @@
 """One configuration table being validated: typed getters whose errors name the full key,
-the value and what is allowed. Shared by the daemon's config and its `[mqtt]` table."""
+the value and what is allowed. Shared by the daemon's config and its `[mqtt]` table.
+
+Inside `collected()` an invalid value is recorded and its default used, so that one
+ConfigError at the end lists every problem of a file at once.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+import math
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any, TypeVar
 
 from edge.errors import ConfigError
+
+T = TypeVar("T")
+_errors: ContextVar[list[str] | None] = ContextVar("config_errors", default=None)
+
+
+def report(message: str) -> None:
+    """Record a configuration problem inside `collected()`; raise it as a ConfigError outside."""
+    errors = _errors.get()
+    if errors is None:
+        raise ConfigError(message)
+    errors.append(message)
+
+
+@contextmanager
+def collected() -> Iterator[None]:
+    """Validate a whole document: every problem reported (or raised as ConfigError) inside is
+    raised at the end as one ConfigError listing them all. Nested uses join the outer one."""
+    if _errors.get() is not None:
+        yield
+        return
+    errors: list[str] = []
+    token = _errors.set(errors)
+    try:
+        yield
+    except ConfigError as error:
+        errors.append(str(error))
+    finally:
+        _errors.reset(token)
+    if len(errors) == 1:
+        raise ConfigError(errors[0])
+    if errors:
+        raise ConfigError(f"{len(errors)} problems:\n  " + "\n  ".join(errors))
+
+
+def section(parse: Callable[[], T], default: T) -> T:
+    """`parse()`, or `default` with its ConfigError reported (the rest is still checked)."""
+    try:
+        return parse()
+    except ConfigError as error:
+        report(str(error))
+        return default
 
 
 class ConfigTable:
@@ -22,11 +70,8 @@ class ConfigTable:
         return f"{self.section}.{name}" if self.section else name
 
     def check_keys(self, allowed: set[str]) -> None:
-        unknown = sorted(set(self.data) - allowed)
-        if unknown:
-            raise ConfigError(
-                f"{self.key(unknown[0])}: unknown key; allowed keys: {', '.join(sorted(allowed))}"
-            )
+        for name in sorted(set(self.data) - allowed):
+            report(f"{self.key(name)}: unknown key; allowed keys: {', '.join(sorted(allowed))}")
 
     def get(
         self,
@@ -40,9 +85,11 @@ class ConfigTable:
             return default
         value = self.data[name]
         ok_type = isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds)
-        if not ok_type or not check(value):
+        finite = not isinstance(value, float) or math.isfinite(value)
+        if not ok_type or not finite or not check(value):
             rule = allowed or " or ".join(k.__name__ for k in kinds)
-            raise ConfigError(f"{self.key(name)}: invalid value {value!r}; allowed: {rule}")
+            report(f"{self.key(name)}: invalid value {value!r}; allowed: {rule}")
+            return default
         if float in kinds and isinstance(value, int) and not isinstance(value, bool):
             return float(value)
         return value

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from edge.capture import Camera, Frame, Microphone
-from edge.errors import EmoedgeError
+from edge.errors import BrokerError, EmoedgeError
 from edge.messages import CommandResult, Publisher
 from edge.pipeline import CycleResult, Pipeline
 from edge.sdnotify import Notifier
@@ -93,7 +93,10 @@ class Daemon:
         self.notifier = notifier or Notifier({})
         self.stats: Stats = pipeline.stats
         self.stop_event = threading.Event()
+        self._wake = threading.Event()  # set by stop() and by a rate change
+        self._rate_changed = False
         self.paused = False
+        self._paused_published = False
         self._camera_done = threading.Event()
         self._failure: EmoedgeError | None = None
         self._camera_thread: threading.Thread | None = None
@@ -105,12 +108,16 @@ class Daemon:
         """Apply a validated `set/<name>` command (pause, resume, rate, threshold)."""
         if name == "pause":
             self.paused = True
+            self._wake.set()  # the loop publishes the `paused` state
             return CommandResult(name, True, "paused")
         if name == "resume":
             self.paused = False
+            self._wake.set()
             return CommandResult(name, True, "resumed")
         if name == "rate":
             self.period = 1.0 / float(value["hz"])
+            self._rate_changed = True  # the next cycle is at most one new period away
+            self._wake.set()
             return CommandResult(name, True, f"inference at {value['hz']} Hz", value)
         if name == "threshold":
             policy = self.pipeline.policy
@@ -144,6 +151,7 @@ class Daemon:
     def stop(self) -> None:
         """Ask the loop to end (signal handlers call this)."""
         self.stop_event.set()
+        self._wake.set()
 
     def _start_sources(self) -> None:
         if self.microphone is not None and self.ring is not None:
@@ -174,27 +182,52 @@ class Daemon:
             return self._camera_done.is_set()
         return self.microphone is not None and self.microphone.finished
 
+    def _healthy(self) -> bool:
+        """False (and the failure recorded) once the publisher cannot work any more: the
+        loop ends, the watchdog is no longer fed and `run` raises, so systemd restarts us."""
+        problem = self.publisher.problem()
+        if problem is None:
+            return True
+        log.error("%s; exiting so that the service restarts", problem)
+        self._failure = BrokerError(f"{problem}; restart the daemon")
+        return False
+
     def _loop(self, started: float, max_seconds: float | None) -> None:
         next_cycle = next_stats = time.monotonic()
         next_stats += self.stats_interval_s
-        while not self.stop_event.is_set():
+        while not self.stop_event.is_set() and self._healthy():
             self.notifier.watchdog()
             now = time.monotonic()
             if max_seconds is not None and now - started >= max_seconds:
                 break
-            if now < next_cycle:
-                self.stop_event.wait(min(next_cycle - now, 1.0))
-                continue
-            next_cycle = max(next_cycle + self.period, now)
             if now >= next_stats:
                 self._publish_stats()
                 next_stats = now + self.stats_interval_s
+            if self._rate_changed:
+                self._rate_changed = False
+                next_cycle = min(next_cycle, now + self.period)
             if self.paused:
+                self._announce_pause()
+                next_cycle = now + self.period
+            if now < next_cycle:
+                self._wake.wait(min(next_cycle - now, next_stats - now, 1.0))
+                self._wake.clear()
                 continue
+            self._paused_published = False
+            next_cycle = max(next_cycle + self.period, now)
             ran = self._one_cycle()
             if (not ran or self.camera is None) and self._input_finished():
                 log.info("end of input")
                 break
+
+    def _announce_pause(self) -> None:
+        """Publish the `paused` state once per pause (from the loop, so no cycle's state can
+        overtake it)."""
+        if not self._paused_published:
+            self._paused_published = True
+            state = self.pipeline.paused_state()
+            self.publisher.publish_state(state)
+            self._states += 1
 
     def _one_cycle(self) -> bool:
         """One inference cycle; False when no frame came (camera stalled or finished)."""

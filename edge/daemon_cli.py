@@ -191,7 +191,7 @@ def _print_message(message: Any) -> None:
     elif message.kind == "state":
         s = message.state
         seen = "+".join(m for m, on in (("face", s.face), ("voice", s.audio)) if on) or "nothing"
-        label = s.label or ("absent" if seen == "nothing" else "uncertain")
+        label = s.label or s.state
         print(f"  state  {label:<9} {s.confidence:.2f}  sees {seen}")
     sys.stdout.flush()
 

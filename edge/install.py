@@ -258,23 +258,35 @@ def _remove(path: Path) -> Callable[[], None]:
 
 
 def plan_uninstall(target: Target, purge: bool) -> list[Step]:
-    """Disable the unit and remove what the manifest lists; the config stays unless PURGE."""
+    """Disable the unit and remove what the manifest lists; the config and the unit's drop-in
+    folder (where `systemctl edit` puts local changes) stay unless PURGE."""
     manifest = read_manifest(target)
     steps = []
     if target.path(f"/etc/systemd/system/multi-user.target.wants/{UNIT_NAME}").is_symlink():
         args = ("disable", "--now", UNIT_NAME) if target.booted else ("disable", UNIT_NAME)
         steps.append(Step("disable", UNIT_NAME, apply=lambda: target.systemctl(*args)))
-    # --purge takes /etc/emoedge as a whole; otherwise the config stays.
-    kept = CONFIG_DIR if purge else CONFIG
+    # --purge takes /etc/emoedge and the drop-in folder as a whole; otherwise the config and
+    # drop-ins we did not install (e.g. `systemctl edit`'s override.conf) stay.
+    kept = (CONFIG_DIR, DROPIN_DIR) if purge else (CONFIG,)
     for dest in sorted(manifest.get("created", []), reverse=True):
-        if not (dest == kept or dest.startswith(f"{kept}/")) and target.path(dest).exists():
+        inside = any(dest == k or dest.startswith(f"{k}/") for k in kept)
+        if not inside and target.path(dest).exists():
             steps.append(Step("remove", dest, apply=_remove(target.path(dest))))
     if purge:
-        for dest in (CONFIG_DIR, *STATE_DIRS):
+        for dest, note in (
+            (CONFIG_DIR, "purge"),
+            (DROPIN_DIR, "purge: drop-ins, `systemctl edit` overrides included"),
+            *((d, "purge") for d in STATE_DIRS),
+        ):
             if target.path(dest).exists():
-                steps.append(Step("remove", dest, "purge", _remove(target.path(dest))))
-    elif target.path(CONFIG).exists():
-        steps.append(Step("keep", CONFIG, "your config; `uninstall --purge` removes it"))
+                steps.append(Step("remove", dest, note, _remove(target.path(dest))))
+    else:
+        if target.path(CONFIG).exists():
+            steps.append(Step("keep", CONFIG, "your config; `uninstall --purge` removes it"))
+        steps.extend(
+            Step("keep", dest, "your drop-in; `uninstall --purge` removes it")
+            for dest in _own_dropins(target, manifest)
+        )
     if manifest:
         steps.append(Step("remove", MANIFEST, apply=_remove(target.path(MANIFEST))))
     gone = {step.target for step in steps if step.verb == "remove"}
@@ -288,6 +300,17 @@ def plan_uninstall(target: Target, purge: bool) -> list[Step]:
     if target.booted and any(step.apply for step in steps):
         steps.append(Step("reload", "systemd", apply=lambda: target.systemctl("daemon-reload")))
     return steps
+
+
+def _own_dropins(target: Target, manifest: dict) -> list[str]:
+    """Drop-ins of the unit that emoedge did not install (the user's local changes)."""
+    folder = target.path(DROPIN_DIR)
+    if not folder.is_dir():
+        return []
+    ours = set(manifest.get("created", []))
+    return sorted(
+        f"{DROPIN_DIR}/{p.name}" for p in folder.iterdir() if f"{DROPIN_DIR}/{p.name}" not in ours
+    )
 
 
 def _emptied(target: Target, dest: str, gone: set[str]) -> set[str]:

@@ -22,8 +22,10 @@ from edge.audio import AudioConfig
 from edge.errors import ModelError
 from edge.face import FaceConfig
 from edge.labels import LABELS
+from edge.payloads import decode_json
 
 SCHEMA_VERSION = 2
+MAX_DEPTH = 16  # a manifest nests 4 deep; anything far deeper is refused before parsing
 MANIFEST_NAME = "manifest.json"
 # The rows of the model's one output, (batch, 3, classes): what the model fused from its inputs,
 # the face's own prediction and the voice's own (a row whose modality is masked means nothing).
@@ -148,14 +150,36 @@ def _check_file(directory: Path, name: str, expected: str, where: str) -> None:
         )
 
 
+def _check_shapes(data: dict[str, Any], where: str) -> None:
+    """The tensors must be what the face and audio parameters produce: face (B, 1, size, size),
+    audio (B, frames, features), mask (B, 2), output (B, 3, classes)."""
+    try:
+        audio, face = AudioConfig(**data["audio"]), FaceConfig(**data["face"])
+        expected = {
+            "input 1 (face)": ("batch", 1, face.size, face.size),
+            "input 2 (audio)": ("batch", audio.num_frames, audio.feature_dim),
+            "input 3 (mask)": ("batch", 2),
+            "output": ("batch", len(OUTPUT_ROWS), len(LABELS)),
+        }
+    except (TypeError, ValueError, ArithmeticError) as error:
+        raise ModelError(f"{where}: face/audio parameters do not fit together ({error})") from None
+    tensors = [*data["inputs"], *data["outputs"]]
+    for (what, shape), tensor in zip(expected.items(), tensors, strict=True):
+        if tuple(tensor["shape"][1:]) != shape[1:]:
+            raise ModelError(
+                f"{where}: {what} '{tensor['name']}' has shape {tensor['shape']}; its face and "
+                f"audio parameters make it {list(shape)}"
+            )
+
+
 def load_manifest(path_or_dir: str | Path) -> Manifest:
     """Read, validate and verify an artifact's manifest (schema, labels, file hashes)."""
     path = manifest_path(path_or_dir)
     if not path.is_file():
         raise ModelError(f"no {MANIFEST_NAME} found for model {path_or_dir} (looked at {path})")
     try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        data = decode_json(path.read_bytes(), max_depth=MAX_DEPTH)
+    except (OSError, ValueError, RecursionError) as error:
         raise ModelError(f"{path}: not readable JSON ({error})") from None
     if isinstance(data, dict) and data.get("schema_version") != SCHEMA_VERSION:
         raise ModelError(
@@ -166,6 +190,7 @@ def load_manifest(path_or_dir: str | Path) -> Manifest:
     validate(data, str(path))
     if tuple(data["labels"]) != LABELS:
         raise ModelError(f"{path}: label order {data['labels']} differs from {list(LABELS)}")
+    _check_shapes(data, str(path))
     directory = path.parent
     _check_file(directory, data["model_file"], data["sha256"], str(path))
     for name, digest in data.get("extra_files", {}).items():

@@ -23,9 +23,19 @@ def iso_utc(epoch_ms: int) -> str:
     )
 
 
+# The `state` of a device, one of four, each with one rule that every state payload keeps:
+#   absent    nothing seen or heard: no label, confidence 0, no probabilities, no modality
+#   uncertain a face and/or voice, but no emotion has held above the threshold (yet): no label,
+#             confidence 0, the probabilities of this moment, the modalities seen
+#   present   a face and/or voice and a reported `label`; confidence is its probability now
+#   paused    inference paused by `set/pause`: as absent
+STATES = ("absent", "uncertain", "present", "paused")
+
+
 @dataclass
 class EmotionState:
-    """The current (smoothed) emotion of one device; label None when the state is 'absent'."""
+    """The current (smoothed) emotion of one device at one moment; see STATES for how `state`,
+    `label`, `probabilities` and the modalities go together."""
 
     label: str | None
     confidence: float
@@ -35,7 +45,12 @@ class EmotionState:
     epoch_ms: int
     seq: int
     model_id: str
-    state: str = "present"  # 'present' or 'absent' (no face and no voice)
+    state: str = "present"
+
+    @classmethod
+    def blank(cls, state: str, epoch_ms: int, seq: int, model_id: str) -> EmotionState:
+        """An `absent` or `paused` state: nothing seen, nothing reported."""
+        return cls(None, 0.0, {}, False, False, epoch_ms, seq, model_id, state)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -96,3 +111,6 @@ class Publisher(Protocol):
 
     def stop(self) -> None:
         """Publish availability offline, flush what is queued, disconnect."""
+
+    def problem(self) -> str | None:
+        """Why publishing can no longer work (a dead network thread), or None when healthy."""

@@ -6,12 +6,17 @@ client. Guarantees:
 - `availability` is retained, `offline` is the last will and is published on `stop()`;
   `state` is retained; `events` are not; Home Assistant discovery is retained and re-announced
   whenever `<discovery_prefix>/status` says `online` and after every reconnect.
-- Events and command results go through a bounded FIFO queue: none is lost while the broker is
-  away as long as the queue holds (QoS >= 1 messages are kept until the broker acknowledges
-  them, and re-sent in order on a fresh connection); beyond the bound the oldest are dropped
-  and counted. State and stats are "latest value" topics: only the newest is kept.
+- Events go through a bounded FIFO queue: none is lost while the broker is away as long as the
+  queue holds (QoS >= 1 messages are kept until the broker acknowledges them, and re-sent in
+  order on a fresh connection); beyond the bound the oldest are dropped and counted. State and
+  stats are "latest value" topics: only the newest is kept.
+- Command results have their own small queue and send budget, behind events: a flood of
+  commands never delays an event. Incoming commands are rate-limited per topic and in total;
+  the ones over the limit get no result and are counted (`throttled_commands`).
 - At most `max_rate_per_topic` messages per second per topic; the last state is re-sent every
   `heartbeat_s` when nothing newer came.
+- No exception escapes a paho callback (one would end paho's network thread); `problem()` says
+  when the connection machinery is dead anyway, so the daemon can exit and be restarted.
 - Wrong credentials or an untrusted certificate raise `BrokerError` from `start()` (and from
   the next publish call when they appear on a later reconnect); an unreachable broker is
   retried with capped exponential backoff, logged at every attempt.
@@ -19,15 +24,16 @@ client. Guarantees:
 
 from __future__ import annotations
 
-import json
+import functools
 import logging
 import socket
 import ssl
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -35,17 +41,19 @@ from paho.mqtt.enums import CallbackAPIVersion
 from edge import __version__
 from edge.errors import BrokerError
 from edge.labels import LABELS
-from edge.messages import CommandHandler, CommandResult, EmotionEvent, EmotionState
+from edge.messages import STATES, CommandHandler, CommandResult, EmotionEvent, EmotionState
 from edge.mqtt_config import MqttConfig
 from edge.payloads import (
     COMMANDS,
     MAX_COMMAND_BYTES,
     Topics,
     command_validator,
+    decode_json,
     encode,
     problems,
     stamped,
 )
+from edge.ratelimit import RateLimiter
 
 log = logging.getLogger("emoedge.mqtt")
 
@@ -59,6 +67,28 @@ FATAL_CONNACK = {133, 134, 135, 138, 140}
 INFLIGHT_WINDOW = 20
 STOP_FLUSH_S = 5.0
 MAX_RATE_SLOTS = 64
+# Command results: at most RESULT_QUEUE waiting (oldest dropped), RESULT_RATE sent per second.
+RESULT_QUEUE = 32
+RESULT_RATE = 10.0
+# Incoming commands: per topic COMMAND_RATE/s in bursts of COMMAND_BURST, COMMAND_TOTAL_RATE/s
+# over all topics together.
+COMMAND_RATE, COMMAND_BURST, COMMAND_TOTAL_RATE = 5.0, 10.0, 20.0
+
+F = TypeVar("F", bound=Callable[..., None])
+
+
+def guarded(callback: F) -> F:
+    """`callback` with every exception logged and swallowed: paho calls it on its network
+    thread, and an exception escaping there ends that thread silently."""
+
+    @functools.wraps(callback)
+    def run(*args: Any) -> None:
+        try:
+            callback(*args)
+        except Exception:
+            log.exception("MQTT callback %s failed", callback.__name__)
+
+    return run  # type: ignore[return-value]
 
 
 class Transient(Exception):
@@ -75,6 +105,7 @@ class _Outgoing:
     payload: bytes
     qos: int
     retain: bool = False
+    resend: bool = True  # kept until acknowledged and re-sent after a reconnect
 
 
 def new_client(
@@ -94,6 +125,7 @@ def new_client(
         reconnect_on_failure=reconnect,
     )
     client.reconnect_delay_set(config.reconnect_min_s, config.reconnect_max_s)  # type: ignore[arg-type]
+    client.suppress_exceptions = True  # a backstop: our callbacks are `guarded` already
     if log.isEnabledFor(logging.DEBUG):  # paho's own log is noise unless debugging
         client.enable_logger(logging.getLogger("emoedge.mqtt.paho"))
     if will:
@@ -119,16 +151,19 @@ def connect(client: mqtt.Client, config: MqttConfig, first: bool = False) -> Non
     accepted = threading.Event()
     outcome: list[Any] = []
 
+    @guarded
     def on_connect(c: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         outcome.append(reason)
         accepted.set()
 
+    @guarded
     def on_disconnect(c: mqtt.Client, userdata: Any, *args: Any) -> None:
         outcome.append(None)  # closed before the broker answered
         accepted.set()
 
     socket_errors: list[str] = []  # a TLS alert after the handshake: client certificate refused
 
+    @guarded
     def on_log(c: mqtt.Client, userdata: Any, level: int, line: str) -> None:
         if level == mqtt.MQTT_LOG_ERR:
             socket_errors.append(line)
@@ -211,11 +246,11 @@ def discovery_configs(
     emotion = {
         "name": "Emotion",
         "unique_id": f"{node}_emotion",
-        "value_template": "{{ value_json.label if value_json.label else 'absent' }}",
+        "value_template": "{{ value_json.label if value_json.label else value_json.state }}",
         "json_attributes_topic": topics.state,
         "json_attributes_template": "{{ value_json.probabilities | tojson }}",
         "device_class": "enum",
-        "options": [*LABELS, "absent"],
+        "options": [*LABELS, *(s for s in STATES if s != "present")],
         "icon": "mdi:emoticon-outline",
         **common,
     }
@@ -239,9 +274,9 @@ def parse_command(name: str, raw: bytes) -> tuple[Any, str]:
     if len(raw) > MAX_COMMAND_BYTES:
         return None, f"payload of {len(raw)} bytes is over the {MAX_COMMAND_BYTES}-byte limit"
     try:
-        value = json.loads(raw) if raw.strip() else {}
-    except (UnicodeDecodeError, ValueError) as error:
-        return None, f"payload is not JSON ({error})"
+        value = decode_json(raw)
+    except (ValueError, RecursionError) as error:
+        return None, f"payload is not acceptable JSON ({error})"
     found = problems(command_validator(name), value)
     if found:
         return None, "invalid payload: " + "; ".join(found)
@@ -275,6 +310,10 @@ class MqttPublisher:
         self._handler: CommandHandler | None = None
         self._cond = threading.Condition()
         self._queue: deque[_Outgoing] = deque()
+        self._results: deque[_Outgoing] = deque(maxlen=RESULT_QUEUE)
+        self._result_slot = 0.0  # monotonic time the next result may go out
+        self._incoming = RateLimiter(COMMAND_RATE, COMMAND_BURST, COMMAND_TOTAL_RATE)
+        self._client: mqtt.Client | None = None  # the connected one, for `problem()`
         self._inflight: deque[tuple[_Outgoing, mqtt.MQTTMessageInfo]] = deque()
         self._latest: dict[str, _Outgoing] = {}  # state and stats: newest not yet sent
         self._last_state: _Outgoing | None = None
@@ -285,7 +324,14 @@ class MqttPublisher:
         self._stopping = False
         self._fatal: BrokerError | None = None
         self._thread: threading.Thread | None = None
-        self._counts = dict(sent=0, dropped=0, reconnects=0, rejected_commands=0)
+        self._counts = dict(
+            sent=0,
+            dropped=0,
+            reconnects=0,
+            rejected_commands=0,
+            throttled_commands=0,
+            dropped_results=0,
+        )
 
     # -- the Publisher protocol ---------------------------------------------------------
 
@@ -345,9 +391,22 @@ class MqttPublisher:
         return self._connected
 
     def counters(self) -> dict[str, Any]:
-        """sent, queued, dropped, reconnects, rejected_commands and connected."""
+        """sent, queued, dropped, reconnects, rejected_commands, throttled_commands,
+        dropped_results and connected."""
         with self._cond:
             return self._mqtt_stats()
+
+    def problem(self) -> str | None:
+        """Why this publisher can no longer work (its connection thread or paho's network
+        thread died), or None while it is healthy or still reconnecting."""
+        if self._thread is not None and not self._thread.is_alive() and self._fatal is None:
+            return "the MQTT connection thread has died"
+        client = self._client
+        # paho has no public accessor for its network thread; `_thread` is None once stopped.
+        network = getattr(client, "_thread", None) if client is not None else None
+        if client is not None and self._connected and not (network and network.is_alive()):
+            return "the MQTT network thread has died"
+        return None
 
     # -- internals ------------------------------------------------------------------------
 
@@ -376,9 +435,9 @@ class MqttPublisher:
     def _new_client(self) -> mqtt.Client:
         will = _Outgoing(self.topics.availability, b"offline", 1, True)
         client = new_client(self.config, self.client_id, will)
-        client.on_publish = self._on_publish
-        client.on_message = self._on_message
-        client.on_disconnect = self._on_disconnect
+        client.on_publish = guarded(self._on_publish)
+        client.on_message = guarded(self._on_message)
+        client.on_disconnect = guarded(self._on_disconnect)
         return client
 
     def _on_publish(self, *args: Any) -> None:
@@ -454,8 +513,10 @@ class MqttPublisher:
         )
         with self._cond:
             self._connected = client.is_connected()
+            self._client = client
             self._announce = True
         stopped = self._pump(client)
+        self._client = None
         if stopped:
             info = client.publish(self.topics.availability, b"offline", 1, True)
             info.wait_for_publish(STOP_FLUSH_S)
@@ -487,13 +548,15 @@ class MqttPublisher:
                         self._inflight.popleft()
                     if self._stopping:
                         stop_by = stop_by or time.monotonic() + STOP_FLUSH_S
-                        idle = not (self._queue or self._inflight or self._latest)
+                        idle = not (self._queue or self._inflight or self._latest or self._results)
                         if idle or time.monotonic() > stop_by:
                             return True
                     if self._announce:
                         self._announce = False
                         break
                     msg, wait = self._next_message()
+                    if msg is None:
+                        msg, wait = self._next_result(wait)
                     if msg is None:
                         self._cond.wait(wait)
             if msg is None:
@@ -502,7 +565,7 @@ class MqttPublisher:
             info = client.publish(msg.topic, msg.payload, msg.qos, msg.retain)
             with self._cond:
                 self._counts["sent"] += 1
-                if msg.qos > 0:
+                if msg.qos > 0 and msg.resend:
                     self._inflight.append((msg, info))
 
     def _next_message(self) -> tuple[_Outgoing | None, float]:
@@ -533,6 +596,17 @@ class MqttPublisher:
             wait = min(wait, self._state_sent_at + self.config.heartbeat_s - now)
         return None, max(wait, 0.001)
 
+    def _next_result(self, wait: float) -> tuple[_Outgoing | None, float]:
+        """The oldest command result when its budget allows one, else (None, `wait` or the
+        time to the next result slot). Results are not re-sent after a reconnect."""
+        if not self._results:
+            return None, wait
+        now = time.monotonic()
+        if self._result_slot > now:
+            return None, min(wait, self._result_slot - now)
+        self._result_slot = now + 1.0 / RESULT_RATE
+        return self._results.popleft(), 0.0
+
     def _publish_announcement(self, client: mqtt.Client) -> None:
         """Availability online, Home Assistant discovery and the last state (all retained)."""
         client.publish(self.topics.availability, b"online", 1, True)
@@ -547,6 +621,15 @@ class MqttPublisher:
             if msg.payload == b"online":
                 log.info("Home Assistant is online: announcing discovery again")
                 self._wake_announce()
+            return
+        if not self._incoming.allow(msg.topic):
+            with self._cond:
+                self._counts["throttled_commands"] += 1
+                throttled = self._counts["throttled_commands"]
+            if throttled == 1 or throttled % 100 == 0:
+                log.warning(
+                    "too many commands: %d ignored so far (last on %s)", throttled, msg.topic
+                )
             return
         name = msg.topic.rsplit("/", 1)[-1]
         value, reason = parse_command(name, msg.payload)
@@ -564,7 +647,11 @@ class MqttPublisher:
             log.info("command %s applied: %s", msg.topic, result.message or value)
         body = stamped({"name": result.name, "ok": result.ok, "message": result.message,
                         "value": result.value, "extra": result.extra})  # fmt: skip
-        self._enqueue(_Outgoing(self.topics.result(name), encode(body), 1))
+        with self._cond:
+            if len(self._results) == RESULT_QUEUE:
+                self._counts["dropped_results"] += 1
+            self._results.append(_Outgoing(self.topics.result(name), encode(body), 1, resend=False))
+            self._cond.notify_all()
 
     def _handle(self, name: str, value: Any) -> CommandResult:
         assert self._handler is not None

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from edge.config_table import ConfigTable
+from edge.config_table import ConfigTable, collected, report
 from edge.errors import ConfigError
 
 PROTOCOLS = ("3.1.1", "5")
@@ -61,7 +61,7 @@ class MqttConfig:
     max_rate_per_topic: float = 20.0
     heartbeat_s: float = 60.0
     reconnect_min_s: float = 0.5
-    reconnect_max_s: float = 30.0
+    reconnect_max_s: float = 1.0
     connect_timeout_s: float = 10.0
 
     @property
@@ -106,10 +106,6 @@ def _get(
     return ConfigTable(table, key).get(name, kinds, default, check, allowed)
 
 
-def _positive(v: float) -> bool:
-    return v > 0
-
-
 def _topic_level(v: str) -> bool:
     return bool(v) and not any(c in v for c in "#+\0") and not v.startswith("/")
 
@@ -143,7 +139,7 @@ def _parse_tls(value: Any, key: str) -> TlsConfig | None:
     for name in ("ca_file", "certfile", "keyfile"):
         path = _get(value, key, name, str, None)
         if path is not None and not Path(path).is_file():
-            raise ConfigError(f"{key}.{name}: file not found: {path!r}")
+            report(f"{key}.{name}: file not found: {path!r}")
         files[name] = path
     if (files["certfile"] is None) != (files["keyfile"] is None):
         raise ConfigError(f"{key}: certfile and keyfile must be given together")
@@ -167,11 +163,23 @@ def _parse_qos(value: Any, key: str) -> QosConfig:
 
 
 def parse_mqtt_config(table: dict[str, Any], key: str = "mqtt") -> MqttConfig:
-    """Validate the `[mqtt]` table; ConfigError names the key, the value and what is allowed.
+    """Validate the `[mqtt]` table; ConfigError names the key, the value and what is allowed
+    (every problem of the table at once).
 
     The broker is given either as `url` (mqtt://host:port, mqtts:// turns TLS on) or as
     `host`/`port`. A plain `password` key is refused: use `password_env` or `password_file`.
     """
+    with collected():
+        config = _parse_mqtt(table, key)
+    return config
+
+
+def _seconds(table: dict[str, Any], key: str, name: str, default: float, low: float,
+             high: float) -> float:  # fmt: skip
+    return ConfigTable(table, key).number(name, default, low, high, " seconds")
+
+
+def _parse_mqtt(table: dict[str, Any], key: str) -> MqttConfig:
     if not isinstance(table, dict):
         raise ConfigError(f"{key}: expected a table, got {table!r}")
     if "password" in table:
@@ -205,21 +213,19 @@ def parse_mqtt_config(table: dict[str, Any], key: str = "mqtt") -> MqttConfig:
     password_env = _get(table, key, "password_env", str, None, bool, "a variable name")
     password_file = _get(table, key, "password_file", str, None, bool, "a file path")
     if password_env and password_file:
-        raise ConfigError(f"{key}.password_env: give password_env or password_file, not both")
+        report(f"{key}.password_env: give password_env or password_file, not both")
     if (password_env or password_file) and not username:
-        raise ConfigError(f"{key}.username: required when a password is configured")
+        report(f"{key}.username: required when a password is configured")
 
-    reconnect_min = _get(
-        table, key, "reconnect_min_s", (int, float), d.reconnect_min_s, _positive, "a number > 0"
-    )
+    reconnect_min = _seconds(table, key, "reconnect_min_s", d.reconnect_min_s, 0.01, 300.0)
     reconnect_max = _get(
         table,
         key,
         "reconnect_max_s",
         (int, float),
         d.reconnect_max_s,
-        lambda v: v >= reconnect_min,
-        f"a number >= reconnect_min_s ({reconnect_min})",
+        lambda v: reconnect_min <= v <= 3600,
+        f"a number in [reconnect_min_s ({reconnect_min}), 3600] seconds",
     )
     return MqttConfig(
         host=host,
@@ -274,27 +280,13 @@ def parse_mqtt_config(table: dict[str, Any], key: str = "mqtt") -> MqttConfig:
             lambda v: 1 <= v <= 10**6,
             "1..1000000 messages",
         ),
-        max_rate_per_topic=_get(
-            table,
-            key,
-            "max_rate_per_topic",
-            (int, float),
-            d.max_rate_per_topic,
-            _positive,
-            "messages per second > 0",
+        max_rate_per_topic=ConfigTable(table, key).number(
+            "max_rate_per_topic", d.max_rate_per_topic, 0.01, 10000.0, " messages per second"
         ),
-        heartbeat_s=_get(
-            table, key, "heartbeat_s", (int, float), d.heartbeat_s, _positive, "seconds > 0"
-        ),
+        heartbeat_s=_seconds(table, key, "heartbeat_s", d.heartbeat_s, 0.1, 86400.0),
         reconnect_min_s=reconnect_min,
-        reconnect_max_s=reconnect_max,
-        connect_timeout_s=_get(
-            table,
-            key,
-            "connect_timeout_s",
-            (int, float),
-            d.connect_timeout_s,
-            _positive,
-            "seconds > 0",
+        reconnect_max_s=float(reconnect_max),
+        connect_timeout_s=_seconds(
+            table, key, "connect_timeout_s", d.connect_timeout_s, 0.1, 600.0
         ),
     )

@@ -7,6 +7,7 @@ Schemas live in `edge/schemas/<name>.json` (JSON Schema draft 2020-12, versioned
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import dataclass
 from functools import cache
@@ -21,6 +22,7 @@ from edge.messages import SCHEMA_VERSION, iso_utc
 AVAILABILITY = ("online", "offline")
 COMMANDS = ("pause", "resume", "rate", "threshold")
 MAX_COMMAND_BYTES = 1024
+MAX_COMMAND_DEPTH = 4  # commands are flat objects; deeper nesting is refused before parsing
 
 
 def valid_topic_level(value: str) -> bool:
@@ -109,6 +111,54 @@ def problems(validator_: Draft202012Validator, payload: Any) -> list[str]:
         f"{'/'.join(map(str, e.absolute_path)) or '(payload)'}: {e.message}"
         for e in sorted(validator_.iter_errors(payload), key=lambda e: list(e.absolute_path))
     ]
+
+
+def nesting_depth(text: str) -> int:
+    """The deepest nesting of JSON arrays and objects in `text` (brackets inside strings do
+    not count); cheap and without recursion, so it can run before the parser."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is out of the range of a finite number")
+    return value
+
+
+def decode_json(raw: bytes, max_depth: int = MAX_COMMAND_DEPTH) -> Any:
+    """Parse untrusted JSON: ValueError for non-UTF-8 bytes, nesting deeper than
+    `max_depth`, NaN/Infinity and numbers that overflow to infinity (empty means {})."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ValueError(f"not UTF-8 (byte {error.start})") from None
+    if not text.strip():
+        return {}
+    if nesting_depth(text) > max_depth:
+        raise ValueError(f"nested deeper than {max_depth} levels")
+    return json.loads(text, parse_constant=_no_constant, parse_float=_finite)
 
 
 def now_ms() -> int:

@@ -1,10 +1,10 @@
 """One inference cycle: frame → face → audio window → mask → model → smoothing → events.
 
-Both modalities missing means state "absent" and no inference. Everything the model is fed
-follows its manifest (face size and normalisation, audio rate, window and features). The face
-detector runs every `detector.interval_s` and the box is followed in between
-(edge.detect.track); audio features are computed only for the analysis frames that are new
-since the last cycle (edge.features).
+Both modalities missing means state "absent" and no inference (see edge.messages.STATES).
+Everything the model is fed follows its manifest (face size and normalisation, audio rate,
+window and features). The face detector runs every `detector.interval_s` and the box is
+followed in between (edge.detect.track); audio features are computed only for the analysis
+frames that are new since the last cycle (edge.features).
 """
 
 from __future__ import annotations
@@ -182,19 +182,32 @@ class Pipeline:
         return self.seq
 
     def _state(self, inputs: ModelInputs, smoothed: np.ndarray | None) -> EmotionState:
+        """The state of this moment (edge.messages.STATES): what is seen now, its smoothed
+        probabilities, and the reported label while something is seen."""
+        epoch_ms, seq = int(time.time() * 1000), self._next_seq()
+        if smoothed is None:
+            return EmotionState.blank("absent", epoch_ms, seq, self.model_id)
         label = self.policy.reported
-        probs = np.zeros(len(LABELS)) if smoothed is None else smoothed
-        confidence = 0.0 if label is None else float(probs[LABELS.index(label)])
+        confidence = 0.0 if label is None else float(smoothed[LABELS.index(label)])
         return EmotionState(
             label=label,
             confidence=round(confidence, 4),
-            probabilities={name: round(float(p), 4) for name, p in zip(LABELS, probs, strict=True)},
+            probabilities={n: round(float(p), 4) for n, p in zip(LABELS, smoothed, strict=True)},
             face=bool(inputs.mask[0]),
             audio=bool(inputs.mask[1]),
-            epoch_ms=int(time.time() * 1000),
-            seq=self._next_seq(),
+            epoch_ms=epoch_ms,
+            seq=seq,
             model_id=self.model_id,
-            state="absent" if label is None else "present",
+            state="uncertain" if label is None else "present",
+        )
+
+    def paused_state(self) -> EmotionState:
+        """The `paused` state; when inference resumes, smoothing starts afresh and the first
+        cycle publishes its state."""
+        self.smoother.reset()
+        self.policy.republish()
+        return EmotionState.blank(
+            "paused", int(time.time() * 1000), self._next_seq(), self.model_id
         )
 
     def _event(self, change: Change, state: EmotionState) -> EmotionEvent:

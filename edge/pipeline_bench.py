@@ -62,6 +62,9 @@ class NullPublisher:
 
     def stop(self) -> None: ...
 
+    def problem(self) -> str | None:
+        return None
+
     def _encode(self, payload: dict[str, Any]) -> None:
         encode(payload)
         self.messages += 1

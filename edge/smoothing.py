@@ -83,3 +83,7 @@ class EventPolicy:
 
     def state_published(self, now: float) -> None:
         self._last_state = now
+
+    def republish(self) -> None:
+        """Make the next update's state due at once (e.g. after a pause)."""
+        self._last_state = None

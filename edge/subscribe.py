@@ -63,7 +63,7 @@ class LiveView:
         if kind == "availability":
             row.online = payload == "online"
         elif kind == "state":
-            row.label = payload["label"] or "absent"
+            row.label = payload["label"] or payload["state"]
             row.confidence = payload["confidence"]
         elif kind == "events":
             row.label = payload["current"] or "absent"

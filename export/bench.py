@@ -170,17 +170,21 @@ def run_bench(
     warmup: int,
     teacher: Path | None,
     json_path: Path | None,
+    out: Path | None = None,
 ) -> int:
-    """Measure every target at every thread count; write bench.md and bench.png into the
-    first folder (and JSON where asked)."""
+    """Measure every target at every thread count and print the table; write bench.md and
+    bench.png into `out` and JSON into `json_path` where asked, nothing anywhere else."""
     targets = discover(directories, teacher)
-    directory = Path(directories[0])
     results = [
         measure_in_fresh_process(target, t, runs, warmup) for target in targets for t in threads
     ]
     table = markdown(results)
-    (Path(directory) / "bench.md").write_text(table)
-    chart = bar_chart(results, Path(directory) / "bench.png")
+    print(table)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        chart = bar_chart(results, out / "bench.png")  # first: it needs matplotlib
+        (out / "bench.md").write_text(table)
+        print(f"table: {out / 'bench.md'}, chart: {chart}")
     payload = {
         "runs": runs,
         "warmup": warmup,
@@ -189,6 +193,4 @@ def run_bench(
     }
     if json_path:
         json_path.write_text(json.dumps(payload, indent=1) + "\n")
-    print(table)
-    print(f"chart: {chart}")
     return 1 if any("error" in r for r in results) else 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import zipfile
 from importlib import import_module
 from pathlib import Path
 
@@ -45,7 +46,19 @@ def _configure_export(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cache-dir", type=Path, help="decoded-corpus cache (default ~/.cache)")
 
 
+def _require_checkpoint(path: Path) -> None:
+    """ModelError unless `path` is a file in PyTorch's checkpoint format (a zip archive)."""
+    if not path.is_file():
+        raise ModelError(f"checkpoint not found: {path}")
+    if not zipfile.is_zipfile(path):
+        raise ModelError(
+            f"{path} is not a PyTorch checkpoint (expected the .pt file that emoedge distill "
+            "writes, e.g. distill/checkpoints/student.pt)"
+        )
+
+
 def _run_export(args: argparse.Namespace) -> int:
+    _require_checkpoint(args.checkpoint)
     from export.exporter import ExportOptions, export_checkpoint, parse_formats
 
     report = export_checkpoint(
@@ -97,6 +110,7 @@ def _configure_bench(p: argparse.ArgumentParser) -> None:
     p.add_argument("--runs", type=int, default=200, help="timed runs per measurement")
     p.add_argument("--warmup", type=int, default=20, help="untimed runs first")
     p.add_argument("--json", type=Path, help="also write the results here")
+    p.add_argument("--out", type=Path, help="also write bench.md and bench.png into this folder")
     p.add_argument(
         "--teacher",
         type=Path,
@@ -143,11 +157,14 @@ def _run_bench(args: argparse.Namespace) -> int:
         return _delegate("edge.pipeline_bench", "run_pipeline_bench", args)
     if args.mqtt:
         return _delegate("edge.mqtt_bench", "run_mqtt_bench", args)
+    import_module("torch")  # the PyTorch reference is measured in a subprocess: fail here
+    import_module("matplotlib")  # the chart
     from export.bench import run_bench
 
     return run_bench(
-        args.dirs, _int_list(args.threads), args.runs, args.warmup, args.teacher, args.json
-    )
+        args.dirs, _int_list(args.threads), args.runs, args.warmup, args.teacher, args.json,
+        args.out,
+    )  # fmt: skip
 
 
 EXPORT = Command(

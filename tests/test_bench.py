@@ -31,9 +31,11 @@ def bench(exported_student: Exported, tmp_path_factory: pytest.TempPathFactory) 
         teacher,
         "--json",
         out,
+        "--out",
+        work / "report",
     )
     assert code == 0
-    return {**json.loads(out.read_text()), "teacher": teacher}
+    return {**json.loads(out.read_text()), "teacher": teacher, "report": work / "report"}
 
 
 def pytorch_name(checkpoint: Path) -> str:
@@ -57,11 +59,14 @@ def test_every_artifact_and_both_checkpoints_are_measured(
     assert measured[student]["runtime"] == "pytorch student"
 
 
-def test_table_and_chart_are_written(exported_student: Exported, bench: dict) -> None:
-    table = (exported_student.out / "bench.md").read_text()
+def test_table_and_chart_are_written_only_where_told(
+    exported_student: Exported, bench: dict
+) -> None:
+    table = (bench["report"] / "bench.md").read_text()
     for name in ARTIFACTS:
         assert f"| {name} |" in table
-    png = (exported_student.out / "bench.png").read_bytes()
+    assert not list(exported_student.out.glob("bench.*"))  # the measured folder is untouched
+    png = (bench["report"] / "bench.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
 
 

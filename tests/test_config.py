@@ -3,6 +3,8 @@ and what is allowed; `emoedge config check` reports it with exit code 3."""
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
 
 import pytest
@@ -49,7 +51,7 @@ def test_values_are_typed() -> None:
     ("data", "fragments"),
     [
         ({"camera": {"source": "webcam"}}, ["camera.source", "'webcam'", "picamera2, opencv"]),
-        ({"rates": {"inference_hz": 0}}, ["rates.inference_hz", "0", "[0.1, 120.0]"]),
+        ({"rates": {"inference_hz": 0}}, ["rates.inference_hz", "0", "[0.01, 120.0]"]),
         ({"rates": {"inference_hz": "fast"}}, ["rates.inference_hz", "'fast'"]),
         ({"smoothing": {"alpha": 1.5}}, ["smoothing.alpha", "1.5", "(0, 1]"]),
         ({"events": {"threshold": True}}, ["events.threshold", "True"]),
@@ -103,3 +105,65 @@ def test_config_check_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]
 
     assert main(["config", "check", str(tmp_path / "missing.toml")]) == ConfigError.exit_code
     assert "not found" in capsys.readouterr().err
+
+
+def test_template_documents_every_key() -> None:
+    """Each key of every table appears in the template, set or commented out."""
+    from dataclasses import fields
+
+    from edge.mqtt_config import MqttConfig, QosConfig, TlsConfig
+
+    text = TEMPLATE.read_text()
+    keys = {f.name for cls in (MqttConfig, QosConfig, TlsConfig) for f in fields(cls)}
+    keys -= {"tls", "qos", "host", "port"}  # tables, and the url's parts
+    missing = sorted(k for k in keys if not re.search(rf"^#? ?{k} = ", text, re.MULTILINE))
+    assert not missing, f"the template does not document {missing}"
+
+
+def test_every_error_of_a_file_is_listed_at_once(tmp_path: Path) -> None:
+    bad = write_toml(tmp_path / "bad.toml", {
+        "rates": {"inference_hz": 0},
+        "smoothing": {"method": "median", "alpha": 7},
+        "cameras": {},
+        "mqtt": {"port": 0, "qos": {"events": 3}},
+    })  # fmt: skip
+    with pytest.raises(ConfigError) as info:
+        load_config(bad)
+    message = str(info.value)
+    for key in ("rates.inference_hz", "smoothing.method", "smoothing.alpha", "cameras",
+                "mqtt.port", "mqtt.qos.events"):  # fmt: skip
+        assert key in message, message
+    assert "6 problems" in message
+
+
+@pytest.mark.parametrize(
+    "key", ["connect_timeout_s", "reconnect_min_s", "reconnect_max_s", "heartbeat_s",
+            "max_rate_per_topic"],
+)  # fmt: skip
+@pytest.mark.parametrize("value", ["inf", "-inf", "nan", "1e308"])
+def test_non_finite_and_huge_times_and_rates_are_refused(
+    tmp_path: Path, key: str, value: str
+) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(f"[mqtt]\n{key} = {value}\n")
+    with pytest.raises(ConfigError, match=rf"mqtt\.{key}: invalid value"):
+        load_config(path)
+
+
+def test_config_check_verifies_the_files_it_names(tmp_path: Path) -> None:
+    secret = tmp_path / "pw"
+    secret.write_text("x")
+    secret.chmod(0)
+    config = write_toml(tmp_path / "c.toml", {
+        "camera": {"source": "file", "path": str(tmp_path / "no.avi")},
+        "microphone": {"source": "file", "path": str(tmp_path / "no.flac")},
+        "model": {"artifact": str(tmp_path / "no-model")},
+        "mqtt": {"username": "u", "password_file": str(secret)},
+    })  # fmt: skip
+    code, _, err = finish(emoedge("config", "check", str(config)))
+    assert code == ConfigError.exit_code and "Traceback" not in err
+    for fragment in ("camera.path: video file not found", "microphone.path: audio file not found",
+                     "model.artifact: model artifact not found"):  # fmt: skip
+        assert fragment in err, err
+    if os.geteuid() != 0:  # root reads everything
+        assert "mqtt.password_file" in err and "not readable" in err

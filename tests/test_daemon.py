@@ -200,6 +200,9 @@ class Recorder:
     def stop(self) -> None:
         self.calls.append("stop")
 
+    def problem(self) -> str | None:
+        return None
+
 
 def test_voice_only_daemon_ends_with_its_audio_file(tiny_model: Path) -> None:
     from edge.config import parse_config

@@ -2,17 +2,37 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
 import pytest
 
+from edge.backends import DEFAULT_MODELS
 from edge.cli import main
 from edge.errors import ConfigError, DataError, DeviceError, ModelError
+from edge.manifest import sha256_file
 from tests.fixtures_daemon import emoedge, finish, sample_config, write_toml
 from tests.fixtures_mqtt import free_port
 
 NO_BROKER = {"url": f"mqtt://127.0.0.1:{free_port()}"}
+
+
+def _tflite_copy(dest: Path) -> Path:
+    """A copy of the bundled TFLite artifact to damage."""
+    shutil.copytree(DEFAULT_MODELS / "tflite-int8", dest)
+    return dest
+
+
+def _edit_manifest(artifact: Path, **changes: object) -> None:
+    path = artifact / "manifest.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), **changes}))
+
+
+def _on_litert(artifact: Path) -> dict:
+    config = sample_config(artifact, NO_BROKER)
+    config["model"]["backend"] = "litert"
+    return config
 
 
 def cases(tmp_path: Path, model: Path) -> dict[str, tuple[dict | str, int, str]]:
@@ -23,7 +43,34 @@ def cases(tmp_path: Path, model: Path) -> dict[str, tuple[dict | str, int, str]]
     no_manifest = tmp_path / "no-manifest"
     no_manifest.mkdir()
     shutil.copy(model / "model.onnx", no_manifest / "model.onnx")
+    corrupt_tflite = _tflite_copy(tmp_path / "corrupt-tflite")
+    model_file = corrupt_tflite / "model.tflite"
+    blob = model_file.read_bytes()  # the middle third zeroed: a valid flatbuffer, bad tensors
+    third = len(blob) // 3
+    model_file.write_bytes(blob[:third] + bytes(third) + blob[2 * third :])
+    _edit_manifest(corrupt_tflite, sha256=sha256_file(model_file))
+    two_inputs = _tflite_copy(tmp_path / "two-inputs")
+    _edit_manifest(two_inputs, inputs=json.loads((two_inputs / "manifest.json").read_text())[
+        "inputs"][:2])  # fmt: skip
+    huge_window = _tflite_copy(tmp_path / "huge-window")
+    audio = json.loads((huge_window / "manifest.json").read_text())["audio"]
+    _edit_manifest(huge_window, audio={**audio, "window_s": 1e9})
     return {
+        "corrupt tflite": (
+            _on_litert(corrupt_tflite),
+            ModelError.exit_code,
+            "litert cannot load",
+        ),
+        "tflite manifest with two inputs": (
+            _on_litert(two_inputs),
+            ModelError.exit_code,
+            "'inputs'",
+        ),
+        "manifest window of 1e9 s": (
+            _on_litert(huge_window),
+            ModelError.exit_code,
+            "audio/window_s",
+        ),
         "corrupt video": (
             sample_config(model, NO_BROKER, camera={"path": str(corrupt)}),
             DataError.exit_code,

@@ -161,6 +161,27 @@ def test_purge_also_removes_config_and_state(
 
 
 @pytest.mark.usefixtures("template")
+@pytest.mark.parametrize("platform", ["generic", "jetson"])
+def test_drop_ins_stay_without_purge_and_go_with_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], platform: str
+) -> None:
+    """`systemctl edit emoedge` (what the unit tells users to do) writes override.conf."""
+    install(capsys, tmp_path, "--platform", platform)
+    override = tmp_path / "etc/systemd/system/emoedge.service.d/override.conf"
+    override.parent.mkdir(exist_ok=True)
+    override.write_text("[Service]\nEnvironment=X=1\n")
+    code, out = emoedge(capsys, "uninstall", "--root", str(tmp_path))
+    assert code == 0 and override.exists() and "override.conf" in out and "--purge" in out
+    assert not (tmp_path / DROPIN).exists()  # the jetson drop-in is ours: removed
+    install(capsys, tmp_path, "--platform", platform)
+    code, out = emoedge(capsys, "uninstall", "--root", str(tmp_path), "--purge")
+    assert code == 0 and "emoedge.service.d" in out
+    assert not override.parent.exists()
+    # the folders above existed (they held the override) when the second install ran
+    assert set(snapshot(tmp_path)) == {"etc", "etc/systemd", "etc/systemd/system"}
+
+
+@pytest.mark.usefixtures("template")
 def test_changed_unit_is_restored(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     install(capsys, tmp_path, "--platform", "generic")
     (tmp_path / UNIT).write_text("[Service]\nExecStart=/bin/false\n")

@@ -92,7 +92,15 @@ def test_unreadable_json_is_refused(tmp_path: Path) -> None:
         ({"sha256": "xyz"}, "'sha256'"),
         ({"model_file": "../escape.onnx"}, "'model_file'"),
         ({"audio": {"sample_rate": 16000}}, "'audio'"),
-        ({"inputs": [{"name": "face", "shape": [0, 1], "dtype": "float32"}]}, "inputs/0/shape/0"),
+        (
+            {"inputs": [{"name": "face", "shape": [0, 1], "dtype": "float32"}] * 3},
+            r"inputs/\d/shape/0",
+        ),
+        (
+            {"inputs": [{"name": "face", "shape": ["batch", 1], "dtype": "float32"}] * 2},
+            "'inputs'.*too short",
+        ),
+        ({"face": {"size": 100000, "mean": 0.5, "std": 0.25, "margin": 0.1}}, "'face/size'"),
         ({"surprise": 1}, "surprise"),
         ({"labels": list(reversed(LABELS))}, "label order"),
     ],

@@ -65,6 +65,8 @@ def test_commands_are_applied_acknowledged_or_rejected(tmp_path, tiny_model, mqt
         }  # fmt: skip
         assert command("threshold", '{"confidence": 0.4}')["ok"]
         assert command("pause", "")["message"] == "paused"
+        wait_for(lambda: json.loads(log.on(f"{base}/state")[-1])["state"] == "paused",
+                 what="the paused state")  # fmt: skip
         assert command("resume", "{}")["message"] == "resumed"
         for name, bad in [("rate", '{"hz": -1}'), ("rate", "fast"), ("threshold", "{}"),
                           ("pause", "x" * 5000), ("reboot", "{}")]:  # fmt: skip

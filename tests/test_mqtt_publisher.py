@@ -13,7 +13,7 @@ import paho.mqtt.publish as mqtt_publish
 import pytest
 
 from edge.client import decode
-from edge.messages import CommandResult
+from edge.messages import CommandResult, EmotionState
 from edge.payloads import Topics, problems, validator
 from tests.conftest import REPO
 from tests.fixtures_mqtt import MessageLog, sample_event, sample_state, wait_for, wait_online
@@ -47,10 +47,7 @@ def test_every_published_payload_validates_against_its_schema(mqtt_broker, make_
     publisher = make_publisher(mqtt_broker, "schemas", **FAST)
     publisher.set_command_handler(lambda name, value: CommandResult(name, True, "ok", value))
     publisher.publish_state(sample_state(1))
-    absent = sample_state(2)
-    absent.label, absent.state, absent.probabilities, absent.face, absent.audio = (
-        None, "absent", {}, False, False)  # fmt: skip
-    publisher.publish_state(absent)
+    publisher.publish_state(EmotionState.blank("absent", 1, 2, "test-model"))
     publisher.publish_event(sample_event(2, "happy", None))
     publisher.publish_stats({"fps": 4.5, "latency_ms": {"p50": 12.0}})
     wait_online(mqtt_broker, "schemas")  # a command sent before the subscription is lost

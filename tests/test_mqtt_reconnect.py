@@ -6,6 +6,8 @@ it receives is exactly what the publisher delivered."""
 from __future__ import annotations
 
 import json
+import logging
+import re
 import time
 
 from edge.errors import BrokerError
@@ -24,8 +26,9 @@ def _seqs(log: MessageLog) -> list[int]:
     return list(seen)
 
 
-def _outage(broker, publisher, log, before: int, during: int) -> None:
-    """`before` events live, kill the broker, `during` events while it is away, restart it."""
+def _outage(broker, publisher, log, before: int, during: int, restart: bool = True) -> None:
+    """`before` events live, kill the broker, `during` events while it is away, restart it
+    (unless not `restart`)."""
     for seq in range(before):
         publisher.publish_event(sample_event(seq))
     wait_for(lambda: len(_seqs(log)) == before, what="events before the outage")
@@ -33,7 +36,8 @@ def _outage(broker, publisher, log, before: int, during: int) -> None:
     wait_for(lambda: not publisher.connected, what="the publisher to notice the outage")
     for seq in range(before, before + during):
         publisher.publish_event(sample_event(seq))
-    broker.start()
+    if restart:
+        broker.start()
 
 
 def test_restart_mid_stream_loses_and_reorders_nothing_within_the_bound(
@@ -107,3 +111,24 @@ def test_two_daemons_with_one_device_id_stop_fighting(mqtt_broker, make_publishe
     assert _gave_up(survivor) is None
     time.sleep(3 * QUICK["reconnect_max_s"])  # room for a reconnect that must not happen
     assert survivor.connected and not any(t.connected for t in twins if t is not survivor)
+
+
+def test_default_backoff_retries_at_least_every_second(private_broker, make_publisher, caplog):
+    """With the default back-off a long outage still ends in a reconnect within about a second
+    of the broker's return: no wait between attempts is longer than 1 s. Nothing is lost."""
+    caplog.set_level(logging.WARNING, logger="emoedge.mqtt")
+    log = MessageLog(private_broker, "emoedge/flaky/#", session="backoff-subscriber")
+    publisher = make_publisher(private_broker, "flaky", max_rate_per_topic=1000)
+    wait_for(lambda: log.on(TOPICS.availability) == [b"online"], what="online")
+
+    def waits() -> list[float]:
+        found = (re.search(r"next attempt in ([\d.]+) s", r.getMessage()) for r in caplog.records)
+        return [float(m.group(1)) for m in found if m]
+
+    _outage(private_broker, publisher, log, before=5, during=5, restart=False)
+    wait_for(lambda: len(waits()) >= 6, what="six failed attempts")  # 0.5 s, then 1 s each
+    private_broker.start()
+    wait_for(lambda: publisher.connected, what="the reconnect")
+    wait_for(lambda: len(_seqs(log)) >= 10, what="the queued events")
+    assert _seqs(log) == list(range(10))
+    assert max(waits()) <= 1.0, waits()

@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from edge.errors import ConfigError, ModelError
+from edge.errors import ConfigError, EmoedgeError, ModelError
 from edge.manifest import OUTPUT_ROWS, Manifest
 
 log = logging.getLogger(__name__)
@@ -51,8 +51,15 @@ class Runner:
         self.manifest = manifest
         self.options = self.Options(**options)
         self._input_names = tuple(t.name for t in manifest.inputs)
-        self._load()
-        self._smoke_test()
+        try:
+            self._load()
+            self._smoke_test()
+        except EmoedgeError:
+            raise
+        except Exception as error:  # a runtime's own error for a damaged or odd model file
+            raise ModelError(
+                f"{self.name} cannot load {manifest.model_path}: {type(error).__name__}: {error}"
+            ) from None
 
     def _load(self) -> None:
         """Open the model with the runtime (called once from __init__)."""

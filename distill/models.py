@@ -97,10 +97,10 @@ RELIABILITY_UNIT = math.log(math.e - 1)
 
 
 def certainty(log_probs: torch.Tensor) -> torch.Tensor:
-    """1 − normalised entropy of each row of log-probabilities (B, K) → (B, 1): 0 for a
+    """1 − normalised entropy of each row of log-probabilities (B, 7) → (B, 1): 0 for a
     uniform prediction, 1 for a certain one."""
     entropy = -(log_probs.exp() * log_probs).sum(1, keepdim=True)
-    return 1 - entropy / math.log(log_probs.shape[1])
+    return 1 - entropy / math.log(NUM_CLASSES)
 
 
 class LateFusionHead(nn.Module):

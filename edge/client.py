@@ -63,6 +63,8 @@ class Message:
             seq=d["seq"],
             model_id=d["model_id"],
             state=d["state"],
+            by_modality=d.get("by_modality", {"face": None, "voice": None}),
+            fusion=d.get("fusion", "auto"),
         )
 
     @property

@@ -16,6 +16,7 @@ from typing import Any
 from edge.backends import BACKENDS
 from edge.config_table import ConfigTable, collected, report, section
 from edge.errors import ConfigError
+from edge.fusion import MAX_VOICE_WEIGHT, MODES, FusionConfig
 from edge.mqtt_config import MqttConfig, parse_mqtt_config
 
 if sys.version_info >= (3, 11):
@@ -116,6 +117,7 @@ class Config:
     smoothing: SmoothingConfig = field(default_factory=SmoothingConfig)
     events: EventConfig = field(default_factory=EventConfig)
     detector: DetectorConfig = field(default_factory=DetectorConfig)
+    fusion: FusionConfig = field(default_factory=FusionConfig)
     frame_queue: int = 4
     max_audio_wait_s: float = 0.25
     stats_interval_s: float = 60.0
@@ -221,6 +223,15 @@ def _detector(t: ConfigTable) -> DetectorConfig:
     )
 
 
+def _fusion(t: ConfigTable) -> FusionConfig:
+    t.check_keys({"mode", "voice_weight"})
+    d = FusionConfig()
+    return FusionConfig(
+        mode=t.choice("mode", MODES, d.mode),
+        voice_weight=t.number("voice_weight", d.voice_weight, 0.0, MAX_VOICE_WEIGHT),
+    )
+
+
 def parse_config(data: dict[str, Any]) -> Config:
     """Validate a parsed TOML document into a Config; one ConfigError lists every problem."""
     with collected():
@@ -231,7 +242,7 @@ def parse_config(data: dict[str, Any]) -> Config:
 def _parse(data: dict[str, Any]) -> Config:
     top = ConfigTable(data, "")
     top.check_keys({"device_id", "camera", "microphone", "model", "rates", "smoothing",
-                    "events", "detector", "queues", "stats", "mqtt"})  # fmt: skip
+                    "events", "detector", "fusion", "queues", "stats", "mqtt"})  # fmt: skip
     d = Config()
     camera = section(lambda: _camera(top.sub("camera")), d.camera)
     microphone = section(lambda: _microphone(top.sub("microphone")), d.microphone)
@@ -261,6 +272,7 @@ def _parse(data: dict[str, Any]) -> Config:
         smoothing=section(lambda: _smoothing(top.sub("smoothing")), d.smoothing),
         events=section(lambda: _events(top.sub("events")), d.events),
         detector=section(lambda: _detector(top.sub("detector")), d.detector),
+        fusion=section(lambda: _fusion(top.sub("fusion")), d.fusion),
         frame_queue=queues.integer("frames", d.frame_queue, 1, 1024),
         max_audio_wait_s=queues.number("max_audio_wait_s", d.max_audio_wait_s, 0.0, 5.0),
         stats_interval_s=stats.number("interval_s", d.stats_interval_s, 1.0, 86400.0, " s"),

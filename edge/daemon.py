@@ -17,6 +17,7 @@ from typing import Any
 
 from edge.capture import Camera, Frame, Microphone
 from edge.errors import BrokerError, EmoedgeError
+from edge.fusion import FusionConfig
 from edge.messages import CommandResult, Publisher
 from edge.pipeline import CycleResult, Pipeline
 from edge.sdnotify import Notifier
@@ -105,7 +106,7 @@ class Daemon:
     # -- commands from MQTT ---------------------------------------------------------------
 
     def handle_command(self, name: str, value: Any) -> CommandResult:
-        """Apply a validated `set/<name>` command (pause, resume, rate, threshold)."""
+        """Apply a validated `set/<name>` command (pause, resume, rate, threshold, fusion)."""
         if name == "pause":
             self.paused = True
             self._wake.set()  # the loop publishes the `paused` state
@@ -125,6 +126,16 @@ class Daemon:
             policy.hold_s = float(value.get("hold_s", policy.hold_s))
             return CommandResult(
                 name, True, f"threshold {policy.threshold}, hold {policy.hold_s} s", value
+            )
+        if name == "fusion":
+            current = self.pipeline.fusion
+            fusion = FusionConfig(
+                mode=value.get("mode", current.mode),
+                voice_weight=float(value.get("voice_weight", current.voice_weight)),
+            )
+            self.pipeline.set_fusion(fusion)  # from the next cycle on
+            return CommandResult(
+                name, True, f"fusion {fusion.mode}, voice weight {fusion.voice_weight}", value
             )
         return CommandResult(name, False, f"unknown command {name!r}")
 

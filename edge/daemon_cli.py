@@ -53,7 +53,9 @@ def build_daemon(config: Config, runner: Any, publisher: Any, notifier: Any = No
     # Room for the window plus a few seconds of lag behind the microphone.
     window_s = runner.manifest.audio.window_s
     ring = AudioRing(microphone.sample_rate, window_s + 5.0) if microphone else None
-    pipeline = Pipeline(runner, detector, ring, config.smoothing, config.events, Stats())
+    pipeline = Pipeline(
+        runner, detector, ring, config.smoothing, config.events, Stats(), config.fusion
+    )
     return Daemon(
         pipeline,
         publisher,

@@ -46,11 +46,19 @@ class EmotionState:
     seq: int
     model_id: str
     state: str = "present"
+    # each used modality's own prediction at this moment, {'label', 'confidence'} or None
+    # where it is not used: what drove the fused result
+    by_modality: dict[str, dict[str, Any] | None] = field(
+        default_factory=lambda: {"face": None, "voice": None}
+    )
+    fusion: str = "auto"  # the fusion mode (edge.fusion.MODES)
 
     @classmethod
-    def blank(cls, state: str, epoch_ms: int, seq: int, model_id: str) -> EmotionState:
+    def blank(
+        cls, state: str, epoch_ms: int, seq: int, model_id: str, fusion: str = "auto"
+    ) -> EmotionState:
         """An `absent` or `paused` state: nothing seen, nothing reported."""
-        return cls(None, 0.0, {}, False, False, epoch_ms, seq, model_id, state)
+        return cls(None, 0.0, {}, False, False, epoch_ms, seq, model_id, state, fusion=fusion)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

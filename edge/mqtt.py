@@ -248,7 +248,7 @@ def discovery_configs(
         "unique_id": f"{node}_emotion",
         "value_template": "{{ value_json.label if value_json.label else value_json.state }}",
         "json_attributes_topic": topics.state,
-        "json_attributes_template": "{{ value_json.probabilities | tojson }}",
+        "json_attributes_template": ATTRIBUTES_TEMPLATE,
         "device_class": "enum",
         "options": [*LABELS, *(s for s in STATES if s != "present")],
         "icon": "mdi:emoticon-outline",
@@ -265,6 +265,19 @@ def discovery_configs(
     }
     base = f"{discovery_prefix}/sensor/{node}"
     return {f"{base}/emotion/config": emotion, f"{base}/confidence/config": confidence}
+
+
+# Home Assistant attributes of the emotion sensor: the probabilities, and what each modality said
+# on its own with the fusion mode (so an automation can see what drove the result).
+ATTRIBUTES_TEMPLATE = (
+    "{% set own = value_json.by_modality or {} %}"
+    "{{ dict(value_json.probabilities,"
+    " face=(own.face.label if own.face else none),"
+    " face_confidence=(own.face.confidence if own.face else none),"
+    " voice=(own.voice.label if own.voice else none),"
+    " voice_confidence=(own.voice.confidence if own.voice else none),"
+    " fusion=value_json.fusion) | tojson }}"
+)
 
 
 def parse_command(name: str, raw: bytes) -> tuple[Any, str]:

@@ -20,7 +20,7 @@ from edge.errors import ConfigError
 from edge.messages import SCHEMA_VERSION, iso_utc
 
 AVAILABILITY = ("online", "offline")
-COMMANDS = ("pause", "resume", "rate", "threshold")
+COMMANDS = ("pause", "resume", "rate", "threshold", "fusion")
 MAX_COMMAND_BYTES = 1024
 MAX_COMMAND_DEPTH = 4  # commands are flat objects; deeper nesting is refused before parsing
 

@@ -23,6 +23,7 @@ from edge.detect import Detection, FaceDetector
 from edge.detect.track import FaceTracker
 from edge.face import crop_face
 from edge.features import SlidingFeatures
+from edge.fusion import FusionConfig, fuse, modality_predictions, top_label, used_mask
 from edge.labels import LABELS
 from edge.messages import EmotionEvent, EmotionState
 from edge.smoothing import Change, EventPolicy, Smoother
@@ -37,7 +38,7 @@ class Runner(Protocol):
 
     manifest: Any
 
-    def predict(self, face: np.ndarray, audio: np.ndarray, mask: np.ndarray) -> np.ndarray: ...
+    def outputs(self, face: np.ndarray, audio: np.ndarray, mask: np.ndarray) -> np.ndarray: ...
 
 
 @dataclass(frozen=True)
@@ -73,8 +74,10 @@ class Pipeline:
         smoothing: SmoothingConfig,
         events: EventConfig,
         stats: Stats,
+        fusion: FusionConfig | None = None,
     ) -> None:
         self.runner = runner
+        self.fusion = fusion or FusionConfig()
         self.tracker = FaceTracker(detector, runner.manifest.face) if detector is not None else None
         self.ring = ring
         self.audio_cfg = runner.manifest.audio
@@ -87,6 +90,7 @@ class Pipeline:
         self.policy = EventPolicy(events)
         self.stats = stats
         self.seq = 0
+        self._own: dict[str, np.ndarray | None] = {"face": None, "voice": None}
         self._blank_face = np.zeros((1, self.face_cfg.size, self.face_cfg.size), np.float32)
         self._blank_audio = np.zeros(
             (self.audio_cfg.num_frames, self.audio_cfg.feature_dim), np.float32
@@ -142,17 +146,24 @@ class Pipeline:
             if voiced:
                 audio = window_features(wave, self.audio_cfg)
         self.stats.record("features", self.stats.clock() - start)
-        mask = np.array([box is not None, voiced], dtype=np.float32)
+        mask = used_mask(np.array([box is not None, voiced], dtype=np.float32), self.fusion)
         return ModelInputs(face, audio, mask, box)
 
     def predict(self, inputs: ModelInputs) -> np.ndarray | None:
-        """Class probabilities (7,), or None when both modalities are missing."""
+        """Class probabilities (7,) by the fusion mode, or None when the modalities it uses
+        are missing; each used modality's own prediction is kept for the state."""
+        self._own = {"face": None, "voice": None}
         if not inputs.mask.any():
             return None
         start = self.stats.clock()
-        probs = self.runner.predict(inputs.face[None], inputs.audio[None], inputs.mask[None])
+        rows = self.runner.outputs(inputs.face[None], inputs.audio[None], inputs.mask[None])[0]
         self.stats.record("inference", self.stats.clock() - start)
-        return np.asarray(probs, dtype=np.float64)[0]
+        self._own = modality_predictions(rows, inputs.mask)
+        return fuse(rows, inputs.mask, self.fusion)
+
+    def set_fusion(self, fusion: FusionConfig) -> None:
+        """Use another fusion mode or voice weight from the next cycle on."""
+        self.fusion = fusion
 
     def cycle(self, frame: Frame | None, t: float) -> CycleResult:
         """One full cycle at time `t` (monotonic) for `frame` (None without a camera)."""
@@ -186,7 +197,7 @@ class Pipeline:
         probabilities, and the reported label while something is seen."""
         epoch_ms, seq = int(time.time() * 1000), self._next_seq()
         if smoothed is None:
-            return EmotionState.blank("absent", epoch_ms, seq, self.model_id)
+            return EmotionState.blank("absent", epoch_ms, seq, self.model_id, self.fusion.mode)
         label = self.policy.reported
         confidence = 0.0 if label is None else float(smoothed[LABELS.index(label)])
         return EmotionState(
@@ -199,6 +210,8 @@ class Pipeline:
             seq=seq,
             model_id=self.model_id,
             state="uncertain" if label is None else "present",
+            by_modality={name: top_label(p) for name, p in self._own.items()},
+            fusion=self.fusion.mode,
         )
 
     def paused_state(self) -> EmotionState:
@@ -207,7 +220,7 @@ class Pipeline:
         self.smoother.reset()
         self.policy.republish()
         return EmotionState.blank(
-            "paused", int(time.time() * 1000), self._next_seq(), self.model_id
+            "paused", int(time.time() * 1000), self._next_seq(), self.model_id, self.fusion.mode
         )
 
     def _event(self, change: Change, state: EmotionState) -> EmotionEvent:

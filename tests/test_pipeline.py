@@ -18,6 +18,7 @@ from edge.capture.microphone import read_audio_file
 from edge.config import DetectorConfig, EventConfig, SmoothingConfig
 from edge.detect import largest_face, load_detector
 from edge.face import FaceConfig, crop_face, normalize_face, resize_bilinear, square_box, to_gray
+from edge.fusion import FusionConfig
 from edge.pipeline import Pipeline
 from edge.stats import Stats
 from edge.sync import AudioRing
@@ -96,6 +97,46 @@ def test_model_sees_the_independently_computed_inputs(replay: Replay, tiny_model
     assert result.state.probabilities == pytest.approx(
         dict(zip(runner.manifest.labels, expected.tolist(), strict=True)), abs=1e-4
     )
+
+
+def test_the_state_says_what_each_modality_said_and_the_fusion_mode(
+    replay: Replay, tiny_model: Path
+) -> None:
+    frames, wave, rate, clock = replay
+    pipeline = make_pipeline(tiny_model, wave, rate, clock)
+    frame = frames[45]  # 4.5 s: face and voice
+    result = pipeline.cycle(frame, frame.t)
+    inputs = result.inputs
+    rows = pipeline.runner.outputs(inputs.face[None], inputs.audio[None], inputs.mask[None])[0]
+    own = result.state.by_modality
+    assert result.state.fusion == "auto"
+    for name, row in (("face", 1), ("voice", 2)):
+        probs = np.exp(rows[row] - rows[row].max())
+        probs /= probs.sum()
+        assert own[name]["label"] == pipeline.runner.manifest.labels[int(probs.argmax())]
+        assert own[name]["confidence"] == pytest.approx(probs.max(), abs=1e-4)
+    payload = result.state.to_dict()
+    assert payload["by_modality"] == own and payload["fusion"] == "auto"
+
+
+@pytest.mark.parametrize(("mode", "mask"), [("face", [1, 0]), ("voice", [0, 1])])
+def test_a_single_modality_mode_masks_the_other_before_inference(
+    replay: Replay, tiny_model: Path, mode: str, mask: list[int]
+) -> None:
+    frames, wave, rate, clock = replay
+    pipeline = make_pipeline(tiny_model, wave, rate, clock)
+    pipeline.set_fusion(FusionConfig(mode=mode))
+    frame = frames[45]  # 4.5 s: face and voice in the clip
+    result = pipeline.cycle(frame, frame.t)
+    assert result.inputs.mask.tolist() == mask
+    inputs = result.inputs
+    expected = pipeline.runner.predict(inputs.face[None], inputs.audio[None], inputs.mask[None])
+    np.testing.assert_allclose(result.probs, expected[0], atol=1e-5)
+    state = result.state
+    assert (state.face, state.audio) == tuple(bool(m) for m in mask)
+    unused = "voice" if mode == "face" else "face"
+    assert state.by_modality[unused] is None and state.by_modality[mode] is not None
+    assert state.fusion == mode
 
 
 def test_states_and_events_follow_the_clip(replay: Replay, tiny_model: Path) -> None:

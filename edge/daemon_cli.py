@@ -21,6 +21,13 @@ log = logging.getLogger("emoedge.daemon")
 
 SAMPLE = Path(__file__).resolve().parent / "assets" / "sample"
 SAMPLE_VIDEO, SAMPLE_AUDIO = SAMPLE / "sample.avi", SAMPLE / "sample.flac"
+CREMA_D = Path(__file__).resolve().parent / "assets" / "crema-d"
+# The demo's recordings (video, audio): a synthetic pan over a portrait with synthesised speech
+# (assets/sample), or a real actor's face and voice together (assets/crema-d, with attribution).
+SAMPLES = {
+    "portrait": (SAMPLE_VIDEO, SAMPLE_AUDIO),
+    "crema-d": (CREMA_D / "1001_DFA_ANG_XX.flv", CREMA_D / "1001_DFA_ANG_XX.wav"),
+}
 
 
 def load_runner(cfg: ModelConfig) -> Any:
@@ -149,6 +156,14 @@ def _configure_demo(parser: argparse.ArgumentParser) -> None:
         "--mic", action="store_true", help="use the default microphone instead of the sample audio"
     )
     parser.add_argument(
+        "--sample",
+        choices=SAMPLES,
+        default="portrait",
+        help="the bundled recording: portrait (a pan over a portrait, synthesised speech; default) "
+        "or crema-d (a real actor's face and voice, CREMA-D, ODbL/DbCL: see "
+        "edge/assets/crema-d/PROVENANCE.md)",
+    )
+    parser.add_argument(
         "--seconds",
         type=float,
         default=None,
@@ -168,11 +183,12 @@ def demo_config(args: argparse.Namespace, broker_url: str) -> Config:
     from edge.mqtt_config import parse_mqtt_config
 
     loop = args.seconds is not None
+    video, audio = SAMPLES[args.sample]
     camera = CameraConfig(source="opencv", device=0) if args.camera else CameraConfig(
-        source="file", path=str(SAMPLE_VIDEO), loop=loop
+        source="file", path=str(video), loop=loop
     )  # fmt: skip
     microphone = MicConfig(source="pyaudio") if args.mic else MicConfig(
-        source="file", path=str(SAMPLE_AUDIO), loop=loop
+        source="file", path=str(audio), loop=loop
     )  # fmt: skip
     return Config(
         device_id="demo",
@@ -194,7 +210,12 @@ def _print_message(message: Any) -> None:
         s = message.state
         seen = "+".join(m for m, on in (("face", s.face), ("voice", s.audio)) if on) or "nothing"
         label = s.label or s.state
-        print(f"  state  {label:<9} {s.confidence:.2f}  sees {seen}")
+        own = " ".join(
+            f"{name} says {p['label']} {p['confidence']:.2f};"
+            for name, p in s.by_modality.items()
+            if p is not None
+        )
+        print(f"  state  {label:<9} {s.confidence:.2f}  sees {seen}  {own}".rstrip(" ;"))
     sys.stdout.flush()
 
 

@@ -25,3 +25,14 @@ def test_demo_runs_the_loop_and_summarises(tiny_model: Path) -> None:
     summary = re.search(r"(\d+) cycles, (\d+) events, (\d+) states, mean latency ([\d.]+) ms", out)
     assert summary, out
     assert int(summary.group(1)) > 0 and int(summary.group(3)) >= 1
+
+
+def test_demo_plays_the_real_crema_d_clip_and_shows_what_the_face_says(
+    tiny_model: Path,
+) -> None:
+    code, out, err = finish(
+        emoedge("demo", "--sample", "crema-d", "--model", str(tiny_model)), timeout=120
+    )
+    assert code == 0, err
+    assert "Traceback" not in err
+    assert re.search(r"sees face.* face says \w+ [\d.]+", out), out  # the actor's face found

@@ -336,3 +336,22 @@ def test_face_augment_strength_scales_the_augmentation() -> None:
     assert torch.allclose(change(0.0), torch.zeros(64), atol=1e-5)
     assert change(0.5).mean() < change(1.0).mean()
     assert change(0.5).mean() > 0.1
+
+
+def test_prior_correction_is_chosen_on_validation_and_folded_into_the_face_head() -> None:
+    from distill.calibrate import fit_prior_correction
+    from distill.pairing import EvalSet
+    from edge.face import FaceConfig
+
+    torch.manual_seed(0)
+    model = build_model("student", TINY["student"]).eval()
+    rng = np.random.default_rng(0)
+    faces = rng.integers(0, 255, (60, 48, 48), dtype=np.uint8)
+    labels = np.arange(60) % 7
+    es = EvalSet("face_only", faces, np.zeros((60, 298, 39), np.float32), np.ones((60, 2)), labels)
+    uniform = np.full(7, 1 / 7)
+    tau, tried = fit_prior_correction(model, es, FaceConfig(), uniform)
+    assert tau == 0.0 and len(set(tried.values())) == 1  # a uniform prior changes nothing
+    skewed = np.array([0.7, 0.05, 0.05, 0.05, 0.05, 0.05, 0.05])
+    tau, tried = fit_prior_correction(model, es, FaceConfig(), skewed)
+    assert tried[tau] == max(tried.values()) and set(tried) >= {0.0, 0.5, 1.0}

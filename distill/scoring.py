@@ -101,3 +101,44 @@ def clip_predictions(predict: Predictor, inputs: AVInputs, face_cfg: FaceConfig)
         }
         for i, (clip, found) in enumerate(zip(inputs.clips, inputs.found, strict=True))
     ]
+
+
+def clip_table(clips: list[dict]) -> str:
+    """The same-person clips' predictions as a Markdown table."""
+
+    def cell(p: dict | None) -> str:
+        return "no face" if p is None else f"{p['label']} {p['confidence']:.2f}"
+
+    lines = ["| clip | intended | face | voice | fused |", "|---|---|---|---|---|"]
+    lines += [
+        f"| {c['clip']} | {c['label']} | {cell(c['face'])} | {cell(c['voice'])} | "
+        f"{cell(c['fused'])} |"
+        for c in clips
+    ]
+    return "\n".join(lines)
+
+
+def table(result: dict) -> str:
+    """A Markdown table: one row per evaluation set."""
+    lines = [
+        f"{result['runtime']} · {result['model']} · split {result['split']}",
+        "",
+        "| input | n | accuracy % | macro-F1 % | UAR % |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    order = {key: i for i, (key, _) in enumerate(ROWS)}
+    keys = sorted(result["metrics"], key=lambda k: (order.get(k.partition("[")[0], 99), k))
+    for key in keys:
+        label, m = row_label(key), result["metrics"][key]
+        if label:
+            lines.append(
+                f"| {label} | {m['n']} | {m['accuracy']:.2f} | {m['macro_f1']:.2f} | "
+                f"{m['uar']:.2f} |"
+            )
+    notes = [
+        f"{row_label(k)}: excluded " + ", ".join(f"{n} {why}" for why, n in m["excluded"].items())
+        for k, m in result["metrics"].items()
+        if m.get("excluded")
+    ]
+    clips = ["", clip_table(result["av_clips"])] if result.get("av_clips") else []
+    return "\n".join(lines + (["", *notes] if notes else []) + clips)

@@ -11,8 +11,9 @@ validation split, everything else fixed:
    is recorded;
 2. the reliability-aware fusion (distill.models.LateFusionHead): the gate weights, which turn
    each branch's certainty on an input into its weight, and the fused bias, fitted by
-   cross-entropy on the validation split's class-paired pairs, with a weak pull towards equal
-   gates and no bias.
+   cross-entropy on the validation split's class-paired pairs together with the same pairs
+   with shuffled voices (with_uninformative_voices), with a weak pull towards equal gates and
+   no bias.
 
 On its own training data each path is more confident than on new people and new corpora, so
 these numbers are never fitted on training data. The test split stays held out.
@@ -105,6 +106,19 @@ def fit_fusion(
     return weights.detach(), bias.detach()
 
 
+def with_uninformative_voices(
+    face: torch.Tensor, voice: torch.Tensor, labels: torch.Tensor, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The validation pairs twice: as they are, and with the voices shuffled among the pairs
+    (a voice that says nothing about the face's class). Validation voices come from the
+    training corpora, where the voice is good; on speech unlike them it can be no better than
+    chance while still sounding sure, and a fusion fitted on good voices alone then drags the
+    face down (leave-one-corpus-out, MODEL_CARD.md). Fitted on both halves, the gates weigh the
+    voice by what it adds across both and lean on the face's own certainty."""
+    order = torch.randperm(len(voice), generator=torch.Generator().manual_seed(seed))
+    return torch.cat([face, face]), torch.cat([voice, voice[order]]), torch.cat([labels, labels])
+
+
 @contextmanager
 def fusion_parameters(head: LateFusionHead, weights: torch.Tensor, bias: torch.Tensor):
     """Temporarily use `weights` and `bias` (tensors that may require grad) as the head's
@@ -176,7 +190,8 @@ def calibrate_model(
     t = head.log_temperature.exp()
     face_lp = F.log_softmax(face_pairs / t[0], 1)
     voice_lp = F.log_softmax(voice_pairs / t[1], 1)
-    weights, bias = fit_fusion(head, face_lp, voice_lp, torch.from_numpy(pairs.labels).long())
+    labels = torch.from_numpy(pairs.labels).long()
+    weights, bias = fit_fusion(head, *with_uninformative_voices(face_lp, voice_lp, labels))
     with torch.no_grad():
         head.reliability.copy_(weights)
         head.fused_bias.copy_(bias)

@@ -4,11 +4,12 @@ In-corpus test splits hide how a voice model does on speech it never heard: othe
 languages, microphones and rooms. This protocol measures that:
 
 - leave-one-corpus-out: for each speech corpus, the audio stage of the run's recipe (the same
-  command, `--reset-audio` so the voice starts from nothing) trains on the train splits of the
-  other corpora and selects on their validation splits; the model is calibrated on validation
-  (distill.calibrate) and scored on every clip of the corpus left out: voice accuracy and UAR,
-  and the class-paired pairs of those voices with the test faces (face alone, voice alone,
-  fused: fusion must not make the better modality worse);
+  command) trains on the train splits of the other corpora and selects on their validation
+  splits; with `--reset-audio` every fold's voice starts from nothing, without it from the
+  --init checkpoint's voice, which is a fair test only for corpora that checkpoint never heard;
+  the model is calibrated on validation (distill.calibrate) and scored on every clip of the
+  corpus left out: voice accuracy and UAR, and the class-paired pairs of those voices with the
+  test faces (face alone, voice alone, fused: fusion must not make the better modality worse);
 - RAVDESS statements: RAVDESS's 24 actors say only two sentences; the voice trains with
   RAVDESS's statement 01 only (other corpora as usual) and is scored on RAVDESS's test actors
   per statement: a model that keyed on the words would fall on statement 02.
@@ -119,7 +120,7 @@ def fold_scores(metrics: dict[str, dict]) -> dict:
 def run_fold(cfg: TrainConfig, fold: Fold, samples: list[Sample], faces: dict) -> dict:
     """Train (or resume), calibrate and score one fold; returns its results."""
     audio_cfg, face_cfg = AudioConfig(), FaceConfig()
-    fold_cfg = replace(cfg, stage="audio", out=str(Path(cfg.out) / fold.name), reset_audio=True)
+    fold_cfg = replace(cfg, stage="audio", out=str(Path(cfg.out) / fold.name))
     t0 = time.time()
     trained = [s for s in samples if fold.trains(s)]
     pretrain(fold_cfg, speech=trained)

@@ -42,6 +42,7 @@ def test_the_protocol_trains_a_fresh_voice_per_fold_and_reports_it(tmp_path) -> 
         "crosscorpus",
         "--init",
         init,
+        "--reset-audio",
         "--faces",
         write_fer_folders(tmp_path / "fer"),
         "--speech",

@@ -355,3 +355,16 @@ def test_prior_correction_is_chosen_on_validation_and_folded_into_the_face_head(
     skewed = np.array([0.7, 0.05, 0.05, 0.05, 0.05, 0.05, 0.05])
     tau, tried = fit_prior_correction(model, es, FaceConfig(), skewed)
     assert tried[tau] == max(tried.values()) and set(tried) >= {0.0, 0.5, 1.0}
+
+
+def test_uninformative_voices_double_the_pairs_with_the_voices_shuffled() -> None:
+    from distill.calibrate import with_uninformative_voices
+
+    face = torch.randn(50, 7)
+    voice = torch.randn(50, 7)
+    labels = torch.arange(50) % 7
+    f, v, y = with_uninformative_voices(face, voice, labels)
+    assert f.shape == v.shape == (100, 7) and y.shape == (100,)
+    assert torch.equal(f[50:], face) and torch.equal(y[50:], labels)
+    assert torch.equal(v[:50], voice) and not torch.equal(v[50:], voice)
+    assert sorted(map(tuple, v[50:].tolist())) == sorted(map(tuple, voice.tolist()))

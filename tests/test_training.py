@@ -28,6 +28,7 @@ def tiny(tmp_path_factory):
     )
 
 
+@pytest.mark.slow
 def test_train_writes_checkpoints_and_resumes(tiny, tmp_path) -> None:
     faces, speech, cache = tiny
     cfg = TrainConfig(
@@ -53,6 +54,7 @@ def test_train_writes_checkpoints_and_resumes(tiny, tmp_path) -> None:
     assert meta["arch"] == "teacher" and set(meta["metrics"]["val"]) >= {"face_only", "fused"}
 
 
+@pytest.mark.slow
 def test_cli_distils_a_student_and_evaluates_it(tiny, tmp_path, capsys) -> None:
     faces, speech, cache = tiny
     teacher_dir = tmp_path / "teacher"
@@ -140,6 +142,7 @@ def test_short_real_run_learns(shared_data, tmp_path) -> None:
 
 
 @pytest.mark.data
+@pytest.mark.slow
 def test_committed_student_beats_chance_on_held_out_people(shared_data) -> None:
     """The shipped student on the validation split (people never seen in training). Its
     unweighted average recall is far above chance, which also guards the feature front end:

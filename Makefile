@@ -45,6 +45,11 @@ dist: system-deps $(VENV)/.installed
 	$(VENV)/bin/python -m build --outdir dist .
 	scripts/check-dist.sh dist build/dist-check
 
+# The inner loop: ruff and the tests not marked slow, stopping at the first failure.
+test-fast: system-deps $(VENV)/.installed
+	$(VENV)/bin/ruff check edge distill export tests
+	$(VENV)/bin/python -m pytest -m "not slow" -x -q
+
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check edge distill export tests
 

@@ -115,7 +115,16 @@ class AudioTrainSet(Dataset):
         self.support = corpus_support(audio)
         self.weights = balanced_weights(audio)
         self.epoch = 0
-        self.bank = self._build_bank(bank) if bank > 0 else None
+        self.bank_size = bank
+        self._bank: np.ndarray | None = None
+
+    @property
+    def bank(self) -> np.ndarray | None:
+        """The augmented windows, built on first use (a resumed run with no epoch left to
+        train never pays for them); None without a bank."""
+        if self._bank is None and self.bank_size > 0:
+            self._bank = self._build_bank(self.bank_size)
+        return self._bank
 
     def _build_bank(self, size: int) -> np.ndarray:
         """(N, size, T, 39) float16 augmented windows of every clip."""
@@ -136,10 +145,11 @@ class AudioTrainSet(Dataset):
     def __getitem__(self, i: int):
         rng = np.random.default_rng((self.seed, self.epoch, i))
         clip = int(rng.choice(len(self.audio), p=self.weights))
-        if self.bank is None:
+        bank = self.bank
+        if bank is None:
             features = training_features(self.audio.data[clip], self.cfg, rng, self.aug)
         else:
-            features = self.bank[clip, rng.integers(self.bank.shape[1])].astype(np.float32)
+            features = bank[clip, rng.integers(bank.shape[1])].astype(np.float32)
         return features, int(self.audio.labels[clip]), self.support[clip]
 
 

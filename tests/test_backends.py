@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -149,6 +150,9 @@ def test_default_artifact_prefers_int8_and_the_backends_file_type(
     for name in ("onnx-fp32", "tflite-int8", "openvino-int8"):
         shutil.copytree(exported_student.out / name, tmp_path / name)
     assert default_artifact() == tmp_path / "openvino-int8"
+    with monkeypatch.context() as without:  # a device without OpenVINO takes the next one
+        without.setitem(sys.modules, "openvino", None)
+        assert default_artifact() == tmp_path / "tflite-int8"
     assert default_artifact("litert") == tmp_path / "tflite-int8"
     assert default_artifact("onnxruntime") == tmp_path / "onnx-fp32"
     shutil.copytree(exported_student.out / "onnx-int8", tmp_path / "onnx-int8")

@@ -52,8 +52,9 @@ def load_artifact(path: str | Path, backend: str | None = None, **options: Any) 
 
 
 def default_artifact(backend: str | None = None) -> Path:
-    """The folder of the bundled default model: the first in DEFAULT_ORDER, or with `backend`
-    the first in its own file type (OpenVINO's IR before an ONNX file it can also read)."""
+    """The folder of the bundled default model: the first in DEFAULT_ORDER whose runtime is
+    installed here, or with `backend` the first in its own file type (OpenVINO's IR before an
+    ONNX file it can also read)."""
     cls = None
     if backend is not None:
         cls = BACKENDS.get(backend)
@@ -65,7 +66,9 @@ def default_artifact(backend: str | None = None) -> Path:
         if not (folder / "manifest.json").is_file():
             continue
         if cls is None:
-            return folder
+            if backend_for(load_manifest(folder).model_file).installed():
+                return folder
+            continue
         suffix = Path(load_manifest(folder).model_file).suffix.lower()
         if suffix in cls.file_types:
             readable.append((cls.file_types.index(suffix), folder))

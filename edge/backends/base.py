@@ -6,6 +6,7 @@ and one inference method, registered by name with the model file types it reads.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 from dataclasses import fields
 from typing import Any, ClassVar
@@ -38,6 +39,7 @@ class Runner:
 
     name: ClassVar[str]
     file_types: ClassVar[tuple[str, ...]]
+    runtimes: ClassVar[tuple[str, ...]]  # Python modules that provide the runtime (any one)
     Options: ClassVar[type]
 
     def __init__(self, manifest: Manifest, **options: Any):
@@ -60,6 +62,11 @@ class Runner:
             raise ModelError(
                 f"{self.name} cannot load {manifest.model_path}: {type(error).__name__}: {error}"
             ) from None
+
+    @classmethod
+    def installed(cls) -> bool:
+        """True when one of the modules that provide this runtime can be imported here."""
+        return any(importlib.util.find_spec(module) is not None for module in cls.runtimes)
 
     def _load(self) -> None:
         """Open the model with the runtime (called once from __init__)."""

@@ -54,6 +54,7 @@ def _dequantize(x: np.ndarray, detail: dict) -> np.ndarray:
 class LiteRtRunner(Runner):
     name = "litert"
     file_types = (".tflite",)
+    runtimes = ("ai_edge_litert", "tflite_runtime")
     Options = LiteRtOptions
 
     def _load(self) -> None:

@@ -27,6 +27,7 @@ class OnnxRuntimeOptions:
 class OnnxRuntimeRunner(Runner):
     name = "onnxruntime"
     file_types = (".onnx",)
+    runtimes = ("onnxruntime",)
     Options = OnnxRuntimeOptions
 
     def _load(self) -> None:

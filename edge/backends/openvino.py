@@ -26,6 +26,7 @@ class OpenVinoOptions:
 class OpenVinoRunner(Runner):
     name = "openvino"
     file_types = (".xml", ".onnx")
+    runtimes = ("openvino",)
     Options = OpenVinoOptions
 
     def _load(self) -> None:

@@ -19,8 +19,9 @@ NO_BROKER = {"url": f"mqtt://127.0.0.1:{free_port()}"}
 
 
 def _tflite_copy(dest: Path) -> Path:
-    """A copy of the bundled TFLite artifact to damage."""
-    shutil.copytree(DEFAULT_MODELS / "tflite-int8", dest)
+    """A copy of the bundled TFLite artifact (int8 or float, whichever passed the gate) to
+    damage."""
+    shutil.copytree(next(DEFAULT_MODELS.glob("tflite-*")), dest)
     return dest
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any, TextIO
@@ -100,8 +102,13 @@ def _run(args: argparse.Namespace) -> int:
     tty = out.isatty() and not args.json
     received = 0
     next_draw = 0.0
+    # Ctrl-C ends the loop at its next turn (at most REFRESH_S later) instead of raising inside
+    # whatever the main thread holds (a KeyboardInterrupt inside the queue's lock could leave it
+    # held, and closing the subscription then waited for ever)
+    interrupted = threading.Event()
+    previous = signal.signal(signal.SIGINT, lambda *_: interrupted.set())
     try:
-        while args.count is None or received < args.count:
+        while (args.count is None or received < args.count) and not interrupted.is_set():
             msg = sub.get(timeout=REFRESH_S)
             if msg is not None:
                 received += 1
@@ -117,9 +124,8 @@ def _run(args: argparse.Namespace) -> int:
                 out.write("\x1b[H\x1b[2J" + view.render() + "\n")
                 out.flush()
                 next_draw = time.monotonic() + REFRESH_S
-    except KeyboardInterrupt:
-        pass
     finally:
+        signal.signal(signal.SIGINT, previous)
         sub.close()
     return 0
 

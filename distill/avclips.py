@@ -22,12 +22,12 @@ from pathlib import Path
 
 import numpy as np
 
-from distill.cache import read_audio
+from distill.cache import gray_uint8, read_audio
 from distill.corpora import AUDIO_SUFFIXES, RAVDESS_EMOTIONS
 from distill.pairing import EvalSet, centred_start
 from edge.audio import AudioConfig, window_features
 from edge.errors import DataError
-from edge.face import FaceConfig, resize_bilinear, square_box, to_gray
+from edge.face import FaceConfig, crop_gray
 from edge.labels import label_index
 
 log = logging.getLogger(__name__)
@@ -120,13 +120,6 @@ def frame_at(video: Path, seconds: float) -> np.ndarray:
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
-def face_crop(image: np.ndarray, box: tuple[float, float, float, float], cfg: FaceConfig):
-    """The face in `box` as the device crops it, before normalisation: uint8 (size, size)."""
-    x0, y0, side = square_box(box, cfg.margin, image.shape[1], image.shape[0])
-    gray = resize_bilinear(to_gray(image[y0 : y0 + side, x0 : x0 + side]), cfg.size)
-    return np.clip(gray + 0.5, 0, 255).astype(np.uint8)
-
-
 @dataclass
 class AVInputs:
     """The model inputs of real clips: uint8 faces (blank where none was found), voice
@@ -170,7 +163,7 @@ def av_inputs(clips: list[AVClip], audio_cfg: AudioConfig, face_cfg: FaceConfig)
         image = frame_at(clip.video, (start + len(window) / 2) / audio_cfg.sample_rate)
         box = largest_face(detector, image)
         found.append(box is not None)
-        faces.append(blank if box is None else face_crop(image, box.box, face_cfg))
+        faces.append(blank if box is None else gray_uint8(crop_gray(image, box.box, face_cfg)))
         feats.append(window_features(window, audio_cfg))
     labels = np.array([c.label for c in clips])
     return AVInputs(clips, np.stack(faces), np.stack(feats), labels, np.array(found))

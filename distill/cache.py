@@ -83,7 +83,12 @@ def read_face(path: Path) -> np.ndarray:
             gray = to_gray(np.asarray(image.convert("RGB")))
     except (UnidentifiedImageError, OSError, ValueError) as error:
         raise DataError(f"unreadable image {path}: {error}") from None
-    return np.clip(resize_bilinear(gray, 48) + 0.5, 0, 255).astype(np.uint8)
+    return gray_uint8(resize_bilinear(gray, 48))
+
+
+def gray_uint8(gray: np.ndarray) -> np.ndarray:
+    """A 0..255 float gray image rounded to uint8, the form faces are stored in."""
+    return np.clip(gray + 0.5, 0, 255).astype(np.uint8)
 
 
 def read_audio(path: Path, sample_rate: int) -> np.ndarray:

@@ -17,7 +17,8 @@ SPEECH_HELP = (
 
 
 def _configure_distill(p: argparse.ArgumentParser) -> None:
-    from distill.config import DEFAULT_FACES, DEFAULT_SPEECH, SPEECH_AUGMENT, TrainConfig
+    from distill.config import DEFAULT_FACES, DEFAULT_SPEECH, TrainConfig
+    from distill.speech_augment import PRESETS
 
     defaults = TrainConfig()
     p.add_argument("--arch", choices=["teacher", "student"], default=defaults.arch)
@@ -32,7 +33,7 @@ def _configure_distill(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--speech-augment",
-        choices=SPEECH_AUGMENT,
+        choices=list(PRESETS),
         default=defaults.speech_augment,
         help="speech augmentation of the audio stage (distill.speech_augment): full (speed, "
         "VTLP, reverberation, band-limiting, coloured noise, gain; default), basic (speed, "

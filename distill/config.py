@@ -8,7 +8,6 @@ from pathlib import Path
 DEFAULT_FACES = "../shared/data/fer2013"
 # every speech corpus of ../shared/data (see its README): the voice trains on all of them
 DEFAULT_SPEECH = ("../shared/data/ravdess", "../shared/data/emodb", "../shared/data/urdu")
-SPEECH_AUGMENT = ("full", "basic", "none")  # distill.speech_augment.SpeechAugment presets
 
 
 @dataclass

@@ -16,12 +16,11 @@ from tqdm import tqdm
 
 from distill.cache import Decoded
 from distill.ferplus import majority_labels
-from distill.speech_augment import SpeechAugment, training_features
+from distill.speech_augment import PRESETS, SpeechAugment, training_features
 from edge.audio import AudioConfig, voiced_frames, window_features
 from edge.labels import NUM_CLASSES
 
 PAIRS_PER_CLIP = 10
-FULL_AUGMENT = SpeechAugment()
 EVAL_SEED = 20260101
 
 
@@ -108,7 +107,7 @@ class AudioTrainSet(Dataset):
         cfg: AudioConfig,
         repeats: int,
         seed: int = 0,
-        aug: SpeechAugment = FULL_AUGMENT,
+        aug: SpeechAugment = PRESETS["full"],
         bank: int = 0,
     ):
         self.audio, self.cfg, self.repeats, self.seed, self.aug = audio, cfg, repeats, seed, aug
@@ -220,14 +219,21 @@ def audio_sets(audio: Decoded, cfg: AudioConfig, feats: np.ndarray | None = None
     """Audio-only over every clip and, with more than one corpus, over each corpus's clips
     ('audio_only[emodb]', …)."""
     feats = clip_features(audio, cfg) if feats is None else feats
-    sets = [audio_only_set(audio, cfg, feats)]
-    corpora = np.unique(audio.corpora)
-    for corpus in corpora if len(corpora) > 1 else ():
-        rows = np.flatnonzero(audio.corpora == corpus)
-        one = audio_only_set(audio.take(rows), cfg, feats[rows])
-        one.name = f"audio_only[{corpus}]"
+    sets = []
+    for suffix, rows in corpus_groups(audio.corpora):
+        idx = np.flatnonzero(rows)
+        one = audio_only_set(audio.take(idx), cfg, feats[idx])
+        one.name += suffix
         sets.append(one)
     return sets
+
+
+def corpus_groups(corpora: np.ndarray) -> list[tuple[str, np.ndarray]]:
+    """('', every row) and, with more than one corpus, ('[name]', that corpus's rows): the
+    groups every audio and fused evaluation row is reported for."""
+    names = np.unique(corpora)
+    every = [("", np.ones(len(corpora), bool))]
+    return every + [(f"[{c}]", corpora == c) for c in (names if len(names) > 1 else ())]
 
 
 def build_eval_sets(
@@ -254,11 +260,7 @@ def build_eval_sets(
     if not face_idx:
         return sets
     fi, ci = np.array(face_idx), np.array(clip_idx)
-    corpora = np.unique(audio.corpora)
-    groups = [("", np.ones(len(ci), bool))] + [
-        (f"[{c}]", audio.corpora[ci] == c) for c in (corpora if len(corpora) > 1 else ())
-    ]
-    for suffix, rows in groups:
+    for suffix, rows in corpus_groups(audio.corpora[ci]):
         f, c = fi[rows], ci[rows]
         for name, mask in (
             ("fused", [1.0, 1.0]),

@@ -38,7 +38,7 @@ from distill.ferplus import training_targets
 from distill.loop import Run, Tally, load_teacher, prepare_model
 from distill.models import EmotionModel, distillation_loss
 from distill.pairing import AudioTrainSet, EvalSet, audio_sets, face_sets
-from distill.speech_augment import SpeechAugment
+from distill.speech_augment import PRESETS
 from distill.train import epoch_loader, load_faces, torch_predictor
 from edge.errors import DataError, UsageError
 from edge.labels import NUM_CLASSES
@@ -161,13 +161,6 @@ def face_modality(cfg: TrainConfig, run: Run) -> Modality:
     )
 
 
-AUGMENT_PRESETS = {
-    "full": SpeechAugment(),
-    "basic": SpeechAugment.basic(),
-    "none": SpeechAugment.none(),
-}
-
-
 def audio_modality(cfg: TrainConfig, run: Run, speech: list[Sample] | None = None) -> Modality:
     """Clips of every speech corpus (or of `speech`, samples already chosen), drawn balanced
     and augmented; a corpus's clips are scored only over its own classes. Selection on the
@@ -177,12 +170,11 @@ def audio_modality(cfg: TrainConfig, run: Run, speech: list[Sample] | None = Non
     train, val = corpus.select("train"), corpus.select("val")
     if len(train) == 0 or len(val) == 0:
         raise DataError("audio pre-training needs speech clips in the 'train' and 'val' splits")
-    if cfg.speech_augment not in AUGMENT_PRESETS:
+    if cfg.speech_augment not in PRESETS:
         raise UsageError(
-            f"speech_augment {cfg.speech_augment!r}: allowed values are "
-            f"{', '.join(AUGMENT_PRESETS)}"
+            f"speech_augment {cfg.speech_augment!r}: allowed values are {', '.join(PRESETS)}"
         )
-    aug = AUGMENT_PRESETS[cfg.speech_augment]
+    aug = PRESETS[cfg.speech_augment]
     dataset = AudioTrainSet(
         train, run.audio_cfg, cfg.audio_repeats, cfg.seed, aug, bank=cfg.audio_bank
     )

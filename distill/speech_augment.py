@@ -47,6 +47,13 @@ class SpeechAugment:
         )  # fmt: skip
 
 
+PRESETS = {
+    "full": SpeechAugment(),
+    "basic": SpeechAugment.basic(),
+    "none": SpeechAugment.none(),
+}
+
+
 def speed_perturb(wave: np.ndarray, factor: float) -> np.ndarray:
     """Play the clip `factor` times as fast (tempo and pitch together), by linear interpolation."""
     positions = np.arange(0, len(wave) - 1, factor)
@@ -158,8 +165,7 @@ def training_features(
     clip: np.ndarray,
     cfg: AudioConfig,
     rng: np.random.Generator,
-    aug: SpeechAugment | None = None,
+    aug: SpeechAugment = PRESETS["full"],
 ) -> np.ndarray:
-    """One augmented training window of a clip as the model's features (T, 39); `aug`
-    defaults to every step (SpeechAugment())."""
-    return window_features(augment_clip(clip, cfg, rng, aug or SpeechAugment()), cfg)
+    """One augmented training window of a clip as the model's features (T, 39)."""
+    return window_features(augment_clip(clip, cfg, rng, aug), cfg)

@@ -88,8 +88,14 @@ def normalize_face(gray48: np.ndarray, cfg: FaceConfig) -> np.ndarray:
 def crop_face(
     image: np.ndarray, box: tuple[float, float, float, float], cfg: FaceConfig
 ) -> np.ndarray:
-    """Model input for the face in `box` (x, y, w, h) of a camera frame: float32 (1, size, size).
-    Only the crop is converted to gray (the same pixels as converting the whole frame)."""
+    """Model input for the face in `box` (x, y, w, h) of a camera frame: float32 (1, size, size)."""
+    return normalize_face(crop_gray(image, box, cfg), cfg)
+
+
+def crop_gray(
+    image: np.ndarray, box: tuple[float, float, float, float], cfg: FaceConfig
+) -> np.ndarray:
+    """The face in `box` as gray 0..255 float (size, size), before normalisation. Only the crop
+    is converted to gray (the same pixels as converting the whole frame)."""
     x0, y0, side = square_box(box, cfg.margin, image.shape[1], image.shape[0])
-    crop = to_gray(image[y0 : y0 + side, x0 : x0 + side])
-    return normalize_face(resize_bilinear(crop, cfg.size), cfg)
+    return resize_bilinear(to_gray(image[y0 : y0 + side, x0 : x0 + side]), cfg.size)

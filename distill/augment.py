@@ -7,11 +7,12 @@ import math
 import torch
 from torch.nn import functional as F
 
-from edge.face import FaceConfig, normalize_face
+from edge.vision.face import FaceConfig, normalize_face
 
 
 def faces_to_input(faces_u8: torch.Tensor, cfg: FaceConfig) -> torch.Tensor:
-    """uint8 (B, 48, 48) → normalised float (B, 1, 48, 48) through edge.face.normalize_face."""
+    """uint8 (B, 48, 48) → normalised float (B, 1, 48, 48) through
+    edge.vision.face.normalize_face."""
     return torch.from_numpy(normalize_face(faces_u8.numpy(), cfg))
 
 

@@ -25,10 +25,10 @@ import numpy as np
 from distill.cache import gray_uint8, read_audio
 from distill.corpora import AUDIO_SUFFIXES, RAVDESS_EMOTIONS
 from distill.pairing import EvalSet, centred_start
-from edge.audio import AudioConfig, window_features
-from edge.errors import DataError
-from edge.face import FaceConfig, crop_gray
-from edge.labels import label_index
+from edge.audio.frontend import AudioConfig, window_features
+from edge.core.errors import DataError
+from edge.core.labels import label_index
+from edge.vision.face import FaceConfig, crop_gray
 
 log = logging.getLogger(__name__)
 
@@ -150,8 +150,8 @@ class AVInputs:
 
 def av_inputs(clips: list[AVClip], audio_cfg: AudioConfig, face_cfg: FaceConfig) -> AVInputs:
     """Each clip's centred speech window and the face in the frame at its middle."""
-    from edge.config import DetectorConfig
-    from edge.detect import largest_face, load_detector
+    from edge.core.config import DetectorConfig
+    from edge.vision.detect import largest_face, load_detector
 
     detector = load_detector(DetectorConfig())
     blank = np.zeros((face_cfg.size, face_cfg.size), np.uint8)

@@ -18,9 +18,9 @@ from tqdm import tqdm
 
 from distill.corpora import Sample
 from distill.ferplus import NUM_VOTES
-from edge.audio import AudioConfig, resample, to_mono_float
-from edge.errors import DataError
-from edge.face import resize_bilinear, to_gray
+from edge.audio.frontend import AudioConfig, resample, to_mono_float
+from edge.core.errors import DataError
+from edge.vision.face import resize_bilinear, to_gray
 
 log = logging.getLogger(__name__)
 

@@ -40,9 +40,9 @@ from distill.loop import prepare_model
 from distill.models import RELIABILITY_UNIT, EmotionModel, LateFusionHead
 from distill.pairing import EvalSet, build_eval_sets
 from distill.train import load_data, load_faces, torch_predictor
-from edge.audio import AudioConfig
-from edge.errors import DataError, UsageError
-from edge.face import FaceConfig
+from edge.audio.frontend import AudioConfig
+from edge.core.errors import DataError, UsageError
+from edge.vision.face import FaceConfig
 
 log = logging.getLogger(__name__)
 

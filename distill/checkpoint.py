@@ -14,10 +14,10 @@ from typing import Any
 import torch
 
 from distill.models import RELIABILITY_UNIT, EmotionModel, build_model, model_config
-from edge.audio import AudioConfig
-from edge.errors import ModelError
-from edge.face import FaceConfig
-from edge.labels import LABELS
+from edge.audio.frontend import AudioConfig
+from edge.core.errors import ModelError
+from edge.core.labels import LABELS
+from edge.vision.face import FaceConfig
 
 FORMAT = "emoedge-checkpoint/1"
 

@@ -8,7 +8,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from edge.cli import Command
-from edge.errors import UsageError
+from edge.core.errors import UsageError
 
 SPEECH_HELP = (
     "speech corpora, one or more: RAVDESS (Actor_XX/...), EmoDB, URDU, or <root>/<class>/ audio "

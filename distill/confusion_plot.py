@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from distill.scoring import ROWS
-from edge.labels import LABELS
+from edge.core.labels import LABELS
 
 
 def plot_confusion(result: dict, path: Path) -> Path:

@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from distill.ferplus import read_votes
-from edge.errors import DataError
-from edge.labels import LABELS, label_index, warn_skipped
+from edge.core.errors import DataError
+from edge.core.labels import LABELS, label_index, warn_skipped
 
 log = logging.getLogger(__name__)
 

@@ -38,9 +38,9 @@ from distill.evaluate import evaluate
 from distill.pairing import build_eval_sets
 from distill.pretrain import pretrain
 from distill.train import load_faces, torch_predictor
-from edge.audio import AudioConfig
-from edge.errors import DataError
-from edge.face import FaceConfig
+from edge.audio.frontend import AudioConfig
+from edge.core.errors import DataError
+from edge.vision.face import FaceConfig
 
 log = logging.getLogger(__name__)
 

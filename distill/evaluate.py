@@ -7,8 +7,8 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from distill.pairing import EvalSet
-from edge.face import FaceConfig, normalize_face
-from edge.labels import NUM_CLASSES
+from edge.core.labels import NUM_CLASSES
+from edge.vision.face import FaceConfig, normalize_face
 
 Predictor = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.errors import DataError
-from edge.labels import NUM_CLASSES, label_index
+from edge.core.errors import DataError
+from edge.core.labels import NUM_CLASSES, label_index
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ VOTE_COLUMNS = (
 )
 NUM_VOTES = len(VOTE_COLUMNS)
 NOT_A_FACE = VOTE_COLUMNS.index("NF")
-# vote column → index in edge.labels.LABELS (the 7 emotion columns)
+# vote column → index in edge.core.labels.LABELS (the 7 emotion columns)
 EMOTION_COLUMNS = {c: label_index(name) for c, name in enumerate(VOTE_COLUMNS[:7])}
 
 
@@ -70,7 +70,7 @@ def read_votes(root: Path) -> dict[str, np.ndarray]:
 
 
 def emotion_votes(votes: np.ndarray) -> np.ndarray:
-    """(N, 10) vote counts → (N, 7) counts over edge.labels.LABELS."""
+    """(N, 10) vote counts → (N, 7) counts over edge.core.labels.LABELS."""
     out = np.zeros((len(votes), NUM_CLASSES), np.float32)
     for column, label in EMOTION_COLUMNS.items():
         out[:, label] = votes[:, column]

@@ -22,9 +22,9 @@ from distill.checkpoint import load_checkpoint, plain_data, save_checkpoint
 from distill.config import TrainConfig
 from distill.distributed import Cluster
 from distill.models import EmotionModel, build_model, count_parameters, model_config
-from edge.audio import AudioConfig
-from edge.errors import UsageError
-from edge.face import FaceConfig
+from edge.audio.frontend import AudioConfig
+from edge.core.errors import UsageError
+from edge.vision.face import FaceConfig
 
 log = logging.getLogger(__name__)
 

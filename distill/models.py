@@ -1,8 +1,8 @@
 """Teacher and student: face + voice emotion models with a per-sample modality mask.
 
 Every model maps (face, audio, mask) to 7 logits:
-  face  float32 (B, 1, 48, 48)  normalised gray face (edge.face)
-  audio float32 (B, T, 39)      MFCC + Δ + ΔΔ frames of one window (edge.audio)
+  face  float32 (B, 1, 48, 48)  normalised gray face (edge.vision.face)
+  audio float32 (B, T, 39)      MFCC + Δ + ΔΔ frames of one window (edge.audio.frontend)
   mask  float32 (B, 2)          [face present, audio present], each 0 or 1
 A missing modality's input is ignored: its features are zeroed and a learned query
 stands in for a missing face, so one model serves face-only, voice-only and fused input.
@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from edge.labels import NUM_CLASSES
+from edge.core.labels import NUM_CLASSES
 
 # ---------------------------------------------------------------- fusion (shared)
 
@@ -180,7 +180,7 @@ class EmotionModel(nn.Module):
     ) -> torch.Tensor:
         """(B, 3, 7): the fused output (= forward), the face's own and the voice's own, the
         branches computed once. A row whose modality is masked carries no prediction. This is
-        what exported artifacts compute (edge.manifest: OUTPUT_ROWS)."""
+        what exported artifacts compute (edge.core.manifest: OUTPUT_ROWS)."""
         face_present, audio_present = mask[:, :1], mask[:, 1:]
         visual = self.face(face * face_present.view(-1, 1, 1, 1))
         steps = self.audio(audio * audio_present.view(-1, 1, 1))

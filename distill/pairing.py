@@ -17,8 +17,8 @@ from tqdm import tqdm
 from distill.cache import Decoded
 from distill.ferplus import majority_labels
 from distill.speech_augment import PRESETS, SpeechAugment, training_features
-from edge.audio import AudioConfig, voiced_frames, window_features
-from edge.labels import NUM_CLASSES
+from edge.audio.frontend import AudioConfig, voiced_frames, window_features
+from edge.core.labels import NUM_CLASSES
 
 PAIRS_PER_CLIP = 10
 EVAL_SEED = 20260101

@@ -40,8 +40,8 @@ from distill.models import EmotionModel, distillation_loss
 from distill.pairing import AudioTrainSet, EvalSet, audio_sets, face_sets
 from distill.speech_augment import PRESETS
 from distill.train import epoch_loader, load_faces, torch_predictor
-from edge.errors import DataError, UsageError
-from edge.labels import NUM_CLASSES
+from edge.core.errors import DataError, UsageError
+from edge.core.labels import NUM_CLASSES
 
 log = logging.getLogger(__name__)
 

@@ -9,10 +9,10 @@ import numpy as np
 from distill.avclips import AVInputs, av_inputs, load_av_clips
 from distill.evaluate import Predictor, evaluate, predict_set
 from distill.pairing import build_eval_sets
-from edge.audio import AudioConfig
-from edge.face import FaceConfig
-from edge.fusion import top_label
-from edge.labels import LABELS
+from edge.audio.frontend import AudioConfig
+from edge.core.fusion import top_label
+from edge.core.labels import LABELS
+from edge.vision.face import FaceConfig
 
 ROWS = (
     ("face_only", "face only"),

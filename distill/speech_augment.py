@@ -5,8 +5,8 @@ speed perturbation (tempo, pitch and formants together, Ko et al. 2015), vocal-t
 perturbation (formants alone: a warp of the STFT's frequency axis, Jaitly & Hinton 2013), a
 random crop, synthetic room reverberation, band-limiting (telephone-like low-pass and
 high-pass), coloured noise at 0–30 dB SNR and gain (with the clipping a loud capture gets).
-The model's own front end (`edge.audio.window_features`, per-window mean/variance normalised
-MFCCs) then computes the features, so training sees what the device computes.
+The model's own front end (`edge.audio.frontend.window_features`, per-window mean/variance
+normalised MFCCs) then computes the features, so training sees what the device computes.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edge.audio import AudioConfig, window_features
+from edge.audio.frontend import AudioConfig, window_features
 
 
 @dataclass(frozen=True)

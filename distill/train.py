@@ -30,8 +30,8 @@ from distill.evaluate import evaluate, summary_line
 from distill.loop import Run, Tally, load_teacher, prepare_model
 from distill.models import EmotionModel, distillation_loss
 from distill.pairing import PairedTrainSet, build_eval_sets, collate
-from edge.audio import AudioConfig
-from edge.errors import DataError, UsageError
+from edge.audio.frontend import AudioConfig
+from edge.core.errors import DataError, UsageError
 
 log = logging.getLogger(__name__)
 

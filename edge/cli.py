@@ -16,7 +16,7 @@ from importlib.metadata import entry_points
 from typing import ClassVar
 
 from edge import __version__
-from edge.errors import EmoedgeError, UsageError
+from edge.core.errors import EmoedgeError, UsageError
 
 log = logging.getLogger("emoedge")
 

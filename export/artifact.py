@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edge.audio import AudioConfig
-from edge.face import FaceConfig
-from edge.labels import LABELS
-from edge.manifest import OUTPUT_ROWS, Manifest, TensorSpec, sha256_file, write_manifest
+from edge.audio.frontend import AudioConfig
+from edge.core.labels import LABELS
+from edge.core.manifest import OUTPUT_ROWS, Manifest, TensorSpec, sha256_file, write_manifest
+from edge.vision.face import FaceConfig
 
 INPUT_NAMES = ("face", "audio", "mask")
 OUTPUT_NAME = "logits"
@@ -19,7 +19,8 @@ OUTPUT_NAME = "logits"
 
 class AllLogits(torch.nn.Module):
     """The graph every artifact holds: a model's fused, face-alone and voice-alone logits
-    (B, 3, 7) in one output (distill.models.EmotionModel.all_logits, edge.manifest.OUTPUT_ROWS)."""
+    (B, 3, 7) in one output (distill.models.EmotionModel.all_logits,
+    edge.core.manifest.OUTPUT_ROWS)."""
 
     def __init__(self, model: torch.nn.Module):
         super().__init__()
@@ -27,6 +28,8 @@ class AllLogits(torch.nn.Module):
 
     def forward(self, face: torch.Tensor, audio: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return self.model.all_logits(face, audio, mask)
+
+
 Sample = dict[str, np.ndarray]  # one model input by name, batch 1
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.errors import ModelError
+from edge.core.errors import ModelError
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from edge.errors import EmoedgeError, ModelError
+from edge.core.errors import EmoedgeError, ModelError
 from export.exporter import FORMATS
 from export.report import row_breaches
 

@@ -12,9 +12,9 @@ import numpy as np
 
 from distill.pairing import EvalSet, build_eval_sets
 from distill.train import load_data
-from edge.audio import AudioConfig
-from edge.errors import DataError
-from edge.face import FaceConfig, normalize_face
+from edge.audio.frontend import AudioConfig
+from edge.core.errors import DataError
+from edge.vision.face import FaceConfig, normalize_face
 from export.artifact import Sample
 
 SPLIT = "train"

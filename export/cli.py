@@ -8,7 +8,7 @@ from importlib import import_module
 from pathlib import Path
 
 from edge.cli import Command
-from edge.errors import ModelError, UsageError
+from edge.core.errors import ModelError, UsageError
 
 DEFAULT_TEACHER = "distill/checkpoints/teacher.pt"
 
@@ -120,10 +120,10 @@ def _configure_bench(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--pipeline",
         action="store_true",
-        help="benchmark the whole device pipeline instead (edge.pipeline_bench)",
+        help="benchmark the whole device pipeline instead (edge.daemon.bench)",
     )
     p.add_argument(
-        "--mqtt", action="store_true", help="benchmark MQTT publishing instead (edge.mqtt_bench)"
+        "--mqtt", action="store_true", help="benchmark MQTT publishing instead (edge.mqtt.bench)"
     )
     p.add_argument(
         "--seconds", type=float, default=10.0,
@@ -154,9 +154,9 @@ def _run_bench(args: argparse.Namespace) -> int:
     if args.pipeline and args.mqtt:
         raise UsageError("--pipeline and --mqtt are separate benchmarks; pick one")
     if args.pipeline:
-        return _delegate("edge.pipeline_bench", "run_pipeline_bench", args)
+        return _delegate("edge.daemon.bench", "run_pipeline_bench", args)
     if args.mqtt:
-        return _delegate("edge.mqtt_bench", "run_mqtt_bench", args)
+        return _delegate("edge.mqtt.bench", "run_mqtt_bench", args)
     import_module("torch")  # the PyTorch reference is measured in a subprocess: fail here
     import_module("matplotlib")  # the chart
     from export.bench import run_bench

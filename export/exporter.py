@@ -14,8 +14,8 @@ from pathlib import Path
 from distill.checkpoint import front_end, load_checkpoint
 from distill.pairing import build_eval_sets
 from distill.train import load_data
-from edge.errors import ModelError, UsageError
-from edge.manifest import sha256_file
+from edge.core.errors import ModelError, UsageError
+from edge.core.manifest import sha256_file
 from export import report as rep
 from export.artifact import AllLogits, Job, Source, write_artifact
 from export.calibration import calibration_samples

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from edge.errors import GateError
+from edge.core.errors import GateError
 
 SET_COLUMNS = ("face_only", "audio_only", "fused")
 TABLE_COLUMNS = (

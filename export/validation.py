@@ -13,7 +13,7 @@ import torch
 from distill.evaluate import predict_set, scores
 from distill.pairing import EvalSet
 from edge.backends import load_artifact
-from edge.face import FaceConfig, normalize_face
+from edge.vision.face import FaceConfig, normalize_face
 
 Logits = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 LATENCY_WARMUP = 10

@@ -13,8 +13,8 @@ on face + voice. Uses only `edge`.
                        detector's box may move by a fraction of a pixel between the two
                        machines; an int8 model's input quantisation can turn that into a few
                        hundredths of probability, so there only the label is held to.)
-  --port P             publish the result once (QoS 1, through edge.mqtt's client, MQTT 5) to
-                       the broker at --host:P
+  --port P             publish the result once (QoS 1, through edge.mqtt.publisher's client,
+                       MQTT 5) to the broker at --host:P
 """
 
 from __future__ import annotations
@@ -31,15 +31,15 @@ import cv2
 import numpy as np
 import soundfile
 
-from edge.audio import resample, to_mono_float, window_features
+from edge.audio.frontend import resample, to_mono_float, window_features
 from edge.backends import BACKENDS, DEFAULT_MODELS, DEFAULT_ORDER, load_artifact
-from edge.config import DetectorConfig
-from edge.detect import largest_face, load_detector
-from edge.errors import EmoedgeError
-from edge.face import crop_face
-from edge.manifest import Manifest, load_manifest
-from edge.mqtt import connect, new_client
-from edge.mqtt_config import MqttConfig
+from edge.core.config import DetectorConfig
+from edge.core.errors import EmoedgeError
+from edge.core.manifest import Manifest, load_manifest
+from edge.mqtt.config import MqttConfig
+from edge.mqtt.publisher import connect, new_client
+from edge.vision.detect import largest_face, load_detector
+from edge.vision.face import crop_face
 
 FRAME_S = 5.0  # the sample has a face in view and speech in the 3 s before this time
 EDGE_RUNTIMES = ("onnxruntime", "litert")  # what the `edge` extra installs

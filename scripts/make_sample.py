@@ -22,7 +22,7 @@ import numpy as np
 import soundfile
 from skimage import data
 
-from edge.audio import resample, to_mono_float
+from edge.audio.frontend import resample, to_mono_float
 
 OUT = Path(__file__).resolve().parents[1] / "edge" / "assets" / "sample"
 FPS = 10

@@ -32,8 +32,8 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import torch
 
     from distill.models import build_model
-    from edge.audio import AudioConfig
-    from edge.face import FaceConfig
+    from edge.audio.frontend import AudioConfig
+    from edge.vision.face import FaceConfig
     from export.artifact import (
         INPUT_NAMES,
         OUTPUT_NAME,

@@ -79,8 +79,8 @@ def make_checkpoint(path: Path, arch: str, seed: int = 0, **config: object) -> P
 
     from distill.checkpoint import save_checkpoint
     from distill.models import build_model
-    from edge.audio import AudioConfig
-    from edge.face import FaceConfig
+    from edge.audio.frontend import AudioConfig
+    from edge.vision.face import FaceConfig
 
     torch.manual_seed(seed)
     model = build_model(arch, TINY[arch] | config).eval()

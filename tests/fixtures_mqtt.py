@@ -7,7 +7,7 @@
 - mutual TLS: `broker.url("mtls")`     (as TLS, and a client certificate signed by the CA is
              required: `broker.certs.client_cert` / `client_key`)
 
-`broker.mqtt_table(kind)` gives an `[mqtt]` table for `edge.mqtt_config.parse_mqtt_config`.
+`broker.mqtt_table(kind)` gives an `[mqtt]` table for `edge.mqtt.config.parse_mqtt_config`.
 `broker.kill()` (SIGKILL) and `broker.start()` stop and restart it on the same ports.
 Fixtures: `mqtt_certs` (session), `mqtt_broker` (session, shared: never kill it) and
 `private_broker` (one per test, persistent: kill and restart it freely). `MessageLog` records what a
@@ -29,11 +29,11 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edge.labels import LABELS
-from edge.messages import EmotionEvent, EmotionState
-from edge.mosquitto import HOST, MosquittoProcess, free_port, mosquitto_binary
-from edge.mqtt import MqttPublisher
-from edge.mqtt_config import parse_mqtt_config
+from edge.core.labels import LABELS
+from edge.mqtt.config import parse_mqtt_config
+from edge.mqtt.messages import EmotionEvent, EmotionState
+from edge.mqtt.mosquitto import HOST, MosquittoProcess, free_port, mosquitto_binary
+from edge.mqtt.publisher import MqttPublisher
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:

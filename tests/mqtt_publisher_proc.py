@@ -9,10 +9,10 @@ import signal
 import sys
 import threading
 
-from edge.labels import LABELS
-from edge.messages import CommandResult
-from edge.mqtt import MqttPublisher
-from edge.mqtt_config import parse_mqtt_config
+from edge.core.labels import LABELS
+from edge.mqtt.config import parse_mqtt_config
+from edge.mqtt.messages import CommandResult
+from edge.mqtt.publisher import MqttPublisher
 from tests.fixtures_mqtt import sample_event, sample_state
 
 

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from edge.errors import ModelError, UsageError
+from edge.core.errors import ModelError, UsageError
 from tests.conftest import REPO
 
 WITHOUT_WORKSTATION = (

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.labels import LABELS
+from edge.core.labels import LABELS
 
 RAVDESS_CODES = {
     "neutral": "01",

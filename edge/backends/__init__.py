@@ -14,8 +14,8 @@ from typing import Any
 
 from edge.backends import litert, onnxruntime, openvino  # noqa: F401  (they register)
 from edge.backends.base import BACKENDS, Runner
-from edge.errors import ModelError, UsageError
-from edge.manifest import load_manifest
+from edge.core.errors import ModelError, UsageError
+from edge.core.manifest import load_manifest
 
 __all__ = ["BACKENDS", "Runner", "backend_for", "default_artifact", "load_artifact"]
 

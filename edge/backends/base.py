@@ -13,8 +13,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from edge.errors import ConfigError, EmoedgeError, ModelError
-from edge.manifest import OUTPUT_ROWS, Manifest
+from edge.core.errors import ConfigError, EmoedgeError, ModelError
+from edge.core.manifest import OUTPUT_ROWS, Manifest
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ class Runner:
 
     def outputs(self, face: np.ndarray, audio: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """Class scores (B, 3, classes) float32 for face (B,1,H,W), audio (B,T,F), mask (B,2):
-        rows edge.manifest.OUTPUT_ROWS (fused, face alone, voice alone)."""
+        rows edge.core.manifest.OUTPUT_ROWS (fused, face alone, voice alone)."""
         arrays = [np.ascontiguousarray(x, dtype=np.float32) for x in (face, audio, mask)]
         batch = len(arrays[0])
         for spec, array in zip(self.manifest.inputs, arrays, strict=True):

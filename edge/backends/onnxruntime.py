@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edge.backends.base import Runner, register
-from edge.errors import DeviceError, ModelError
+from edge.core.errors import DeviceError, ModelError
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Capture sources: cameras yield `Frame`s, microphones push `AudioChunk`s, all on one clock.
 
 Every frame and chunk carries a `time.monotonic()` timestamp (for file replays: the replay
-clock's origin plus the media time), which is how `edge.sync` lines audio up with video.
+clock's origin plus the media time), which is how `edge.audio.ring` lines audio up with video.
 Frames and audio stay in memory: nothing here writes them anywhere.
 """
 

@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 
 from edge.capture import Frame, ReplayClock
-from edge.config import CameraConfig
-from edge.errors import DataError, DeviceError
+from edge.core.config import CameraConfig
+from edge.core.errors import DataError, DeviceError
 
 log = logging.getLogger(__name__)
 

@@ -10,10 +10,10 @@ from typing import Any
 
 import numpy as np
 
-from edge.audio import to_mono_float
+from edge.audio.frontend import to_mono_float
 from edge.capture import AudioChunk, ChunkSink, ReplayClock
-from edge.config import MicConfig
-from edge.errors import DataError, DeviceError
+from edge.core.config import MicConfig
+from edge.core.errors import DataError, DeviceError
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from edge.capture import Camera, Microphone, ReplayClock
 from edge.capture.camera import FileCamera, OpenCVCamera, Picamera2Camera
 from edge.capture.microphone import FileMicrophone, PyAudioMicrophone
-from edge.config import CameraConfig, MicConfig
+from edge.core.config import CameraConfig, MicConfig
 
 
 def make_camera(cfg: CameraConfig, clock: ReplayClock) -> Camera | None:

@@ -1,0 +1,235 @@
+"""One inference cycle: frame → face → audio window → mask → model → smoothing → events.
+
+Both modalities missing means state "absent" and no inference (see edge.mqtt.messages.STATES).
+Everything the model is fed follows its manifest (face size and normalisation, audio rate,
+window and features). The face detector runs every `detector.interval_s` and the box is
+followed in between (edge.vision.track); audio features are computed only for the analysis
+frames that are new since the last cycle (edge.audio.features).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+import numpy as np
+
+from edge.audio.features import SlidingFeatures
+from edge.audio.frontend import is_voiced, resample, window_features
+from edge.audio.ring import AudioRing
+from edge.capture import Frame
+from edge.core.config import EventConfig, SmoothingConfig
+from edge.core.fusion import FusionConfig, fuse, modality_predictions, top_label, used_mask
+from edge.core.labels import LABELS
+from edge.daemon.smoothing import Change, EventPolicy, Smoother
+from edge.daemon.stats import Stats
+from edge.mqtt.messages import EmotionEvent, EmotionState
+from edge.vision.detect import Detection, FaceDetector
+from edge.vision.face import crop_face
+from edge.vision.track import FaceTracker
+
+T = TypeVar("T")
+
+
+class Runner(Protocol):
+    """What `edge.backends.load_artifact` returns."""
+
+    manifest: Any
+
+    def outputs(self, face: np.ndarray, audio: np.ndarray, mask: np.ndarray) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class ModelInputs:
+    """One sample of model input and what was found."""
+
+    face: np.ndarray  # (1, size, size)
+    audio: np.ndarray  # (frames, 39)
+    mask: np.ndarray  # (2,) = [face present, audio present]
+    box: Detection | None
+
+
+@dataclass(frozen=True)
+class CycleResult:
+    """The outcome of one cycle; `state`/`event` are set when something is to be published."""
+
+    inputs: ModelInputs
+    probs: np.ndarray | None
+    smoothed: np.ndarray | None
+    change: Change | None
+    state: EmotionState | None
+    event: EmotionEvent | None
+
+
+class Pipeline:
+    """Turns (frame, time) into model inputs, probabilities and the messages to publish."""
+
+    def __init__(
+        self,
+        runner: Runner,
+        detector: FaceDetector | None,
+        ring: AudioRing | None,
+        smoothing: SmoothingConfig,
+        events: EventConfig,
+        stats: Stats,
+        fusion: FusionConfig | None = None,
+    ) -> None:
+        self.runner = runner
+        self.fusion = fusion or FusionConfig()
+        self.tracker = FaceTracker(detector, runner.manifest.face) if detector is not None else None
+        self.ring = ring
+        self.audio_cfg = runner.manifest.audio
+        self.face_cfg = runner.manifest.face
+        self.model_id = runner.manifest.model_id
+        same_rate = ring is not None and ring.sample_rate == self.audio_cfg.sample_rate
+        whole_hops = self.audio_cfg.window_samples % self.audio_cfg.hop_length == 0
+        self.sliding = SlidingFeatures(self.audio_cfg) if same_rate and whole_hops else None
+        self.smoother = Smoother(smoothing)
+        self.policy = EventPolicy(events)
+        self.stats = stats
+        self.seq = 0
+        self._own: dict[str, np.ndarray | None] = {"face": None, "voice": None}
+        self._blank_face = np.zeros((1, self.face_cfg.size, self.face_cfg.size), np.float32)
+        self._blank_audio = np.zeros(
+            (self.audio_cfg.num_frames, self.audio_cfg.feature_dim), np.float32
+        )
+
+    def _timed(self, stage: str, work: Callable[..., T], *args: Any) -> T:
+        start = self.stats.clock()
+        out = work(*args)
+        self.stats.record(stage, self.stats.clock() - start)
+        return out
+
+    def _crop(self, image: np.ndarray, box: Detection | None) -> np.ndarray:
+        if box is None:
+            return self._blank_face
+        return self._timed("crop", crop_face, image, box.box, self.face_cfg)
+
+    def _detect(
+        self, tracker: FaceTracker, image: np.ndarray, t: float
+    ) -> tuple[Detection | None, np.ndarray]:
+        box = self._timed("detect", tracker.detect, image, t)
+        face = self._crop(image, box)
+        tracker.anchor(face)
+        return box, face
+
+    def _face(
+        self, tracker: FaceTracker, image: np.ndarray, t: float
+    ) -> tuple[Detection | None, np.ndarray]:
+        """The face box in `image` (taken at `t`) and the model's face input (blank without
+        a face): the detector runs when due, else the tracker follows the last box, and the
+        detector runs at once when it cannot."""
+        if tracker.due(t):
+            return self._detect(tracker, image, t)
+        if tracker.box is None:
+            return None, self._blank_face
+        face = self._crop(image, tracker.box)
+        followed = self._timed("track", tracker.follow, image, face)
+        return self._detect(tracker, image, t) if followed is None else followed
+
+    def inputs(self, frame: Frame | None, t: float) -> ModelInputs:
+        """Find the face in `frame` and take the audio window that ends at `t`."""
+        box, face = None, self._blank_face
+        if frame is not None and self.tracker is not None:
+            box, face = self._face(self.tracker, frame.image, t)
+        start = self.stats.clock()
+        audio, voiced = self._blank_audio, False
+        if self.sliding is not None and self.ring is not None:
+            features, voiced = self.sliding.window(self.ring, t)
+            audio = audio if features is None else features
+        elif self.ring is not None:  # another rate than the model's: resample each window
+            wave = self.ring.window(t, self.audio_cfg.window_s)
+            wave = resample(wave, self.ring.sample_rate, self.audio_cfg.sample_rate)
+            voiced = is_voiced(wave, self.audio_cfg)
+            if voiced:
+                audio = window_features(wave, self.audio_cfg)
+        self.stats.record("features", self.stats.clock() - start)
+        mask = used_mask(np.array([box is not None, voiced], dtype=np.float32), self.fusion)
+        return ModelInputs(face, audio, mask, box)
+
+    def predict(self, inputs: ModelInputs) -> np.ndarray | None:
+        """Class probabilities (7,) by the fusion mode, or None when the modalities it uses
+        are missing; each used modality's own prediction is kept for the state."""
+        self._own = {"face": None, "voice": None}
+        if not inputs.mask.any():
+            return None
+        start = self.stats.clock()
+        rows = self.runner.outputs(inputs.face[None], inputs.audio[None], inputs.mask[None])[0]
+        self.stats.record("inference", self.stats.clock() - start)
+        self._own = modality_predictions(rows, inputs.mask)
+        return fuse(rows, inputs.mask, self.fusion)
+
+    def set_fusion(self, fusion: FusionConfig) -> None:
+        """Use another fusion mode or voice weight from the next cycle on."""
+        self.fusion = fusion
+
+    def cycle(self, frame: Frame | None, t: float) -> CycleResult:
+        """One full cycle at time `t` (monotonic) for `frame` (None without a camera)."""
+        inputs = self.inputs(frame, t)
+        probs = self.predict(inputs)
+        start = self.stats.clock()
+        if probs is None:
+            self.smoother.reset()
+            smoothed, label, confidence = None, None, 0.0
+        else:
+            smoothed = self.smoother.update(probs)
+            best = int(np.argmax(smoothed))
+            label, confidence = LABELS[best], float(smoothed[best])
+        change = self.policy.update(label, confidence, t)
+        state = event = None
+        if change is not None or self.policy.heartbeat_due(t):
+            state = self._state(inputs, smoothed)
+            self.policy.state_published(t)
+        if change is not None:
+            event = self._event(change, state)
+        self.stats.record("smoothing", self.stats.clock() - start)
+        self.stats.cycle()
+        return CycleResult(inputs, probs, smoothed, change, state, event)
+
+    def _next_seq(self) -> int:
+        self.seq += 1
+        return self.seq
+
+    def _state(self, inputs: ModelInputs, smoothed: np.ndarray | None) -> EmotionState:
+        """The state of this moment (edge.mqtt.messages.STATES): what is seen now, its smoothed
+        probabilities, and the reported label while something is seen."""
+        epoch_ms, seq = int(time.time() * 1000), self._next_seq()
+        if smoothed is None:
+            return EmotionState.blank("absent", epoch_ms, seq, self.model_id, self.fusion.mode)
+        label = self.policy.reported
+        confidence = 0.0 if label is None else float(smoothed[LABELS.index(label)])
+        return EmotionState(
+            label=label,
+            confidence=round(confidence, 4),
+            probabilities={n: round(float(p), 4) for n, p in zip(LABELS, smoothed, strict=True)},
+            face=bool(inputs.mask[0]),
+            audio=bool(inputs.mask[1]),
+            epoch_ms=epoch_ms,
+            seq=seq,
+            model_id=self.model_id,
+            state="uncertain" if label is None else "present",
+            by_modality={name: top_label(p) for name, p in self._own.items()},
+            fusion=self.fusion.mode,
+        )
+
+    def paused_state(self) -> EmotionState:
+        """The `paused` state; when inference resumes, smoothing starts afresh and the first
+        cycle publishes its state."""
+        self.smoother.reset()
+        self.policy.republish()
+        return EmotionState.blank(
+            "paused", int(time.time() * 1000), self._next_seq(), self.model_id, self.fusion.mode
+        )
+
+    def _event(self, change: Change, state: EmotionState) -> EmotionEvent:
+        return EmotionEvent(
+            previous=change.previous,
+            current=change.current,
+            previous_duration_s=round(change.previous_duration_s, 3),
+            confidence=state.confidence,
+            epoch_ms=state.epoch_ms,
+            seq=self._next_seq(),
+            model_id=self.model_id,
+        )

@@ -1,0 +1,1 @@
+"""Installing the daemon as a hardened systemd service."""

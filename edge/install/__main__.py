@@ -1,0 +1,8 @@
+"""`python3 -m edge.install [options]`: install the daemon from a checkout (stdlib only)."""
+
+import sys
+
+from edge.cli import main
+from edge.install.service import INSTALL
+
+sys.exit(main(["install", *sys.argv[1:]], {"install": INSTALL}))

@@ -1,0 +1,136 @@
+"""BlazeFace short-range (MediaPipe, Apache-2.0) run through LiteRT, decoded in numpy.
+
+The model sees a 128×128 RGB image in [-1, 1] and scores 896 anchors (16×16 cells × 2 at
+stride 8, 8×8 cells × 6 at stride 16); each anchor regresses a box relative to its centre.
+Licence and provenance: edge/assets/blazeface/.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge.core.config import DetectorConfig
+from edge.core.errors import DeviceError, ModelError
+from edge.core.opencv import optional_cv2
+from edge.vision.detect import Detection
+from edge.vision.face import resize_bilinear
+
+ASSETS = Path(__file__).resolve().parents[1] / "assets" / "blazeface"
+MODEL = ASSETS / "face_detection_short_range.tflite"
+SIZE = 128
+IOU_THRESHOLD = 0.3
+
+
+@lru_cache(maxsize=1)
+def anchors() -> np.ndarray:
+    """Anchor centres (896, 2) as (x, y) in [0, 1], in the model's output order."""
+    parts = []
+    for stride, per_cell in ((8, 2), (16, 6)):
+        cells = SIZE // stride
+        ys, xs = np.mgrid[0:cells, 0:cells]
+        centres = np.stack([(xs + 0.5) / cells, (ys + 0.5) / cells], axis=-1).reshape(-1, 2)
+        parts.append(np.repeat(centres, per_cell, axis=0))
+    return np.concatenate(parts).astype(np.float32)
+
+
+def _square_128(image: np.ndarray, x0: int, y0: int, side: int) -> np.ndarray:
+    """The image centred on a black side² square, resized (bilinear) to 128² RGB: with
+    OpenCV when it is there (uint8), else in numpy (float)."""
+    h, w = image.shape[:2]
+    cv2 = optional_cv2()
+    if cv2 is not None:
+        if image.ndim == 2:
+            image = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
+        pad = (y0, side - h - y0, x0, side - w - x0)
+        square = cv2.copyMakeBorder(image[..., :3], *pad, cv2.BORDER_CONSTANT, value=0)
+        return cv2.resize(square, (SIZE, SIZE), interpolation=cv2.INTER_LINEAR)
+    if image.ndim == 2:
+        image = np.repeat(image[..., None], 3, axis=2)
+    square = np.zeros((side, side, 3), dtype=np.uint8)
+    square[y0 : y0 + h, x0 : x0 + w] = image[..., :3]
+    return np.stack([resize_bilinear(square[..., c], SIZE) for c in range(3)], axis=-1)
+
+
+def letterbox(image: np.ndarray) -> tuple[np.ndarray, int, int, int]:
+    """The image padded to a square and resized to 128² RGB in [-1, 1]; (input, x0, y0, side)."""
+    h, w = image.shape[:2]
+    side = max(h, w)
+    y0, x0 = (side - h) // 2, (side - w) // 2
+    small = _square_128(image, x0, y0, side)
+    tensor = np.empty((1, SIZE, SIZE, 3), np.float32)
+    np.multiply(small, np.float32(1 / 127.5), out=tensor[0], casting="unsafe")
+    tensor -= 1.0
+    return tensor, x0, y0, side
+
+
+def decode(regressors: np.ndarray, scores: np.ndarray, threshold: float) -> np.ndarray:
+    """Boxes (N, 5) = x0, y0, x1, y1 in [0, 1] of the model input, score; after NMS."""
+    probs = 1.0 / (1.0 + np.exp(-np.clip(scores.reshape(-1), -80.0, 80.0)))
+    keep = probs >= threshold
+    if not keep.any():
+        return np.zeros((0, 5), np.float32)
+    reg, probs, centre = regressors.reshape(-1, 16)[keep], probs[keep], anchors()[keep]
+    cx = reg[:, 0] / SIZE + centre[:, 0]
+    cy = reg[:, 1] / SIZE + centre[:, 1]
+    half_w, half_h = reg[:, 2] / SIZE / 2, reg[:, 3] / SIZE / 2
+    boxes = np.stack([cx - half_w, cy - half_h, cx + half_w, cy + half_h, probs], axis=1)
+    return non_max_suppression(boxes, IOU_THRESHOLD)
+
+
+def non_max_suppression(boxes: np.ndarray, iou_threshold: float) -> np.ndarray:
+    """Greedy NMS on (N, 5) boxes x0, y0, x1, y1, score: best first, overlaps dropped."""
+    order = np.argsort(-boxes[:, 4])
+    kept = []
+    while len(order):
+        best, rest = order[0], order[1:]
+        kept.append(best)
+        a, b = boxes[best], boxes[rest]
+        iw = np.clip(np.minimum(a[2], b[:, 2]) - np.maximum(a[0], b[:, 0]), 0, None)
+        ih = np.clip(np.minimum(a[3], b[:, 3]) - np.maximum(a[1], b[:, 1]), 0, None)
+        inter = iw * ih
+        union = (a[2] - a[0]) * (a[3] - a[1]) + (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]) - inter
+        order = rest[inter / np.maximum(union, 1e-9) <= iou_threshold]
+    return boxes[kept]
+
+
+class BlazeFaceDetector:
+    """Faces through the bundled BlazeFace short-range model on LiteRT."""
+
+    def __init__(self, cfg: DetectorConfig, threads: int = 1, model: Path = MODEL) -> None:
+        self.cfg = cfg
+        try:
+            from ai_edge_litert.interpreter import Interpreter
+        except ImportError as error:
+            raise DeviceError(
+                f"the blazeface detector needs LiteRT ({error}); pip install ai-edge-litert, "
+                'or set detector.kind = "haar"'
+            ) from None
+        if not model.is_file():
+            raise ModelError(f"face detector model missing: {model}")
+        self.interpreter: Any = Interpreter(model_path=str(model), num_threads=threads)
+        self.interpreter.allocate_tensors()
+        self.input_index = self.interpreter.get_input_details()[0]["index"]
+        outputs = {o["name"]: o["index"] for o in self.interpreter.get_output_details()}
+        self.regressors, self.classificators = outputs["regressors"], outputs["classificators"]
+
+    def detect(self, image: np.ndarray) -> list[Detection]:
+        tensor, x0, y0, side = letterbox(image)
+        self.interpreter.set_tensor(self.input_index, tensor)
+        self.interpreter.invoke()
+        boxes = decode(
+            self.interpreter.get_tensor(self.regressors),
+            self.interpreter.get_tensor(self.classificators),
+            self.cfg.score_threshold,
+        )
+        min_side = self.cfg.min_size * min(image.shape[:2])
+        faces = []
+        for bx0, by0, bx1, by1, score in boxes:
+            x, y = bx0 * side - x0, by0 * side - y0
+            w, h = (bx1 - bx0) * side, (by1 - by0) * side
+            if min(w, h) >= min_side:
+                faces.append(Detection(float(x), float(y), float(w), float(h), float(score)))
+        return faces

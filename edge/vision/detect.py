@@ -1,0 +1,53 @@
+"""Face detection on camera frames: BlazeFace through LiteRT, or OpenCV's Haar cascade."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from edge.core.config import DetectorConfig
+
+
+@dataclass(frozen=True)
+class Detection:
+    """A face box in frame pixels (x, y, w, h) and the detector's confidence."""
+
+    x: float
+    y: float
+    w: float
+    h: float
+    score: float
+
+    @property
+    def box(self) -> tuple[float, float, float, float]:
+        return self.x, self.y, self.w, self.h
+
+    @property
+    def area(self) -> float:
+        return self.w * self.h
+
+
+class FaceDetector(Protocol):
+    cfg: DetectorConfig  # its tracking settings (interval, max_drift) too
+
+    def detect(self, image: np.ndarray) -> list[Detection]:
+        """Faces in a uint8 RGB (H, W, 3) or gray (H, W) image."""
+
+
+def largest_face(detector: FaceDetector, image: np.ndarray) -> Detection | None:
+    """The biggest face in `image`, or None."""
+    faces = detector.detect(image)
+    return max(faces, key=lambda d: d.area) if faces else None
+
+
+def load_detector(cfg: DetectorConfig, threads: int = 1) -> FaceDetector:
+    """The detector named by `detector.kind`."""
+    if cfg.kind == "haar":
+        from edge.vision.haar import HaarDetector
+
+        return HaarDetector(cfg)
+    from edge.vision.blazeface import BlazeFaceDetector
+
+    return BlazeFaceDetector(cfg, threads)

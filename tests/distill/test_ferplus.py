@@ -1,0 +1,95 @@
+"""FER+ crowd votes: read beside the FER2013 folders, soft training targets by the stated rule,
+and the majority label the face rows are also scored against."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from distill.cache import decode_faces
+from distill.corpora import load_corpus
+from distill.ferplus import VOTE_COLUMNS, majority_labels, training_targets
+from distill.pairing import face_sets
+from edge.audio.frontend import AudioConfig
+from edge.core.errors import DataError
+from edge.core.labels import LABELS
+from tests.tiny_corpora import write_fer_folders
+
+
+def votes(**counts: int) -> np.ndarray:
+    return np.array([counts.get(c, 0) for c in VOTE_COLUMNS], dtype=np.int16)
+
+
+def test_training_targets_follow_the_rule() -> None:
+    rows = np.stack(
+        [
+            votes(happiness=6, surprise=2, contempt=1, unknown=1),  # contempt/unknown dropped
+            votes(NF=6, neutral=4),  # not a face: left out
+            votes(),  # no FER+ row: the original label
+            votes(contempt=7, unknown=3),  # no emotion vote: the original label
+        ]
+    )
+    labels = np.array([0, 0, LABELS.index("sad"), LABELS.index("fear")])
+    targets, keep = training_targets(rows, labels)
+    assert keep.tolist() == [True, False, True, True]
+    expected = np.zeros(7)
+    expected[LABELS.index("happy")], expected[LABELS.index("surprise")] = 0.75, 0.25
+    assert np.allclose(targets[0], expected)
+    assert targets[2].argmax() == LABELS.index("sad") and targets[2].max() == 1.0
+    assert targets[3].argmax() == LABELS.index("fear")
+    assert np.allclose(targets.sum(1), 1.0)
+
+
+def test_majority_excludes_ties_and_non_emotions_and_counts_them() -> None:
+    rows = np.stack(
+        [
+            votes(anger=6, disgust=4),
+            votes(anger=5, disgust=5),  # tie
+            votes(contempt=6, neutral=4),  # non-emotion majority
+            votes(NF=10),
+            votes(),
+        ]
+    )
+    labels, excluded = majority_labels(rows)
+    assert labels.tolist() == [LABELS.index("angry"), -1, -1, -1, -1]
+    assert excluded == {"no_votes": 1, "tie": 1, "non_emotion": 2}
+
+
+def test_votes_are_read_beside_the_folders_and_scored_as_a_second_face_row(tmp_path) -> None:
+    root = write_fer_folders(tmp_path / "fer")
+    files = sorted(p.relative_to(root).as_posix() for p in root.glob("*/*/*.png"))
+    header = "file,ferplus_name," + ",".join(VOTE_COLUMNS)
+    lines = (
+        [header]
+        + [
+            f"{name},x{i}.png," + ",".join(["0"] * 6 + ["10"] + ["0"] * 3)  # everyone says fear
+            for i, name in enumerate(files[:20])
+        ]
+    )
+    (root / "ferplus.csv").write_text("\n".join(lines) + "\n")
+    samples = load_corpus(root, "face")
+    assert sum(s.votes is not None for s in samples) == 20
+    faces = decode_faces(samples, tmp_path / "cache")
+    assert faces.votes.shape == (len(samples), 10) and (faces.votes.sum(1) > 0).sum() == 20
+    sets = face_sets(faces, AudioConfig())
+    assert [s.name for s in sets] == ["face_only", "face_only_ferplus"]
+    assert len(sets[1]) == 20 and (sets[1].labels == LABELS.index("fear")).all()
+    assert sets[1].excluded == {"no_votes": len(samples) - 20, "tie": 0, "non_emotion": 0}
+
+
+def test_a_broken_votes_file_is_a_data_error(tmp_path) -> None:
+    root = write_fer_folders(tmp_path / "fer")
+    (root / "ferplus.csv").write_text("file,neutral\nx.png,3\n")
+    with pytest.raises(DataError, match="missing column"):
+        load_corpus(root, "face")
+
+
+@pytest.mark.data
+def test_real_ferplus_votes_cover_the_documented_faces(shared_data) -> None:
+    samples = load_corpus(shared_data / "fer2013", "face")
+    with_votes = [s for s in samples if s.votes is not None]
+    assert len(with_votes) == 35533
+    test = np.array([s.votes for s in with_votes if s.split == "test"])
+    labels, excluded = majority_labels(test)
+    assert len(test) == 3552 and (labels >= 0).sum() == 3325
+    assert excluded["tie"] + excluded["non_emotion"] == 3552 - 3325

@@ -1,0 +1,197 @@
+"""Teacher and student on tiny tensors: shapes, sizes, masks, attention, KD, checkpoints."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from distill.checkpoint import front_end, load_checkpoint, save_checkpoint
+from distill.models import (
+    AttentionPool,
+    CrossModalAttention,
+    build_model,
+    count_parameters,
+    distillation_loss,
+)
+from edge.audio.frontend import AudioConfig
+from edge.core.errors import ModelError
+from edge.vision.face import FaceConfig
+
+T = AudioConfig().num_frames
+
+
+def inputs(b: int, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    return (
+        torch.randn(b, 1, 48, 48, generator=g),
+        torch.randn(b, T, 39, generator=g),
+        torch.ones(b, 2),
+    )
+
+
+@pytest.fixture(scope="module", params=["teacher", "student", "student-late"])
+def model(request):
+    torch.manual_seed(0)
+    arch, _, fusion = request.param.partition("-")
+    return build_model(arch, {"fusion": fusion} if fusion else None).eval()
+
+
+def test_logits_shape(model) -> None:
+    face, audio, mask = inputs(3)
+    assert model(face, audio, mask).shape == (3, 7)
+
+
+def test_sizes() -> None:
+    assert 5.0e6 < count_parameters(build_model("teacher")) < 6.5e6  # the seed's ~5.7 M
+    assert count_parameters(build_model("student")) <= 300_000
+    assert count_parameters(build_model("student", {"fusion": "late"})) <= 300_000
+
+
+def test_masked_modality_is_ignored(model) -> None:
+    face, audio, _ = inputs(4)
+    other_face, other_audio, _ = inputs(4, seed=1)
+    face_only = torch.tensor([[1.0, 0.0]] * 4)
+    audio_only = torch.tensor([[0.0, 1.0]] * 4)
+    with torch.no_grad():
+        torch.testing.assert_close(
+            model(face, audio, face_only), model(face, other_audio, face_only)
+        )
+        torch.testing.assert_close(
+            model(face, audio, audio_only), model(other_face, audio, audio_only)
+        )
+        assert not torch.allclose(
+            model(face, audio, torch.ones(4, 2)), model(face, other_audio, torch.ones(4, 2))
+        )
+
+
+def test_samples_do_not_mix_across_the_batch(model) -> None:
+    """The seed's Q @ K.T attended across the batch; each sample must only see its own audio."""
+    face, audio, mask = inputs(4)
+    with torch.no_grad():
+        base = model(face, audio, mask)
+        changed = audio.clone()
+        changed[2] = torch.randn(T, 39)
+        out = model(face, changed, mask)
+    torch.testing.assert_close(out[[0, 1, 3]], base[[0, 1, 3]])
+    assert not torch.allclose(out[2], base[2])
+
+
+def test_attention_is_over_time_steps_of_one_sample() -> None:
+    attn = CrossModalAttention(visual_dim=8, audio_dim=6, dim=4)
+    visual, steps = torch.randn(3, 8), torch.randn(3, 11, 6)
+    attended, weights = attn(visual, steps, torch.ones(3, 1))
+    assert attended.shape == (3, 4) and weights.shape == (3, 11)
+    torch.testing.assert_close(weights.sum(1), torch.ones(3))
+    expected = torch.einsum("bt,btd->bd", weights, attn.value(steps))
+    torch.testing.assert_close(attended, expected)
+
+
+def test_attention_pool_is_over_time_steps_of_one_sample_and_ignores_the_face() -> None:
+    torch.manual_seed(0)
+    pool = AttentionPool(audio_dim=6, dim=4)
+    torch.nn.init.normal_(pool.query)
+    steps = torch.randn(3, 11, 6)
+    attended, weights = pool(torch.randn(3, 8), steps, torch.ones(3, 1))
+    again, _ = pool(torch.randn(3, 8), steps, torch.zeros(3, 1))
+    torch.testing.assert_close(attended, again)
+    torch.testing.assert_close(weights.sum(1), torch.ones(3))
+    torch.testing.assert_close(attended, torch.einsum("bt,btd->bd", weights, pool.value(steps)))
+    scores = pool.key(steps) @ pool.query / 2.0  # scale 1/sqrt(4)
+    torch.testing.assert_close(weights, torch.softmax(scores, 1))
+
+
+def test_missing_face_uses_the_learned_query() -> None:
+    attn = CrossModalAttention(visual_dim=8, audio_dim=6, dim=4)
+    steps = torch.randn(2, 5, 6)
+    a, _ = attn(torch.randn(2, 8), steps, torch.zeros(2, 1))
+    b, _ = attn(torch.randn(2, 8), steps, torch.zeros(2, 1))
+    torch.testing.assert_close(a, b)
+
+
+def test_distillation_loss() -> None:
+    labels = torch.tensor([0, 3, 6])
+    logits = torch.randn(3, 7)
+    assert distillation_loss(logits, logits, labels, 4.0, 1.0).item() == pytest.approx(0, abs=1e-6)
+    hard = torch.nn.functional.cross_entropy(logits, labels)
+    assert distillation_loss(logits, torch.randn(3, 7), labels, 4.0, 0.0).item() == pytest.approx(
+        hard.item()
+    )
+    far = distillation_loss(logits, -logits * 5, labels, 4.0, 1.0)
+    assert far.item() > 0.1
+
+
+def test_checkpoint_round_trip(tmp_path, model) -> None:
+    arch = "teacher" if count_parameters(model) > 1e6 else "student"
+    path = tmp_path / "m.pt"
+    save_checkpoint(path, model, arch, AudioConfig(), FaceConfig(), {"val": {"fused": 1.0}})
+    loaded, meta = load_checkpoint(path)
+    face, audio, mask = inputs(2)
+    with torch.no_grad():
+        torch.testing.assert_close(
+            loaded(face, audio, mask), model(face, audio, mask), atol=2e-2, rtol=1e-2
+        )  # fp16-stored weights
+    assert meta["arch"] == arch and meta["metrics"] == {"val": {"fused": 1.0}}
+    assert front_end(meta) == (AudioConfig(), FaceConfig())
+
+
+def test_bad_checkpoints_are_refused(tmp_path) -> None:
+    with pytest.raises(ModelError, match="not found"):
+        load_checkpoint(tmp_path / "none.pt")
+    (tmp_path / "junk.pt").write_bytes(b"junk")
+    with pytest.raises(ModelError, match="cannot read"):
+        load_checkpoint(tmp_path / "junk.pt")
+    torch.save({"weights": 1}, tmp_path / "other.pt")
+    with pytest.raises(ModelError, match="not an emoedge checkpoint"):
+        load_checkpoint(tmp_path / "other.pt")
+
+
+def test_an_appended_residual_block_starts_close_to_the_network() -> None:
+    """A student with one more face block, initialised from a trained one, starts from its
+    function: the new block's residual branch starts near zero (start_near_identity)."""
+    from distill.loop import copy_matching_weights
+    from distill.models import RESIDUAL_INIT_SCALE, StudentConfig
+
+    torch.manual_seed(0)
+    base = build_model("student", {"fusion": "late"})
+    faces = inputs(64)[0]
+    for module in base.modules():  # BatchNorm statistics of these faces, as after training
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            module.momentum = None
+    with torch.no_grad():
+        base.face(faces)
+    blocks = [list(b) for b in StudentConfig().face_blocks] + [[192, 1]]
+    longer = build_model("student", {"fusion": "late", "face_blocks": blocks})
+    fresh = copy_matching_weights(base, longer)
+    assert fresh and all(name.startswith("face.features.9.") for name in fresh)
+    new_scale = longer.face.features[9].block[4].weight
+    assert torch.all(new_scale == RESIDUAL_INIT_SCALE)
+
+    def change() -> float:  # of the face feature, relative
+        with torch.no_grad():
+            before, after = base.eval().face(faces), longer.eval().face(faces)
+        return float((after - before).norm() / before.norm())
+
+    assert change() < 0.02
+    new_scale.data.fill_(1.0)  # the same block started at full scale changes the function
+    assert change() > 0.1
+
+
+def test_flip_average_predicts_the_mean_of_a_face_and_its_mirror_image() -> None:
+    """face_flip_average: at inference the face feature is the mean over the face and its
+    mirror image (so both give the same output); training sees the face as it is."""
+    torch.manual_seed(0)
+    plain = build_model("student", {"fusion": "late"})
+    flipping = build_model("student", {"fusion": "late", "face_flip_average": True})
+    flipping.load_state_dict(plain.state_dict())
+    faces = inputs(4)[0]
+    with torch.no_grad():
+        plain.eval(), flipping.eval()
+        mean = (plain.face(faces) + plain.face(faces.flip(-1))) / 2
+        torch.testing.assert_close(flipping.face(faces), mean)
+        torch.testing.assert_close(flipping.face(faces.flip(-1)), mean)
+        assert not torch.allclose(plain.face(faces), mean)
+        plain.train(), flipping.train()
+        torch.manual_seed(1)
+        trained = plain.face(faces)
+        torch.manual_seed(1)
+        torch.testing.assert_close(flipping.face(faces), trained)

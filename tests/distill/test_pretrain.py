@@ -1,0 +1,370 @@
+"""Training stages: face-only and audio-only pre-training, --init / --init-audio, late fusion,
+--freeze-face / --freeze-audio and KD without the face-only samples; tiny models and tiny
+generated corpora."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from distill.calibrate import fit_fusion, fit_temperature
+from distill.checkpoint import load_checkpoint
+from distill.config import TrainConfig
+from distill.models import RELIABILITY_UNIT, build_model, distillation_loss
+from distill.pretrain import audio_only_logits, class_weights, face_only_logits
+from distill.train import batch_loss
+from tests.fixtures_export import TINY, make_checkpoint, run_emoedge
+from tests.tiny_corpora import write_fer_folders, write_ravdess
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> list[str]:
+    """The data options of `emoedge distill` for tiny corpora."""
+    root = tmp_path_factory.mktemp("tiny")
+    return [
+        "--faces",
+        str(write_fer_folders(root / "fer")),
+        "--speech",
+        str(write_ravdess(root / "rav", actors=(1, 19, 21), sr=16000)),
+        "--cache-dir",
+        str(root / "cache"),
+    ]
+
+
+MODELS = [("student", "concat"), ("student", "late"), ("teacher", None)]
+
+
+@pytest.mark.parametrize("modality", ["face", "audio"])
+@pytest.mark.parametrize(("arch", "fusion"), MODELS)
+def test_single_modality_logits_are_the_models_output_with_the_other_masked(
+    arch: str, fusion: str | None, modality: str
+) -> None:
+    torch.manual_seed(0)
+    model = build_model(arch, TINY[arch] | ({"fusion": fusion} if fusion else {})).eval()
+    faces = torch.randn(5, 1, 48, 48)
+    audio = torch.randn(5, 298, 39)
+    face_present = modality == "face"
+    mask = torch.tensor([[float(face_present), float(not face_present)]]).expand(5, 2)
+    with torch.no_grad():
+        own = face_only_logits(model, faces) if face_present else audio_only_logits(model, audio)
+        torch.testing.assert_close(own, model(faces, audio, mask))
+
+
+def test_class_weights() -> None:
+    labels = np.array([0] * 8 + [1] * 2 + [3] * 2)
+    assert torch.equal(class_weights(labels, 0.0)[[0, 1, 3]], torch.ones(3))
+    w = class_weights(labels, 1.0)
+    counts = torch.tensor([8.0, 2.0, 0, 2.0, 0, 0, 0])
+    per_class = w * counts
+    assert torch.allclose(per_class[[0, 1, 3]], per_class[0].expand(3))  # balanced
+    assert w[2] == 0 and w[4:].eq(0).all()  # absent classes
+    assert torch.isclose((w * counts).sum() / counts.sum(), torch.tensor(1.0))  # mean 1
+
+
+def test_batch_loss_skips_the_teacher_on_face_only_samples() -> None:
+    torch.manual_seed(0)
+    teacher = build_model("teacher", TINY["teacher"]).eval()
+    inputs = (torch.randn(6, 1, 48, 48), torch.randn(6, 298, 39), torch.ones(6, 2))
+    inputs[2][:2, 1] = 0  # two face-only samples
+    logits, labels = torch.randn(6, 7), torch.tensor([0, 1, 2, 3, 4, 5])
+    cfg = TrainConfig(label_smoothing=0.0)
+    with torch.no_grad():
+        teacher_logits = teacher(*inputs)
+
+    def kd(sl: slice) -> torch.Tensor:
+        return distillation_loss(logits[sl], teacher_logits[sl], labels[sl], 4.0, 0.7)
+
+    torch.testing.assert_close(batch_loss(logits, labels, teacher, inputs, cfg), kd(slice(None)))
+    cfg.kd_face_only = False
+    ce = torch.nn.functional.cross_entropy(logits[:2], labels[:2])
+    expected = (2 * ce + 4 * kd(slice(2, None))) / 6
+    torch.testing.assert_close(batch_loss(logits, labels, teacher, inputs, cfg), expected)
+    face_only = tuple(x[:2] for x in inputs)
+    torch.testing.assert_close(batch_loss(logits[:2], labels[:2], teacher, face_only, cfg), ce)
+    plain = batch_loss(logits, labels, None, inputs, cfg)
+    torch.testing.assert_close(plain, torch.nn.functional.cross_entropy(logits, labels))
+
+
+def face_state(path) -> dict[str, torch.Tensor]:
+    model, _ = load_checkpoint(path)
+    return {k: v for k, v in model.state_dict().items() if k.startswith("face.")}
+
+
+def test_face_stage_resumes_and_the_fused_stage_starts_from_it(tiny, tmp_path) -> None:
+    init = make_checkpoint(tmp_path / "init.pt", "student")
+    face = tmp_path / "face"
+    common = ["--arch", "student", "--batch-size", "8", "--workers", "0", *tiny]
+    stage = ["--stage", "face", "--out", face, "--class-balance", "0.5", "--init", init]
+    assert run_emoedge("distill", *common, *stage, "--epochs", "2") == 0
+    assert run_emoedge("distill", *common, *stage, "--epochs", "3", "--resume") == 0
+    history = json.loads((face / "history.json").read_text())
+    assert [(h["epoch"], h["stage"]) for h in history] == [(1, "face"), (2, "face"), (3, "face")]
+    _, meta = load_checkpoint(face / "best.pt")
+    assert meta["train_config"]["stage"] == "face" and "face_only" in meta["metrics"]["val"]
+
+    fused = tmp_path / "fused"
+    teacher = make_checkpoint(tmp_path / "teacher.pt", "teacher")
+    args = ["--init", face / "best.pt", "--freeze-face", "--out", fused, "--epochs", "1"]
+    args += ["--teacher", teacher, "--no-kd-face-only"]
+    assert run_emoedge("distill", *common, *args) == 0
+    before, after = face_state(face / "best.pt"), face_state(fused / "best.pt")
+    assert before.keys() == after.keys()
+    for name, value in before.items():  # weights and BatchNorm statistics
+        assert torch.equal(value, after[name]), name
+
+
+def test_init_from_another_architecture_is_a_usage_error(tiny, tmp_path, capsys) -> None:
+    teacher = make_checkpoint(tmp_path / "teacher.pt", "teacher")
+    code = run_emoedge("distill", "--arch", "student", "--init", teacher, "--out", tmp_path, *tiny)
+    assert code == 2
+    assert "is a teacher checkpoint, not student" in capsys.readouterr().err
+
+
+def test_late_fusion_is_each_calibrated_branch_alone_and_a_certainty_gated_sum() -> None:
+    torch.manual_seed(0)
+    head = build_model("student", TINY["student"] | {"fusion": "late"}).head.eval()
+    with torch.no_grad():
+        head.log_temperature.copy_(torch.tensor([2.0, 0.5]).log())
+        head.reliability.copy_(torch.tensor([[0.3, 1.0, -0.5], [0.1, -1.0, 2.0]]))
+        head.fused_bias.copy_(torch.arange(7.0))
+        visual, attended = torch.randn(4, 16), torch.randn(4, 8)
+
+        def out(mask: list[float]) -> torch.Tensor:
+            return head(visual, attended, torch.tensor([mask]).expand(4, 2))
+
+        face, voice = out([1.0, 0.0]), out([0.0, 1.0])
+        torch.testing.assert_close(face, torch.log_softmax(head.face_logits(visual) / 2.0, 1))
+        torch.testing.assert_close(voice, torch.log_softmax(head.audio_logits(attended) / 0.5, 1))
+        entropy = [-(x.exp() * x).sum(1, keepdim=True) / np.log(7) for x in (face, voice)]
+        features = torch.cat([torch.ones(4, 1), 1 - entropy[0], 1 - entropy[1]], 1)
+        gates = torch.nn.functional.softplus(features @ head.reliability.T)
+        expected = gates[:, :1] * face + gates[:, 1:] * voice + torch.arange(7.0)
+        torch.testing.assert_close(out([1.0, 1.0]), expected)
+        torch.testing.assert_close(out([0.0, 0.0]), torch.zeros(4, 7))
+
+
+def state(path, prefix: str) -> dict[str, torch.Tensor]:
+    model, _ = load_checkpoint(path)
+    return {k: v for k, v in model.state_dict().items() if k.startswith(prefix)}
+
+
+def test_audio_stage_and_joining_separately_trained_paths(tiny, tmp_path) -> None:
+    init = make_checkpoint(tmp_path / "init.pt", "student", fusion="concat")
+    common = ["--arch", "student", "--batch-size", "8", "--workers", "0", *tiny]
+    face, audio, fused = tmp_path / "face", tmp_path / "audio", tmp_path / "fused"
+    late = ["--init", init, "--fusion", "late", "--epochs", "1"]
+    assert run_emoedge("distill", *common, *late, "--stage", "face", "--out", face) == 0
+    stage = [*late, "--stage", "audio", "--out", audio, "--audio-repeats", "2"]
+    assert run_emoedge("distill", *common, *stage) == 0
+    assert run_emoedge("distill", *common, *stage, "--epochs", "2", "--resume") == 0
+    history = json.loads((audio / "history.json").read_text())
+    assert [(h["epoch"], h["stage"]) for h in history] == [(1, "audio"), (2, "audio")]
+    _, meta = load_checkpoint(audio / "best.pt")
+    assert meta["config"]["fusion"] == "late" and "audio_only" in meta["metrics"]["val"]
+    # the audio stage never touches the face path (init.pt holds fp32, best.pt fp16 weights)
+    before, after = state(init, "face."), state(audio / "best.pt", "face.")
+    assert all(torch.equal(v.half().float(), after[k]) for k, v in before.items())
+
+    args = ["--init", face / "best.pt", "--init-audio", audio / "best.pt", "--out", fused]
+    args += ["--freeze-face", "--freeze-audio", "--epochs", "1"]
+    assert run_emoedge("distill", *common, *args) == 0
+    _, fused_meta = load_checkpoint(fused / "best.pt")
+    assert fused_meta["config"]["fusion"] == "late"
+    for source, prefix in ((face, "face."), (audio, "audio.")):  # frozen: weights and BN stats
+        before, after = state(source / "best.pt", prefix), state(fused / "best.pt", prefix)
+        assert before.keys() == after.keys() and before
+        for name, value in before.items():
+            assert torch.equal(value, after[name]), name
+
+
+def test_fusion_and_init_audio_misuse_are_usage_errors(tiny, tmp_path, capsys) -> None:
+    ckpt = make_checkpoint(tmp_path / "student.pt", "student")
+    out = ["--out", tmp_path / "run"]
+    assert run_emoedge("distill", "--arch", "teacher", "--fusion", "late", *out, *tiny) == 2
+    assert "--fusion applies to the student only" in capsys.readouterr().err
+    assert run_emoedge("distill", "--init-audio", ckpt, *out, *tiny) == 2
+    assert "--init-audio needs --init" in capsys.readouterr().err
+    teacher = make_checkpoint(tmp_path / "teacher.pt", "teacher")
+    assert run_emoedge("distill", "--init", ckpt, "--init-audio", teacher, *out, *tiny) == 2
+    assert "is a teacher checkpoint, not student" in capsys.readouterr().err
+
+
+def test_checkpoints_load_without_unpickling_objects(tmp_path) -> None:
+    from distill.checkpoint import save_checkpoint
+    from edge.audio.frontend import AudioConfig
+    from edge.vision.face import FaceConfig
+
+    model = build_model("student", TINY["student"])
+    metrics = {"val": {"fused": {"accuracy": np.float64(61.5), "confusion": np.eye(2, dtype=int)}}}
+    save_checkpoint(tmp_path / "m.pt", model, "student", AudioConfig(), FaceConfig(), metrics)
+    payload = torch.load(tmp_path / "m.pt", weights_only=True)  # raises on any pickled object
+    assert payload["metrics"]["val"]["fused"] == {"accuracy": 61.5, "confusion": [[1, 0], [0, 1]]}
+    for committed in ("student", "teacher"):
+        torch.load(f"distill/checkpoints/{committed}.pt", weights_only=True)
+
+
+def test_fit_fusion_trusts_the_informative_modality() -> None:
+    gen = torch.Generator().manual_seed(0)
+    head = build_model("student", TINY["student"] | {"fusion": "late"}).head
+    labels = torch.randint(0, 7, (2000,), generator=gen)
+    onehot = torch.nn.functional.one_hot(labels, 7).float()
+    face = torch.log_softmax(2.0 * onehot + torch.randn(2000, 7, generator=gen), 1)
+    voice = torch.log_softmax(8.0 * torch.randn(2000, 7, generator=gen) + 0.5 * onehot, 1)
+    weights, bias = fit_fusion(head, face, voice, labels)
+    assert weights.shape == (2, 3) and bias.shape == (7,)
+    assert torch.equal(head.reliability, torch.tensor([[RELIABILITY_UNIT, 0.0, 0.0]] * 2))
+    with torch.no_grad():
+        head.reliability.copy_(weights)
+        head.fused_bias.copy_(bias)
+        gates = head.gates(face, voice).mean(0)
+        after = torch.nn.functional.cross_entropy(
+            head.fuse(face, voice, torch.ones(2000, 2)), labels
+        )
+    assert gates[0] > 0.5 and gates[1] < 0.2 * gates[0]
+    before = torch.nn.functional.cross_entropy(face + voice, labels)
+    assert after < before
+
+
+def test_fit_temperature_recovers_the_temperature_of_overconfident_logits() -> None:
+    gen = torch.Generator().manual_seed(0)
+    labels = torch.randint(0, 7, (4000,), generator=gen)
+    calibrated = torch.randn(4000, 7, generator=gen) + 1.5 * torch.nn.functional.one_hot(labels, 7)
+    sampled = torch.distributions.Categorical(logits=calibrated).sample()
+    assert abs(fit_temperature(3.0 * calibrated, sampled) - 3.0) < 0.3
+
+
+def test_calibrate_stage_fits_temperatures_and_fusion_on_validation(tiny, tmp_path, capsys) -> None:
+    init = make_checkpoint(tmp_path / "init.pt", "student")
+    common = ["--arch", "student", "--batch-size", "8", "--workers", "0", *tiny]
+    late = tmp_path / "late"
+    args = ["--init", init, "--fusion", "late", "--stage", "face", "--epochs", "1"]
+    assert run_emoedge("distill", *common, *args, "--out", late) == 0
+    out = tmp_path / "calibrated"
+    args = ["--init", late / "best.pt", "--stage", "calibrate", "--out", out]
+    assert run_emoedge("distill", *common, *args) == 0
+    model, meta = load_checkpoint(out / "best.pt")
+    (record,) = meta["history"]
+    assert record["stage"] == "calibrate" and "fused" in meta["metrics"]["val"]
+    assert set(record["ece"]) == {"face_before", "face_after", "voice_before", "voice_after"}
+    temperatures = model.head.log_temperature.exp()
+    assert (temperatures > 0).all() and not torch.equal(temperatures, torch.ones(2))
+    # checkpoints store fp16: compare at its resolution (11 significant bits of log T)
+    log_t = torch.tensor(record["temperatures"]).log()
+    torch.testing.assert_close(model.head.log_temperature, log_t, atol=5e-3, rtol=1e-3)
+    reliability = torch.tensor(record["reliability"])
+    torch.testing.assert_close(model.head.reliability, reliability, atol=5e-3, rtol=1e-3)
+    # only the calibration buffers changed
+    before, after = state(late / "best.pt", ""), state(out / "best.pt", "")
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed <= {"head.log_temperature", "head.reliability", "head.fused_bias"}
+
+    concat = make_checkpoint(tmp_path / "concat.pt", "student", fusion="concat")
+    args = ["--init", concat, "--stage", "calibrate", "--out", tmp_path / "x"]
+    assert run_emoedge("distill", *common, *args) == 2
+    assert "needs a late-fusion student" in capsys.readouterr().err
+
+
+def test_model_config_appends_a_face_block_to_an_init_checkpoint(tiny, tmp_path) -> None:
+    ckpt = make_checkpoint(tmp_path / "student.pt", "student", fusion="late")
+    blocks = TINY["student"]["face_blocks"] + [[16, 1]]
+    out = tmp_path / "longer"
+    args = ["--stage", "face", "--init", ckpt, "--out", out, "--epochs", "1", "--workers", "0"]
+    config = json.dumps({"face_blocks": blocks})
+    assert run_emoedge("distill", "--arch", "student", *args, "--model-config", config, *tiny) == 0
+    model, meta = load_checkpoint(out / "best.pt")
+    assert meta["config"]["face_blocks"] == blocks and meta["config"]["fusion"] == "late"
+    assert len(model.face.features) == 3 + len(blocks)
+
+
+def test_ema_validates_and_saves_the_weight_average_and_resumes_it(tiny, tmp_path) -> None:
+    ckpt = make_checkpoint(tmp_path / "student.pt", "student", fusion="late")
+    out = tmp_path / "ema"
+    args = ["--stage", "face", "--init", ckpt, "--out", out, "--workers", "0", "--ema", "0.9"]
+    args += ["--batch-size", "8"]
+    assert run_emoedge("distill", "--arch", "student", *args, "--epochs", "1", *tiny) == 0
+    last = torch.load(out / "last.pt", weights_only=True)
+    assert last["average"]["n_averaged"] > 1
+    best, _ = load_checkpoint(out / "best.pt")
+    for name, value in best.state_dict().items():  # best.pt holds the average (fp16-rounded)
+        average = last["average"][f"module.{name}"].to(value.dtype)
+        torch.testing.assert_close(value, average, rtol=1e-3, atol=1e-3)
+    weights = last["model"]["face.proj.0.weight"]
+    assert not torch.allclose(best.state_dict()["face.proj.0.weight"], weights, atol=1e-3)
+
+    assert (
+        run_emoedge("distill", "--arch", "student", *args, "--epochs", "2", "--resume", *tiny) == 0
+    )
+    resumed = torch.load(out / "last.pt", weights_only=True)["average"]["n_averaged"]
+    assert resumed == 2 * last["average"]["n_averaged"]
+
+
+def test_ema_decay_out_of_range_is_a_usage_error(tiny, tmp_path, capsys) -> None:
+    out = ["--out", tmp_path / "run", "--ema", "1.5", "--epochs", "1"]
+    assert run_emoedge("distill", "--arch", "student", *out, *tiny) == 2
+    assert "--ema 1.5: a decay in [0, 1) expected" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("{face_blocks", "--model-config: not JSON"),
+        ("[1, 2]", "--model-config: a JSON object expected"),
+        ('{"face_width": 3}', "unknown student setting(s) face_width; allowed: "),
+    ],
+)
+def test_bad_model_config_is_a_usage_error(tiny, tmp_path, capsys, value, message) -> None:
+    out = ["--out", tmp_path / "run", "--model-config", value]
+    assert run_emoedge("distill", "--arch", "student", *out, *tiny) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_face_augment_strength_scales_the_augmentation() -> None:
+    """--face-augment 0 leaves only the flip; 0.5 changes faces less than 1."""
+    from distill.augment import augment_faces
+
+    faces = torch.randn(64, 1, 48, 48)
+
+    def change(strength: float) -> torch.Tensor:  # per face, the smaller of the two orientations
+        out = augment_faces(faces, torch.Generator().manual_seed(1), strength)
+        return torch.minimum(
+            (out - faces).abs().mean(dim=(1, 2, 3)), (out - faces.flip(3)).abs().mean(dim=(1, 2, 3))
+        )
+
+    assert torch.allclose(change(0.0), torch.zeros(64), atol=1e-5)
+    assert change(0.5).mean() < change(1.0).mean()
+    assert change(0.5).mean() > 0.1
+
+
+def test_prior_correction_is_chosen_on_validation_and_folded_into_the_face_head() -> None:
+    from distill.calibrate import fit_prior_correction
+    from distill.pairing import EvalSet
+    from edge.vision.face import FaceConfig
+
+    torch.manual_seed(0)
+    model = build_model("student", TINY["student"]).eval()
+    rng = np.random.default_rng(0)
+    faces = rng.integers(0, 255, (60, 48, 48), dtype=np.uint8)
+    labels = np.arange(60) % 7
+    es = EvalSet("face_only", faces, np.zeros((60, 298, 39), np.float32), np.ones((60, 2)), labels)
+    uniform = np.full(7, 1 / 7)
+    tau, tried = fit_prior_correction(model, es, FaceConfig(), uniform)
+    assert tau == 0.0 and len(set(tried.values())) == 1  # a uniform prior changes nothing
+    skewed = np.array([0.7, 0.05, 0.05, 0.05, 0.05, 0.05, 0.05])
+    tau, tried = fit_prior_correction(model, es, FaceConfig(), skewed)
+    assert tried[tau] == max(tried.values()) and set(tried) >= {0.0, 0.5, 1.0}
+
+
+def test_uninformative_voices_double_the_pairs_with_the_voices_shuffled() -> None:
+    from distill.calibrate import with_uninformative_voices
+
+    face = torch.randn(50, 7)
+    voice = torch.randn(50, 7)
+    labels = torch.arange(50) % 7
+    f, v, y = with_uninformative_voices(face, voice, labels)
+    assert f.shape == v.shape == (100, 7) and y.shape == (100,)
+    assert torch.equal(f[50:], face) and torch.equal(y[50:], labels)
+    assert torch.equal(v[:50], voice) and not torch.equal(v[50:], voice)
+    assert sorted(map(tuple, v[50:].tolist())) == sorted(map(tuple, voice.tolist()))

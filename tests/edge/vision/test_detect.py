@@ -1,0 +1,75 @@
+"""Face detection: BlazeFace (LiteRT, numpy decoding) on the demo sample's frames; the Haar
+fallback where the installed OpenCV has it, otherwise a clear error."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from edge.core.config import DetectorConfig
+from edge.core.errors import DeviceError
+from edge.vision.blazeface import ASSETS, anchors, non_max_suppression
+from edge.vision.detect import Detection, largest_face, load_detector
+from tests.fixtures_daemon import SAMPLE
+
+
+def sample_frame(index: int) -> np.ndarray:
+    capture = cv2.VideoCapture(str(SAMPLE / "sample.avi"))
+    capture.set(cv2.CAP_PROP_POS_FRAMES, index)
+    ok, bgr = capture.read()
+    capture.release()
+    assert ok
+    return np.ascontiguousarray(bgr[..., ::-1])
+
+
+def test_licence_notice_ships_with_the_model() -> None:
+    assert "Apache License" in (ASSETS / "LICENSE").read_text()
+    assert "mediapipe" in (ASSETS / "NOTICE.md").read_text().lower()
+
+
+def test_anchor_layout() -> None:
+    a = anchors()
+    assert a.shape == (896, 2)
+    assert a[0] == pytest.approx([0.5 / 16, 0.5 / 16]) and a[1] == pytest.approx(a[0])
+    assert a[512] == pytest.approx([0.5 / 8, 0.5 / 8])  # first stride-16 cell
+    assert (a > 0).all() and (a < 1).all()
+
+
+def test_nms_keeps_the_best_of_overlapping_boxes() -> None:
+    boxes = np.array(
+        [[0.1, 0.1, 0.5, 0.5, 0.7], [0.12, 0.1, 0.52, 0.5, 0.9], [0.6, 0.6, 0.9, 0.9, 0.8]],
+        np.float32,
+    )
+    kept = non_max_suppression(boxes, 0.3)
+    assert kept[:, 4].tolist() == pytest.approx([0.9, 0.8])
+
+
+def test_blazeface_finds_the_face_and_only_when_there_is_one() -> None:
+    detector = load_detector(DetectorConfig(kind="blazeface"))
+    face = largest_face(detector, sample_frame(0))
+    assert isinstance(face, Detection) and face.score >= 0.5
+    h, w = sample_frame(0).shape[:2]
+    assert face.x >= 0 and face.x + face.w <= w + 2 and face.y >= 0 and face.y + face.h <= h + 2
+    assert 0.2 * h < face.h < 0.9 * h  # a portrait: the face is a good part of the frame
+    assert largest_face(detector, sample_frame(100)) is None  # the face-free part of the clip
+    gray = cv2.cvtColor(sample_frame(0), cv2.COLOR_RGB2GRAY)
+    assert largest_face(detector, gray) is not None  # a gray frame (picamera2 lores luma)
+
+
+def test_min_size_filters_small_faces() -> None:
+    detector = load_detector(DetectorConfig(kind="blazeface", min_size=0.95))
+    assert largest_face(detector, sample_frame(0)) is None
+
+
+def test_haar_fallback() -> None:
+    if not hasattr(cv2, "CascadeClassifier"):
+        with pytest.raises(DeviceError, match="CascadeClassifier"):
+            load_detector(DetectorConfig(kind="haar"))
+        pytest.skip(f"OpenCV {cv2.__version__} has no CascadeClassifier (the error was checked)")
+    try:
+        detector = load_detector(DetectorConfig(kind="haar"))
+    except DeviceError as error:
+        assert "opencv-data" in str(error)
+        pytest.skip(f"no cascade files here: {error}")
+    assert largest_face(detector, sample_frame(0)) is not None

@@ -1,0 +1,233 @@
+"""`emoedge export` on a tiny random student: every format and precision, manifests, report,
+calibration from the training split, the int8 gate, and `emoedge evaluate` on an artifact."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from edge.core.errors import GateError, ModelError
+from edge.core.manifest import load_manifest, sha256_file
+from tests.fixtures_export import ARTIFACTS, TINY, Corpora, Exported, run_emoedge
+
+
+@pytest.fixture(scope="module")
+def report(exported_student: Exported) -> dict:
+    assert exported_student.exit_code == 0
+    return json.loads((exported_student.out / "report.json").read_text())
+
+
+def test_every_format_and_precision_is_exported_and_validated(report: dict) -> None:
+    rows = {r["artifact"]: r for r in report["rows"]}
+    assert set(rows) == {"pytorch", *ARTIFACTS}
+    for name in ARTIFACTS:
+        row = rows[name]
+        assert row["status"] == "ok", row
+        assert row["file_bytes"] > 0 and row["latency_ms"] > 0
+        assert 0 <= row["agreement"] <= 100 and row["max_abs_logit_diff"] >= 0
+        for key in ("face_only_accuracy", "audio_only_accuracy", "fused_accuracy"):
+            assert 0 <= row[key] <= 100
+    assert rows["onnx-fp32"]["max_abs_logit_diff"] < 1e-4
+    assert rows["onnx-fp32"]["agreement"] == 100.0
+    assert all("size_vs_float" in rows[n] for n in ARTIFACTS if n.endswith("int8"))
+
+
+def test_onnx_and_tflite_artifacts_carry_no_exporter_debug_data(exported_student: Exported) -> None:
+    for name in ("onnx-fp32", "onnx-int8"):
+        blob = (exported_student.out / name / "model.onnx").read_bytes()
+        model = onnx.load_from_string(blob)
+        assert not any(node.metadata_props for node in model.graph.node), name
+        assert b"stack_trace" not in blob and str(Path.cwd()).encode() not in blob, name
+        assert [v.name for v in model.graph.input] == ["face", "audio", "mask"]
+    for name in ("tflite-fp32", "tflite-int8"):
+        blob = (exported_student.out / name / "model.tflite").read_bytes()
+        assert b"distill.models" not in blob and b"serving_default" in blob, name
+
+
+def test_manifests_validate_and_describe_the_artifact(
+    exported_student: Exported, report: dict
+) -> None:
+    for name in ARTIFACTS:
+        manifest = load_manifest(exported_student.out / name)
+        fmt, precision = name.split("-")
+        assert (manifest.format, manifest.precision, manifest.arch) == (fmt, precision, "student")
+        assert [t.name for t in manifest.inputs] == ["face", "audio", "mask"]
+        assert manifest.inputs[1].shape[1:] == (298, 39)
+        assert manifest.outputs[0].shape[1:] == (3, 7)  # fused, face alone, voice alone
+        assert manifest.inputs[0].shape[0] == (1 if fmt == "tflite" else "batch")
+        assert manifest.source["sha256"] == sha256_file(exported_student.checkpoint)
+        row = next(r for r in report["rows"] if r["artifact"] == name)
+        assert manifest.metrics["agreement"] == row["agreement"]
+        assert manifest.metrics["file_bytes"] == row["file_bytes"]
+
+
+@pytest.mark.parametrize("name", ["onnx-fp32", "openvino-fp16", "tflite-fp32"])
+def test_float_artifacts_give_the_fused_face_and_voice_rows_of_pytorch(
+    exported_student: Exported, name: str
+) -> None:
+    import torch
+
+    from distill.checkpoint import load_checkpoint
+    from edge.backends import load_artifact
+
+    model, _ = load_checkpoint(exported_student.checkpoint)
+    runner = load_artifact(exported_student.out / name)
+    rng = np.random.default_rng(0)
+    face = rng.standard_normal((3, 1, 48, 48)).astype(np.float32)
+    audio = rng.standard_normal((3, 298, 39)).astype(np.float32)
+    mask = np.array([[1, 1], [1, 0], [0, 1]], np.float32)
+    rows = runner.outputs(face, audio, mask)
+    with torch.no_grad():
+        expected = model.all_logits(*map(torch.from_numpy, (face, audio, mask))).numpy()
+        masked = {
+            m: model(torch.from_numpy(face), torch.from_numpy(audio), torch.tensor([m] * 3))
+            for m in ((1.0, 0.0), (0.0, 1.0))
+        }
+    assert rows.shape == (3, 3, 7)
+    np.testing.assert_allclose(rows, expected, atol=2e-3)
+    np.testing.assert_allclose(runner.logits(face, audio, mask), expected[:, 0], atol=2e-3)
+    # the face row of a sample is what the model says with the voice masked, and vice versa
+    np.testing.assert_allclose(expected[0, 1], masked[(1.0, 0.0)][0].numpy(), atol=1e-5)
+    np.testing.assert_allclose(expected[0, 2], masked[(0.0, 1.0)][0].numpy(), atol=1e-5)
+
+
+def test_report_names_the_calibration_split_and_the_gate(
+    exported_student: Exported, report: dict
+) -> None:
+    assert report["calibration"]["split"] == "train"
+    assert 0 < report["calibration"]["samples"] <= 12
+    assert report["eval"]["split"] == "test"
+    assert report["gate"] == {
+        "max_int8_drop": 100.0,
+        "min_agreement": 0.0,
+        "passed": True,
+        "breaches": [],
+    }
+    text = (exported_student.out / "report.md").read_text()
+    for name in ("pytorch", *ARTIFACTS):
+        assert f"| {name} |" in text
+    assert "passed" in text
+
+
+def test_calibration_draws_every_mask_from_the_training_split(tiny_corpora: Corpora) -> None:
+    from edge.audio.frontend import AudioConfig
+    from edge.vision.face import FaceConfig
+    from export.calibration import calibration_samples
+
+    samples = calibration_samples(
+        tiny_corpora.faces, tiny_corpora.speech, AudioConfig(), FaceConfig(), 10, tiny_corpora.cache
+    )
+    masks = {tuple(s["mask"][0]) for s in samples}
+    assert masks == {(1.0, 0.0), (0.0, 1.0), (1.0, 1.0)}
+    assert all(
+        s["face"].shape == (1, 1, 48, 48) and s["audio"].shape == (1, 298, 39) for s in samples
+    )
+
+
+def test_breached_int8_bound_exits_non_zero(
+    tiny_corpora: Corpora,
+    student_checkpoint: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code = run_emoedge(
+        "export",
+        student_checkpoint,
+        "--formats",
+        "onnx",
+        "--int8",
+        "--calib-samples",
+        "6",
+        "--out",
+        tmp_path,
+        "--min-agreement",
+        "101",
+        *tiny_corpora.args(),
+    )
+    assert code == GateError.exit_code
+    assert "int8 quality bound breached: onnx-int8 agrees with PyTorch" in capsys.readouterr().err
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["gate"]["passed"] is False
+    assert "FAILED" in (tmp_path / "report.md").read_text()
+
+
+def test_a_format_that_does_not_convert_fails_the_export_and_spares_the_others(
+    tiny_corpora: Corpora,
+    student_checkpoint: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A file where the TFLite artifact's folder must go: that conversion fails for real."""
+    (tmp_path / "tflite-fp32").write_text("in the way")
+    code = run_emoedge(
+        "export", student_checkpoint, "--formats", "onnx,tflite", "--out", tmp_path,
+        *tiny_corpora.args(),
+    )  # fmt: skip
+    assert code == ModelError.exit_code
+    err = capsys.readouterr().err
+    assert "not converted: tflite-fp32; the other artifacts were written" in err
+    assert "Traceback" not in err
+    assert (tmp_path / "onnx-fp32" / "manifest.json").is_file()
+    rows = {r["artifact"]: r for r in json.loads((tmp_path / "report.json").read_text())["rows"]}
+    assert rows["onnx-fp32"]["status"] == "ok" and rows["tflite-fp32"]["status"] == "failed"
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["--formats", "onnx,coreml"], 2, "unknown coreml; allowed: onnx, openvino, tflite"),
+        (["--calib-samples", "0", "--int8"], 4, "--calib-samples must be at least 1"),
+    ],
+)
+def test_bad_options_are_clear_errors(
+    tiny_corpora: Corpora,
+    student_checkpoint: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    args: list[str],
+    code: int,
+    message: str,
+) -> None:
+    assert (
+        run_emoedge("export", student_checkpoint, "--out", tmp_path, *args, *tiny_corpora.args())
+        == code
+    )
+    assert message in capsys.readouterr().err
+
+
+def test_missing_checkpoint_is_a_model_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run_emoedge("export", tmp_path / "nope.pt", "--formats", "onnx") == 5
+    assert "checkpoint not found" in capsys.readouterr().err
+
+
+def test_evaluate_scores_an_exported_artifact(
+    exported_student: Exported, tiny_corpora: Corpora, tmp_path: Path
+) -> None:
+    out = tmp_path / "metrics.json"
+    code = run_emoedge(
+        "evaluate", exported_student.out / "openvino-int8", "--json", out, *tiny_corpora.args()
+    )
+    assert code == 0
+    result = json.loads(out.read_text())
+    assert result["runtime"] == "openvino int8"
+    report = json.loads((exported_student.out / "report.json").read_text())
+    row = next(r for r in report["rows"] if r["artifact"] == "openvino-int8")
+    assert result["metrics"]["fused"]["accuracy"] == row["fused_accuracy"]
+    assert result["metrics"]["face_only"]["accuracy"] == row["face_only_accuracy"]
+
+
+def test_int8_onnx_keeps_the_face_stem_in_float(exported_student: Exported) -> None:
+    model = onnx.load(exported_student.out / "onnx-int8" / "model.onnx")
+    shapes = {i.name: list(i.dims) for i in model.graph.initializer}
+    dequantized = {o for n in model.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    convs = [n for n in model.graph.node if n.op_type == "Conv"]
+    in_float = [n for n in convs if n.input[1] in shapes]  # a weight of its own: not int8
+    stem = TINY["student"]["face_stem"]
+    assert [shapes[n.input[1]] for n in in_float] == [[stem, 1, 3, 3]]  # the face stem alone
+    assert all(n.input[1] in dequantized for n in convs if n not in in_float)  # the rest int8

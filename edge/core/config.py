@@ -46,7 +46,7 @@ emoedge daemon configuration (`emoedge run --config FILE`; check it with
 `emoedge config check FILE`). Every key is optional; the values shown are the defaults, and
 a key shown commented out is an example (or has no default). Frames and audio never leave the
 process and are never written to disk: only emotion estimates are published.
-This file is generated from edge/core/config.py: `emoedge config template`."""
+`emoedge config template` prints this template afresh."""
 
 
 def _device(v: int | str) -> bool:

@@ -289,7 +289,7 @@ def _is(value: Any, hint: Any) -> bool:
 
 def _converted(value: Any, hint: Any) -> Any:
     """An accepted TOML value as the field's type: int to float, list to tuple."""
-    if base_type(hint) is float and not isinstance(value, bool):
+    if base_type(hint) is float:
         return float(value)
     if get_origin(hint) is tuple:
         return tuple(value)

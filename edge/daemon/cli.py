@@ -1,4 +1,4 @@
-"""`emoedge run`, `emoedge config check` and `emoedge demo`.
+"""`emoedge run`, `emoedge config check|template` and `emoedge demo`.
 
 Module top level stays light: runtimes, OpenCV and paho load when a command runs.
 """

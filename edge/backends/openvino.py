@@ -8,18 +8,26 @@ import numpy as np
 
 from edge.backends.base import Runner, register
 from edge.core.errors import DeviceError, ModelError
+from edge.core.settings import setting
 
 
 @dataclass(frozen=True)
 class OpenVinoOptions:
-    """device: OpenVINO device name; threads: 0 = runtime default.
+    """The `[backend.openvino]` table (threads come from `model.threads`)."""
 
-    precision 'f32' stops CPUs with AMX from silently running bf16 (a different model).
-    """
-
-    device: str = "CPU"
-    threads: int = 0
-    precision: str = "f32"
+    device: str = setting(
+        "CPU",
+        check=bool,
+        rule="an OpenVINO device name",
+        help="The OpenVINO device the model runs on: CPU, GPU, NPU, AUTO, ...",
+    )
+    threads: int = setting(0, low=0, high=64, help="Inference threads; 0 = the runtime's default.")
+    precision: str = setting(
+        "f32",
+        choices=("f32", "f16", "bf16"),
+        help="The inference precision on a CPU: f32 stops CPUs with AMX from silently running "
+        "bf16 (a different model).",
+    )
 
 
 @register

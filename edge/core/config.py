@@ -1,62 +1,149 @@
 """The daemon's configuration: one TOML file, one typed and validated schema.
 
-Every error is a ConfigError that names the key, the value and what is allowed. Secrets
-(the MQTT password) never live here: `[mqtt]` names an environment variable or a file.
+Each key is declared once, below, as a dataclass field (edge.core.settings.setting): its
+default, range, unit and help. The parser, its errors (naming the key, the value and what is
+allowed) and the commented template (edge/templates/config.toml, `emoedge config template`)
+follow from that. Secrets (the MQTT password) never live here: `[mqtt]` names an environment
+variable or a file.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import sys
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
 from edge.backends import BACKENDS
-from edge.core.config_table import ConfigTable, collected, report, section
 from edge.core.errors import ConfigError
-from edge.core.fusion import MAX_VOICE_WEIGHT, MODES, FusionConfig
-from edge.mqtt.config import MqttConfig, parse_mqtt_config
+from edge.core.fusion import FusionConfig
+from edge.core.settings import collected, join, read_table, report, section, setting
+from edge.core.template import render
+from edge.mqtt.config import MqttConfig
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
+log = logging.getLogger("emoedge.config")
+
 CAMERA_SOURCES = ("picamera2", "opencv", "file", "none")
 MIC_SOURCES = ("pyaudio", "file", "none")
 DETECTORS = ("blazeface", "haar")
 SMOOTHING = ("ema", "window")
 DEVICE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+# The publisher re-sends the retained state once this many state heartbeats went by without
+# a state (paused, or the pipeline stalled); while it runs, the pipeline's heartbeat is the one.
+STATE_RESEND_HEARTBEATS = 2
+
+HEADER = """\
+emoedge daemon configuration (`emoedge run --config FILE`; check it with
+`emoedge config check FILE`). Every key is optional; the values shown are the defaults, and
+a key shown commented out is an example (or has no default). Frames and audio never leave the
+process and are never written to disk: only emotion estimates are published.
+`emoedge config template` prints this template afresh."""
+
+
+def _device(v: int | str) -> bool:
+    """An index >= 0 or a non-empty name."""
+    return v != "" and not (isinstance(v, int) and v < 0)
 
 
 @dataclass(frozen=True)
 class CameraConfig:
     """Where frames come from. `device` is an OpenCV index, a GStreamer pipeline or a file."""
 
-    source: str = "opencv"
-    device: int | str = 0
-    path: str = ""
-    width: int = 640
-    height: int = 480
-    fps: float = 15.0
-    lores_width: int = 320
-    lores_height: int = 240
-    loop: bool = False
+    source: str = setting(
+        "opencv",
+        choices=CAMERA_SOURCES,
+        help="picamera2 (Raspberry Pi camera module), opencv (USB/V4L2 index, GStreamer "
+        "pipeline or video file), file (replay a video file on the clock), or none (voice only).",
+    )
+    device: int | str = setting(
+        0,
+        check=_device,
+        rule="a camera index >= 0, a GStreamer pipeline or a video file",
+        help="opencv: a device index (0 = /dev/video0) or a GStreamer pipeline ending in "
+        "appsink.\nFor example a Jetson CSI camera:\n"
+        '    device = "nvarguscamerasrc ! video/x-raw(memory:NVMM),width=1280,height=720,'
+        "framerate=30/1 ! nvvidconv ! video/x-raw,format=BGRx ! videoconvert ! "
+        'video/x-raw,format=BGR ! appsink drop=true max-buffers=1"',
+    )
+    path: str = setting(
+        "",
+        rule="a video file path",
+        example="/var/lib/emoedge/clip.avi",
+        help='file: the video to replay (required with source = "file").',
+    )
+    width: int = setting(640, low=16, high=8192, help="Frame width in pixels.")
+    height: int = setting(480, low=16, high=8192, help="Frame height in pixels.")
+    fps: float = setting(15.0, low=0.5, high=240.0, help="Frames per second asked of the camera.")
+    lores_width: int = setting(
+        320,
+        low=16,
+        high=8192,
+        help="picamera2: faces are detected on a low-resolution stream (its gray Y plane) of "
+        "this width.",
+    )
+    lores_height: int = setting(
+        240, low=16, high=8192, help="picamera2: the low-resolution stream's height."
+    )
+    loop: bool = setting(False, example=False, help="file: start over at the video's end.")
+
+    def checked(self, table: dict[str, Any], key: str) -> CameraConfig:
+        """Report a file source without a path."""
+        if self.source == "file" and not self.path:
+            report(f"{join(key, 'path')}: required when camera.source is 'file'")
+        return self
 
 
 @dataclass(frozen=True)
 class MicConfig:
     """Where audio comes from. `device` is a PyAudio index or (part of) a device name."""
 
-    source: str = "pyaudio"
-    device: int | str | None = None
-    path: str = ""
-    sample_rate: int = 16000
-    chunk: int = 1024
-    offset_s: float = 0.0
-    loop: bool = False
+    source: str = setting(
+        "pyaudio",
+        choices=MIC_SOURCES,
+        help="pyaudio (a live microphone through PortAudio/ALSA), file (replay a wav/flac), "
+        "or none (face only).",
+    )
+    device: int | str | None = setting(
+        None,
+        check=_device,
+        rule="a PyAudio device index >= 0 or a device name",
+        example="USB",
+        help="A PyAudio input device index or part of its name; leave out for the default.",
+    )
+    path: str = setting(
+        "",
+        rule="a wav or flac file path",
+        example="/var/lib/emoedge/clip.flac",
+        help='file: the audio to replay (required with source = "file").',
+    )
+    sample_rate: int = setting(16000, low=8000, high=192000, help="Samples per second.")
+    chunk: int = setting(
+        1024, low=64, high=65536, help="Samples per PortAudio callback (1024 at 16 kHz = 64 ms)."
+    )
+    offset_s: float = setting(
+        0.0,
+        low=-60.0,
+        high=60.0,
+        unit=" seconds",
+        example=0.0,
+        help="file: the audio's start relative to the video.",
+    )
+    loop: bool = setting(False, example=False, help="file: start over at the audio's end.")
+
+    def checked(self, table: dict[str, Any], key: str) -> MicConfig:
+        """Report a file source without a path."""
+        if self.source == "file" and not self.path:
+            report(f"{join(key, 'path')}: required when microphone.source is 'file'")
+        return self
 
 
 @dataclass(frozen=True)
@@ -64,28 +151,71 @@ class ModelConfig:
     """Which artifact runs and how: "default" is the bundled model, "auto" picks the backend
     from the model file; `providers` apply to onnxruntime only."""
 
-    artifact: str = "default"
-    backend: str = "auto"
-    threads: int = 1
-    providers: tuple[str, ...] = ("CPUExecutionProvider",)
+    artifact: str = setting(
+        "default",
+        check=bool,
+        rule='"default" or an artifact path',
+        help='"default" = the model bundled with emoedge, or the path of an exported artifact '
+        "(its folder, manifest.json or model file; the manifest beside it says how to feed it).",
+    )
+    backend: str = setting(
+        "auto",
+        choices=("auto", *BACKENDS),
+        help="auto (from the model file) or a runtime backend by name.",
+    )
+    threads: int = setting(1, low=1, high=64, help="Threads for inference and face detection.")
+    providers: tuple[str, ...] = setting(
+        ("CPUExecutionProvider",),
+        check=lambda v: bool(v) and all(v),
+        rule='a non-empty list of ONNX Runtime provider names, e.g. ["CPUExecutionProvider"]',
+        help="ONNX Runtime's execution providers, in order of preference.\nFor example on a "
+        "Jetson:\n"
+        '    providers = ["TensorrtExecutionProvider", "CUDAExecutionProvider", '
+        '"CPUExecutionProvider"]',
+    )
 
 
 @dataclass(frozen=True)
 class SmoothingConfig:
     """Temporal smoothing of the probabilities: an EMA with `alpha` or a moving window."""
 
-    method: str = "ema"
-    alpha: float = 0.4
-    window: int = 5
+    method: str = setting(
+        "ema",
+        choices=SMOOTHING,
+        help="ema (exponential moving average) or window (mean of the last `window`).",
+    )
+    alpha: float = setting(
+        0.4, low=0, high=1, low_open=True, help="ema: the weight of the newest probabilities."
+    )
+    window: int = setting(5, low=1, high=1000, help="window: how many cycles are averaged.")
 
 
 @dataclass(frozen=True)
 class EventConfig:
     """A new emotion is reported once it holds `hold_s` above `threshold`; state heartbeat."""
 
-    threshold: float = 0.4
-    hold_s: float = 1.0
-    heartbeat_s: float = 30.0
+    threshold: float = setting(
+        0.4,
+        low=0.0,
+        high=1.0,
+        help="A new emotion is reported once it has held for hold_s with a smoothed "
+        "confidence of at least this.",
+    )
+    hold_s: float = setting(
+        1.0,
+        low=0.0,
+        high=3600.0,
+        unit=" seconds",
+        help="How long a new emotion must hold before it is reported (no flicker).",
+    )
+    heartbeat_s: float = setting(
+        30.0,
+        low=0.1,
+        high=86400.0,
+        unit=" seconds",
+        help="The state is published at least this often, also when nothing changed (the "
+        "deprecated mqtt.heartbeat_s is read as this key).",
+    )
 
 
 @dataclass(frozen=True)
@@ -98,186 +228,147 @@ class DetectorConfig:
     template matching), and the detector runs at once if even the moved box's crop differs by
     more. `interval_s = 0` detects on every cycle."""
 
-    kind: str = "blazeface"
-    min_size: float = 0.08
-    score_threshold: float = 0.5
-    interval_s: float = 1.0
-    max_drift: float = 0.06
+    kind: str = setting(
+        "blazeface",
+        choices=DETECTORS,
+        help="blazeface (bundled, LiteRT) or haar (OpenCV 4.x with the opencv-data cascades).",
+    )
+    min_size: float = setting(
+        0.08,
+        low=0.0,
+        high=1.0,
+        unit=" (fraction of the frame)",
+        help="Faces smaller than this fraction of the frame's short side are ignored.",
+    )
+    score_threshold: float = setting(
+        0.5, low=0.0, high=1.0, help="Detections scoring below this are ignored."
+    )
+    interval_s: float = setting(
+        1.0,
+        low=0.0,
+        high=3600.0,
+        unit=" seconds",
+        help="Detect-then-track: the detector runs when this long has passed since its last "
+        "run (0 = on every cycle); in between the last face box is reused. A face that appears "
+        "is found within interval_s.",
+    )
+    max_drift: float = setting(
+        0.06,
+        low=0.0,
+        high=1.0,
+        unit=" (fraction of full scale)",
+        help="The detector runs at once when the face crop has changed by more than this (mean "
+        "absolute difference of the gray crop): the face moved or left.",
+    )
+
+
+def _backend_options() -> dict[str, type]:
+    """Each backend's options dataclass by name."""
+    return {name: BACKENDS.get(name).Options for name in BACKENDS}
 
 
 @dataclass(frozen=True)
 class Config:
-    """Everything the daemon needs, validated."""
+    """Everything the daemon needs, validated. `backend` holds the options given in each
+    `[backend.<name>]` table (typed by that backend's Options), passed to it when it loads."""
 
-    device_id: str = "emoedge"
-    camera: CameraConfig = field(default_factory=CameraConfig)
-    microphone: MicConfig = field(default_factory=MicConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    inference_hz: float = 10.0
-    smoothing: SmoothingConfig = field(default_factory=SmoothingConfig)
-    events: EventConfig = field(default_factory=EventConfig)
-    detector: DetectorConfig = field(default_factory=DetectorConfig)
-    fusion: FusionConfig = field(default_factory=FusionConfig)
-    frame_queue: int = 4
-    max_audio_wait_s: float = 0.25
-    stats_interval_s: float = 60.0
-    mqtt: MqttConfig = field(default_factory=MqttConfig)
-
-
-def _device(t: ConfigTable, default: int | str | None, rule: str) -> int | str | None:
-    """A device given as an index >= 0 or a non-empty name."""
-    return t.get(
-        "device",
-        (int, str),
-        default,
-        lambda v: v != "" and not (isinstance(v, int) and v < 0),
-        rule,
+    device_id: str = setting(
+        "emoedge",
+        check=lambda v: bool(DEVICE_ID.match(v)),
+        rule="1..64 characters of A-Z, a-z, 0-9, _ and - (it becomes an MQTT topic level)",
+        help="Names this device in MQTT topics: <prefix>/<device_id>/...",
     )
-
-
-def _camera(t: ConfigTable) -> CameraConfig:
-    t.check_keys({"source", "device", "path", "width", "height", "fps", "lores_width",
-                  "lores_height", "loop"})  # fmt: skip
-    d = CameraConfig()
-    source = t.choice("source", CAMERA_SOURCES, d.source)
-    path = t.get("path", (str,), "", allowed="a video file path")
-    if source == "file" and not path:
-        report(f"{t.key('path')}: required when camera.source is 'file'")
-    return CameraConfig(
-        source=source,
-        device=_device(t, d.device, "a camera index >= 0, a GStreamer pipeline or a video file"),
-        path=path,
-        width=t.integer("width", d.width, 16, 8192),
-        height=t.integer("height", d.height, 16, 8192),
-        fps=t.number("fps", d.fps, 0.5, 240.0),
-        lores_width=t.integer("lores_width", d.lores_width, 16, 8192),
-        lores_height=t.integer("lores_height", d.lores_height, 16, 8192),
-        loop=t.flag("loop", d.loop),
+    camera: CameraConfig = section(CameraConfig)
+    microphone: MicConfig = section(MicConfig)
+    model: ModelConfig = section(ModelConfig)
+    backend: Mapping[str, Mapping[str, Any]] = setting(
+        {},
+        tables=_backend_options,
+        refused={f.name: f"set model.{f.name} instead" for f in fields(ModelConfig)},
+        help="Options of one runtime backend, used when that backend runs (threads and "
+        "providers are set in [model]).",
     )
-
-
-def _microphone(t: ConfigTable) -> MicConfig:
-    t.check_keys({"source", "device", "path", "sample_rate", "chunk", "offset_s", "loop"})
-    d = MicConfig()
-    source = t.choice("source", MIC_SOURCES, d.source)
-    path = t.get("path", (str,), "", allowed="a wav or flac file path")
-    if source == "file" and not path:
-        report(f"{t.key('path')}: required when microphone.source is 'file'")
-    return MicConfig(
-        source=source,
-        device=_device(t, None, "a PyAudio device index >= 0 or a device name"),
-        path=path,
-        sample_rate=t.integer("sample_rate", d.sample_rate, 8000, 192000),
-        chunk=t.integer("chunk", d.chunk, 64, 65536),
-        offset_s=t.number("offset_s", d.offset_s, -60.0, 60.0, " seconds"),
-        loop=t.flag("loop", d.loop),
+    inference_hz: float = setting(
+        10.0,
+        low=0.01,
+        high=120.0,
+        unit=" cycles/s",
+        at="rates.inference_hz",
+        help="Inference cycles per second (each takes the newest frame and the audio window "
+        "ending at it).",
     )
-
-
-def _model(t: ConfigTable) -> ModelConfig:
-    t.check_keys({"artifact", "backend", "threads", "providers"})
-    d = ModelConfig()
-    providers = t.get(
-        "providers", (list,), list(d.providers),
-        lambda v: bool(v) and all(isinstance(p, str) and p for p in v),
-        'a non-empty list of ONNX Runtime provider names, e.g. ["CPUExecutionProvider"]',
-    )  # fmt: skip
-    return ModelConfig(
-        artifact=t.get("artifact", (str,), d.artifact, bool, '"default" or an artifact path'),
-        backend=t.choice("backend", ("auto", *BACKENDS), d.backend),
-        threads=t.integer("threads", d.threads, 1, 64),
-        providers=tuple(providers),
+    smoothing: SmoothingConfig = section(SmoothingConfig)
+    events: EventConfig = section(EventConfig)
+    detector: DetectorConfig = section(DetectorConfig)
+    fusion: FusionConfig = section(FusionConfig)
+    frame_queue: int = setting(
+        4,
+        low=1,
+        high=1024,
+        at="queues.frames",
+        help="Frames waiting for inference; when full the oldest is dropped (and counted).",
     )
-
-
-def _smoothing(t: ConfigTable) -> SmoothingConfig:
-    t.check_keys({"method", "alpha", "window"})
-    d = SmoothingConfig()
-    alpha = t.get("alpha", (int, float), d.alpha, lambda v: 0 < v <= 1, "a number in (0, 1]")
-    return SmoothingConfig(
-        method=t.choice("method", SMOOTHING, d.method),
-        alpha=alpha,
-        window=t.integer("window", d.window, 1, 1000),
+    max_audio_wait_s: float = setting(
+        0.25,
+        low=0.0,
+        high=5.0,
+        unit=" seconds",
+        at="queues.max_audio_wait_s",
+        help="How long a cycle waits for audio to catch up with its frame before reading silence.",
     )
-
-
-def _events(t: ConfigTable) -> EventConfig:
-    t.check_keys({"threshold", "hold_s", "heartbeat_s"})
-    d = EventConfig()
-    return EventConfig(
-        threshold=t.number("threshold", d.threshold, 0.0, 1.0),
-        hold_s=t.number("hold_s", d.hold_s, 0.0, 3600.0, " seconds"),
-        heartbeat_s=t.number("heartbeat_s", d.heartbeat_s, 0.1, 86400.0, " seconds"),
+    stats_interval_s: float = setting(
+        60.0,
+        low=1.0,
+        high=86400.0,
+        unit=" s",
+        at="stats.interval_s",
+        help="Statistics are logged and published on <prefix>/<device_id>/stats this often.",
     )
+    mqtt: MqttConfig = section(MqttConfig)
+
+    def checked(self, table: dict[str, Any], key: str) -> Config:
+        """Report a configuration with nothing to analyse; one state heartbeat."""
+        if self.camera.source == "none" and self.microphone.source == "none":
+            report(
+                "camera.source: 'none' together with microphone.source 'none' leaves nothing "
+                "to analyse; allowed: at least one real source"
+            )
+        return self._one_heartbeat(table)
+
+    def _one_heartbeat(self, table: dict[str, Any]) -> Config:
+        """events.heartbeat_s is the state heartbeat; the deprecated mqtt.heartbeat_s stands in
+        for it when it is not given, and the publisher re-sends the retained state only after
+        STATE_RESEND_HEARTBEATS of them without a state."""
+        events = self.events
+        if "heartbeat_s" in _table(table, "mqtt"):
+            if "heartbeat_s" in _table(table, "events"):
+                log.warning("mqtt.heartbeat_s is deprecated and ignored: events.heartbeat_s is "
+                            "set; remove mqtt.heartbeat_s")  # fmt: skip
+            else:
+                log.warning("mqtt.heartbeat_s is deprecated: rename it to events.heartbeat_s "
+                            "(read as that key for now)")  # fmt: skip
+                events = replace(events, heartbeat_s=self.mqtt.heartbeat_s)
+        resend_s = STATE_RESEND_HEARTBEATS * events.heartbeat_s
+        return replace(self, events=events, mqtt=replace(self.mqtt, heartbeat_s=resend_s))
 
 
-def _detector(t: ConfigTable) -> DetectorConfig:
-    t.check_keys({"kind", "min_size", "score_threshold", "interval_s", "max_drift"})
-    d = DetectorConfig()
-    return DetectorConfig(
-        kind=t.choice("kind", DETECTORS, d.kind),
-        min_size=t.number("min_size", d.min_size, 0.0, 1.0, " (fraction of the frame)"),
-        score_threshold=t.number("score_threshold", d.score_threshold, 0.0, 1.0),
-        interval_s=t.number("interval_s", d.interval_s, 0.0, 3600.0, " seconds"),
-        max_drift=t.number("max_drift", d.max_drift, 0.0, 1.0, " (fraction of full scale)"),
-    )
+def _table(document: dict[str, Any], name: str) -> dict[str, Any]:
+    """The document's table `name` ({} when absent or not a table)."""
+    table = document.get(name)
+    return table if isinstance(table, dict) else {}
 
 
-def _fusion(t: ConfigTable) -> FusionConfig:
-    t.check_keys({"mode", "voice_weight"})
-    d = FusionConfig()
-    return FusionConfig(
-        mode=t.choice("mode", MODES, d.mode),
-        voice_weight=t.number("voice_weight", d.voice_weight, 0.0, MAX_VOICE_WEIGHT),
-    )
+def template() -> str:
+    """The commented configuration template (edge/templates/config.toml): every key with its
+    help, what it allows and its default."""
+    return render(Config, HEADER)
 
 
 def parse_config(data: dict[str, Any]) -> Config:
     """Validate a parsed TOML document into a Config; one ConfigError lists every problem."""
     with collected():
-        config = _parse(data)
+        config = read_table(Config, data, "")
     return config
-
-
-def _parse(data: dict[str, Any]) -> Config:
-    top = ConfigTable(data, "")
-    top.check_keys({"device_id", "camera", "microphone", "model", "rates", "smoothing",
-                    "events", "detector", "fusion", "queues", "stats", "mqtt"})  # fmt: skip
-    d = Config()
-    camera = section(lambda: _camera(top.sub("camera")), d.camera)
-    microphone = section(lambda: _microphone(top.sub("microphone")), d.microphone)
-    if camera.source == "none" and microphone.source == "none":
-        report(
-            "camera.source: 'none' together with microphone.source 'none' leaves nothing to "
-            "analyse; allowed: at least one real source"
-        )
-    rates = section(lambda: top.sub("rates"), ConfigTable({}, "rates"))
-    queues = section(lambda: top.sub("queues"), ConfigTable({}, "queues"))
-    stats = section(lambda: top.sub("stats"), ConfigTable({}, "stats"))
-    rates.check_keys({"inference_hz"})
-    queues.check_keys({"frames", "max_audio_wait_s"})
-    stats.check_keys({"interval_s"})
-    return Config(
-        device_id=top.get(
-            "device_id",
-            (str,),
-            d.device_id,
-            lambda v: bool(DEVICE_ID.match(v)),
-            "1..64 characters of A-Z, a-z, 0-9, _ and - (it becomes an MQTT topic level)",
-        ),
-        camera=camera,
-        microphone=microphone,
-        model=section(lambda: _model(top.sub("model")), d.model),
-        inference_hz=rates.number("inference_hz", d.inference_hz, 0.01, 120.0, " cycles/s"),
-        smoothing=section(lambda: _smoothing(top.sub("smoothing")), d.smoothing),
-        events=section(lambda: _events(top.sub("events")), d.events),
-        detector=section(lambda: _detector(top.sub("detector")), d.detector),
-        fusion=section(lambda: _fusion(top.sub("fusion")), d.fusion),
-        frame_queue=queues.integer("frames", d.frame_queue, 1, 1024),
-        max_audio_wait_s=queues.number("max_audio_wait_s", d.max_audio_wait_s, 0.0, 5.0),
-        stats_interval_s=stats.number("interval_s", d.stats_interval_s, 1.0, 86400.0, " s"),
-        mqtt=section(lambda: parse_mqtt_config(data.get("mqtt", {})), d.mqtt),
-    )
 
 
 def _unreadable(path: str, what: str) -> str | None:
@@ -324,7 +415,7 @@ def load_config(path: str | Path) -> Config:
         raise ConfigError(f"{path}: not valid TOML ({error})") from None
     try:
         with collected():
-            config = _parse(data)
+            config = read_table(Config, data, "")
             check_files(config)
     except ConfigError as error:
         raise ConfigError(f"{path}: {error}") from None

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from edge.core.labels import LABELS
+from edge.core.settings import setting
 
 MODES = ("auto", "fused", "face", "voice")
 MAX_VOICE_WEIGHT = 4.0
@@ -29,10 +30,23 @@ MAX_VOICE_WEIGHT = 4.0
 @dataclass(frozen=True)
 class FusionConfig:
     """[fusion]: mode (MODES) and the voice's weight in mode 'fused' (0..MAX_VOICE_WEIGHT);
-    validated where it is read (edge.core.config, the set/fusion command's schema)."""
+    declared here for the configuration file, and checked by the set/fusion command's schema."""
 
-    mode: str = "auto"
-    voice_weight: float = 1.0
+    mode: str = setting(
+        "auto",
+        choices=MODES,
+        help="How face and voice make one prediction. auto: the model's reliability-aware "
+        "fusion (each modality weighted by how certain it is on this input); fused: the product "
+        "of the two calibrated predictions with the voice weighted by voice_weight; face or "
+        "voice: that modality alone. Changeable at run time: <prefix>/<device_id>/set/fusion "
+        '{"mode": "face"}.',
+    )
+    voice_weight: float = setting(
+        1.0,
+        low=0.0,
+        high=MAX_VOICE_WEIGHT,
+        help='The voice\'s weight in mode "fused": 0 ignores the voice, 1 trusts both alike.',
+    )
 
 
 def log_softmax(scores: np.ndarray) -> np.ndarray:

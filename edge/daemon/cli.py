@@ -1,4 +1,4 @@
-"""`emoedge run`, `emoedge config check` and `emoedge demo`.
+"""`emoedge run`, `emoedge config check|template` and `emoedge demo`.
 
 Module top level stays light: runtimes, OpenCV and paho load when a command runs.
 """
@@ -10,11 +10,20 @@ import dataclasses
 import logging
 import signal
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from edge.cli import Command
-from edge.core.config import CameraConfig, Config, EventConfig, MicConfig, ModelConfig, load_config
+from edge.core.config import (
+    CameraConfig,
+    Config,
+    EventConfig,
+    MicConfig,
+    ModelConfig,
+    load_config,
+    template,
+)
 from edge.core.errors import UsageError
 
 log = logging.getLogger("emoedge.daemon")
@@ -30,15 +39,16 @@ SAMPLES = {
 }
 
 
-def load_runner(cfg: ModelConfig) -> Any:
-    """The configured model through `edge.backends`, with the options its backend takes."""
+def load_runner(cfg: ModelConfig, options: Mapping[str, Mapping[str, Any]] = {}) -> Any:
+    """The configured model through `edge.backends`, with the options its backend takes
+    (`options`: Config.backend, each backend's own options by name)."""
     from edge.backends import backend_for, default_artifact, load_artifact
     from edge.core.manifest import load_manifest
 
     backend = None if cfg.backend == "auto" else cfg.backend
     path = default_artifact(backend) if cfg.artifact == "default" else Path(cfg.artifact)
     cls = backend_for(load_manifest(path).model_file, backend)
-    wanted = {"threads": cfg.threads, "providers": cfg.providers}
+    wanted = {"threads": cfg.threads, "providers": cfg.providers, **options.get(cls.name, {})}
     accepted = {f.name for f in dataclasses.fields(cls.Options)}
     return load_artifact(path, cls.name, **{k: v for k, v in wanted.items() if k in accepted})
 
@@ -82,7 +92,7 @@ def run_daemon(config: Config, seconds: float | None = None) -> Any:
     from edge.daemon.sdnotify import Notifier
     from edge.mqtt.publisher import MqttPublisher
 
-    runner = load_runner(config.model)
+    runner = load_runner(config.model, config.backend)
     log.info("model %s (%s)", runner.manifest.model_id, type(runner).__name__)
     publisher = MqttPublisher(config.mqtt, config.device_id, runner.manifest.model_id)
     daemon = build_daemon(config, runner, publisher, Notifier())
@@ -123,9 +133,13 @@ def _configure_config(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     check = sub.add_parser("check", help="validate a configuration file without starting")
     check.add_argument("file", type=Path, metavar="FILE")
+    sub.add_parser("template", help="print the commented template: every key and its default")
 
 
 def _config(args: argparse.Namespace) -> int:
+    if args.action == "template":
+        print(template(), end="")
+        return 0
     config = load_config(args.file)
     camera = config.camera
     source = camera.path if camera.source == "file" else camera.device
@@ -142,7 +156,11 @@ def _config(args: argparse.Namespace) -> int:
     return 0
 
 
-CONFIG = Command(help="check a daemon configuration file", configure=_configure_config, run=_config)
+CONFIG = Command(
+    help="check a daemon configuration file, or print its template",
+    configure=_configure_config,
+    run=_config,
+)
 
 
 # -- emoedge demo ---------------------------------------------------------------------------

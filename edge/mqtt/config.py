@@ -1,4 +1,5 @@
-"""The `[mqtt]` configuration table: a typed, validated `MqttConfig`.
+"""The `[mqtt]` configuration table: a typed, validated `MqttConfig`, each key declared once
+(edge.core.settings).
 
 Errors name the key (e.g. `mqtt.port`), the value and what is allowed. Secrets never live in
 the configuration itself: the password comes from an environment variable or a file.
@@ -7,62 +8,236 @@ the configuration itself: the password comes from an environment variable or a f
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
-from edge.core.config_table import ConfigTable, collected, report
 from edge.core.errors import ConfigError
+from edge.core.settings import (
+    UNSET,
+    Extra,
+    Key,
+    collected,
+    read_table,
+    report,
+    section,
+    setting,
+)
 
 PROTOCOLS = ("3.1.1", "5")
 SCHEMES = {"mqtt": False, "tcp": False, "mqtts": True, "ssl": True}
 DEFAULT_PORT = {False: 1883, True: 8883}
+TOPIC_PREFIX = "a topic prefix without #, + or a leading /"
+URL_RULE = "mqtt://HOST[:PORT] or mqtts://HOST[:PORT]"
+
+
+def _topic_level(v: str) -> bool:
+    return bool(v) and not any(c in v for c in "#+\0") and not v.startswith("/")
 
 
 @dataclass(frozen=True)
 class TlsConfig:
     """TLS settings; no `ca_file` means the system's trusted certificates."""
 
-    ca_file: str | None = None
-    certfile: str | None = None
-    keyfile: str | None = None
-    check_hostname: bool = True
+    ca_file: str | None = setting(
+        None,
+        rule="a file path",
+        example="/etc/emoedge/ca.crt",
+        help="The CA certificate that signed the broker's; leave out for the system's trusted CAs.",
+    )
+    certfile: str | None = setting(
+        None,
+        rule="a file path",
+        example="/etc/emoedge/client.crt",
+        help="A client certificate, for brokers that ask for one (with keyfile).",
+    )
+    keyfile: str | None = setting(
+        None,
+        rule="a file path",
+        example="/etc/emoedge/client.key",
+        help="The client certificate's private key.",
+    )
+    check_hostname: bool = setting(
+        True, help="Check that the broker's certificate is for the host connected to."
+    )
+
+    def checked(self, table: dict[str, Any], key: str) -> TlsConfig:
+        """Report missing files and a certificate without its key (or the other way round)."""
+        for name in ("ca_file", "certfile", "keyfile"):
+            path = getattr(self, name)
+            if path is not None and not Path(path).is_file():
+                report(f"{key}.{name}: file not found: {path!r}")
+        if (self.certfile is None) != (self.keyfile is None):
+            report(f"{key}: certfile and keyfile must be given together")
+        return self
+
+
+def _read_tls(value: Any, key: str) -> TlsConfig | None:
+    """`tls = true` (the system's trusted certificates), `false`, or a [mqtt.tls] table."""
+    if isinstance(value, bool):
+        return TlsConfig() if value else None
+    if isinstance(value, dict):
+        return read_table(TlsConfig, value, key)
+    report(f"{key}: invalid value {value!r}; allowed: true, false or a table")
+    return UNSET
+
+
+QOS = {"choices": (0, 1, 2), "rule": "0, 1 or 2"}
 
 
 @dataclass(frozen=True)
 class QosConfig:
     """QoS per topic kind (0, 1 or 2)."""
 
-    state: int = 1
-    events: int = 1
-    stats: int = 0
+    state: int = setting(1, **QOS, help="The retained state.")
+    events: int = setting(
+        1, **QOS, help="Events (with 1 or 2 none is lost while the queue holds them)."
+    )
+    stats: int = setting(0, **QOS, help="Statistics.")
 
 
 @dataclass(frozen=True)
 class MqttConfig:
-    """Where and how the daemon publishes. `tls` None means a plain TCP connection."""
+    """Where and how the daemon publishes. `tls` None means a plain TCP connection.
+    `heartbeat_s`: the publisher re-sends the retained state when nothing newer came for this
+    long (the daemon's configuration derives it from events.heartbeat_s)."""
 
-    host: str = "localhost"
-    port: int = 1883
-    protocol: str = "5"
-    client_id: str | None = None
-    prefix: str = "emoedge"
-    discovery: bool = True
-    discovery_prefix: str = "homeassistant"
-    tls: TlsConfig | None = None
-    username: str | None = None
-    password_env: str | None = None
-    password_file: str | None = None
-    qos: QosConfig = field(default_factory=QosConfig)
-    keepalive: int = 30
-    queue_size: int = 1000
-    max_rate_per_topic: float = 20.0
-    heartbeat_s: float = 60.0
-    reconnect_min_s: float = 0.5
-    reconnect_max_s: float = 1.0
-    connect_timeout_s: float = 10.0
+    EXTRA_KEYS: ClassVar = (
+        Extra(
+            "url",
+            "mqtt://localhost:1883",
+            Key(rule=URL_RULE, help="The broker as a URL (mqtts:// turns TLS on), or host/port."),
+        ),
+    )
+    REFUSED: ClassVar = {
+        "password": "passwords are not read from the configuration; set {key}.password_env "
+        "(an environment variable) or {key}.password_file"
+    }
+
+    host: str = setting(
+        "localhost",
+        check=bool,
+        rule="a host name or address",
+        example="localhost",
+        help="The broker's host name or address, instead of url.",
+    )
+    port: int = setting(
+        1883,
+        low=1,
+        high=65535,
+        example=1883,
+        help="The broker's port, instead of url (default 1883, with TLS 8883).",
+    )
+    protocol: str = setting(
+        "5",
+        accepts=str | int,
+        convert=str,
+        choices=PROTOCOLS,
+        rule='"3.1.1" or "5"',
+        help="The MQTT protocol version.",
+    )
+    client_id: str | None = setting(
+        None,
+        check=lambda v: 0 < len(v) <= 128,
+        rule="1..128 characters",
+        example="emoedge-kitchen",
+        help='The MQTT client id; leave out for "emoedge-<device_id>" (two clients with one id '
+        "fight).",
+    )
+    prefix: str = setting(
+        "emoedge",
+        check=_topic_level,
+        convert=lambda v: v.rstrip("/"),
+        rule=TOPIC_PREFIX,
+        help="Topics are <prefix>/<device_id>/...",
+    )
+    discovery: bool = setting(True, help="Announce the device to Home Assistant (MQTT discovery).")
+    discovery_prefix: str = setting(
+        "homeassistant",
+        check=_topic_level,
+        rule=TOPIC_PREFIX,
+        help="Home Assistant's discovery topic prefix.",
+    )
+    tls: TlsConfig | None = setting(
+        None,
+        read=_read_tls,
+        help="TLS: `tls = true` (or an mqtts:// url) uses the system's trusted CAs; or give files:",
+    )
+    username: str | None = setting(
+        None,
+        check=bool,
+        rule="a non-empty string",
+        example="emoedge",
+        help="Credentials: never in this file. The password comes from an environment variable "
+        "(e.g. set in /etc/emoedge/environment) or from a file readable only by the service.",
+    )
+    password_env: str | None = setting(
+        None,
+        check=bool,
+        rule="a variable name",
+        example="EMOEDGE_MQTT_PASSWORD",
+        help="The environment variable that holds the password.",
+    )
+    password_file: str | None = setting(
+        None,
+        check=bool,
+        rule="a file path",
+        example="/etc/emoedge/mqtt-password",
+        help="Or the file that holds it.",
+    )
+    qos: QosConfig = section(QosConfig, help="QoS per topic kind: 0, 1 or 2.")
+    keepalive: int = setting(
+        30,
+        low=5,
+        high=65535,
+        unit=" seconds",
+        help="Seconds between keepalive pings; the broker sends the last will after 1.5 times it.",
+    )
+    queue_size: int = setting(
+        1000,
+        low=1,
+        high=1000000,
+        unit=" messages",
+        help="Events kept while the broker is away; beyond it the oldest are dropped.",
+    )
+    max_rate_per_topic: float = setting(
+        20.0,
+        low=0.01,
+        high=10000.0,
+        unit=" messages per second",
+        help="At most this many messages per second on each topic.",
+    )
+    heartbeat_s: float = setting(
+        60.0,
+        low=0.1,
+        high=86400.0,
+        unit=" seconds",
+        deprecated="events.heartbeat_s",
+        help="The retained state is re-sent when nothing newer came for this long.",
+    )
+    reconnect_min_s: float = setting(
+        0.5,
+        low=0.01,
+        high=300.0,
+        unit=" seconds",
+        help="Reconnect back-off: the wait doubles from reconnect_min_s up to reconnect_max_s "
+        "between attempts; with 1 s the daemon is back within about a second.",
+    )
+    reconnect_max_s: float = setting(
+        1.0,
+        low=0.01,
+        high=3600.0,
+        unit=" seconds",
+        help="The longest wait between attempts (at least reconnect_min_s).",
+    )
+    connect_timeout_s: float = setting(
+        10.0,
+        low=0.1,
+        high=600.0,
+        unit=" seconds",
+        help="How long one connection attempt waits for the broker's answer.",
+    )
 
     @property
     def url(self) -> str:
@@ -87,79 +262,55 @@ class MqttConfig:
                 ) from error
         return None
 
+    def checked(self, table: dict[str, Any], key: str) -> MqttConfig:
+        """The broker from `url` where given; report credentials and back-off that conflict."""
+        if self.password_env and self.password_file:
+            report(f"{key}.password_env: give password_env or password_file, not both")
+        if (self.password_env or self.password_file) and not self.username:
+            report(f"{key}.username: required when a password is configured")
+        given_max = table.get("reconnect_max_s")
+        if given_max == self.reconnect_max_s < self.reconnect_min_s:  # accepted, yet too short
+            report(
+                f"{key}.reconnect_max_s: invalid value {given_max!r}; allowed: a number in "
+                f"[reconnect_min_s ({self.reconnect_min_s}), 3600] seconds"
+            )
+        return self._broker(table, key)
 
-def _check_keys(table: dict[str, Any], key: str, allowed: set[str]) -> None:
-    ConfigTable(table, key).check_keys(allowed)
+    def _broker(self, table: dict[str, Any], key: str) -> MqttConfig:
+        """Host, port and TLS from `url` where given; else the port's default follows TLS."""
+        if "url" not in table:
+            return self if "port" in table else replace(self, port=DEFAULT_PORT[bool(self.tls)])
+        if "host" in table or "port" in table:
+            report(f"{key}.url: give either url or host/port, not both")
+            return self
+        broker = _parse_url(table["url"], key)
+        if broker is None:
+            return self
+        host, port, tls = broker
+        if "tls" not in table:
+            return replace(self, host=host, port=port, tls=TlsConfig() if tls else None)
+        return replace(self, host=host, port=port)
 
 
-def _get(
-    table: dict[str, Any],
-    key: str,
-    name: str,
-    kind: type | tuple[type, ...],
-    default: Any,
-    check: Callable[[Any], bool] = lambda v: True,
-    allowed: str = "",
-) -> Any:
-    """`table[name]` checked for type and range; errors name `key.name`, the value and the rule."""
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    return ConfigTable(table, key).get(name, kinds, default, check, allowed)
-
-
-def _topic_level(v: str) -> bool:
-    return bool(v) and not any(c in v for c in "#+\0") and not v.startswith("/")
-
-
-def _parse_url(url: str, key: str) -> tuple[str, int, bool]:
-    parts = urlsplit(url)
-    if parts.scheme not in SCHEMES or not parts.hostname:
-        raise ConfigError(
-            f"{key}.url: invalid value {url!r}; allowed: mqtt://HOST[:PORT] or mqtts://HOST[:PORT]"
-        )
+def _parse_url(url: Any, key: str) -> tuple[str, int, bool] | None:
+    """(host, port, TLS) of an mqtt:// or mqtts:// URL; None when it is not one (reported)."""
+    parts = urlsplit(url) if isinstance(url, str) else None
+    if parts is None or parts.scheme not in SCHEMES or not parts.hostname:
+        report(f"{key}.url: invalid value {url!r}; allowed: {URL_RULE}")
+        return None
     if parts.username or parts.password:
-        raise ConfigError(
+        report(
             f"{key}.url: credentials do not belong in the URL; "
             f"use {key}.username with {key}.password_env or {key}.password_file"
         )
+        return None
     try:
         port = parts.port
     except ValueError as error:
-        raise ConfigError(f"{key}.url: invalid port in {url!r} ({error})") from error
+        report(f"{key}.url: invalid port in {url!r} ({error})")
+        return None
     tls = SCHEMES[parts.scheme]
     return parts.hostname, port or DEFAULT_PORT[tls], tls
-
-
-def _parse_tls(value: Any, key: str) -> TlsConfig | None:
-    if isinstance(value, bool):
-        return TlsConfig() if value else None
-    if not isinstance(value, dict):
-        raise ConfigError(f"{key}: invalid value {value!r}; allowed: true, false or a table")
-    _check_keys(value, key, {f.name for f in fields(TlsConfig)})
-    files = {}
-    for name in ("ca_file", "certfile", "keyfile"):
-        path = _get(value, key, name, str, None)
-        if path is not None and not Path(path).is_file():
-            report(f"{key}.{name}: file not found: {path!r}")
-        files[name] = path
-    if (files["certfile"] is None) != (files["keyfile"] is None):
-        raise ConfigError(f"{key}: certfile and keyfile must be given together")
-    check = _get(value, key, "check_hostname", bool, True)
-    return TlsConfig(check_hostname=check, **files)
-
-
-def _parse_qos(value: Any, key: str) -> QosConfig:
-    if not isinstance(value, dict):
-        raise ConfigError(f"{key}: invalid value {value!r}; allowed: a table of state/events/stats")
-    _check_keys(value, key, {f.name for f in fields(QosConfig)})
-    d = QosConfig()
-    return QosConfig(
-        **{
-            f.name: _get(
-                value, key, f.name, int, getattr(d, f.name), lambda v: v in (0, 1, 2), "0, 1 or 2"
-            )
-            for f in fields(QosConfig)
-        }
-    )
 
 
 def parse_mqtt_config(table: dict[str, Any], key: str = "mqtt") -> MqttConfig:
@@ -170,123 +321,5 @@ def parse_mqtt_config(table: dict[str, Any], key: str = "mqtt") -> MqttConfig:
     `host`/`port`. A plain `password` key is refused: use `password_env` or `password_file`.
     """
     with collected():
-        config = _parse_mqtt(table, key)
+        config = read_table(MqttConfig, table, key)
     return config
-
-
-def _seconds(table: dict[str, Any], key: str, name: str, default: float, low: float,
-             high: float) -> float:  # fmt: skip
-    return ConfigTable(table, key).number(name, default, low, high, " seconds")
-
-
-def _parse_mqtt(table: dict[str, Any], key: str) -> MqttConfig:
-    if not isinstance(table, dict):
-        raise ConfigError(f"{key}: expected a table, got {table!r}")
-    if "password" in table:
-        raise ConfigError(
-            f"{key}.password: passwords are not read from the configuration; "
-            f"set {key}.password_env (an environment variable) or {key}.password_file"
-        )
-    allowed = {f.name for f in fields(MqttConfig)} | {"url"}
-    _check_keys(table, key, allowed)
-    d = MqttConfig()
-
-    url_tls = False
-    host, port = d.host, None
-    if "url" in table:
-        if "host" in table or "port" in table:
-            raise ConfigError(f"{key}.url: give either url or host/port, not both")
-        host, port, url_tls = _parse_url(_get(table, key, "url", str, ""), key)
-    host = _get(table, key, "host", str, host, bool, "a host name or address")
-    tls = _parse_tls(table.get("tls", url_tls), f"{key}.tls")
-    port = _get(
-        table,
-        key,
-        "port",
-        int,
-        port or DEFAULT_PORT[tls is not None],
-        lambda v: 0 < v < 65536,
-        "1..65535",
-    )
-
-    username = _get(table, key, "username", str, None, bool, "a non-empty string")
-    password_env = _get(table, key, "password_env", str, None, bool, "a variable name")
-    password_file = _get(table, key, "password_file", str, None, bool, "a file path")
-    if password_env and password_file:
-        report(f"{key}.password_env: give password_env or password_file, not both")
-    if (password_env or password_file) and not username:
-        report(f"{key}.username: required when a password is configured")
-
-    reconnect_min = _seconds(table, key, "reconnect_min_s", d.reconnect_min_s, 0.01, 300.0)
-    reconnect_max = _get(
-        table,
-        key,
-        "reconnect_max_s",
-        (int, float),
-        d.reconnect_max_s,
-        lambda v: reconnect_min <= v <= 3600,
-        f"a number in [reconnect_min_s ({reconnect_min}), 3600] seconds",
-    )
-    return MqttConfig(
-        host=host,
-        port=port,
-        protocol=str(
-            _get(
-                table,
-                key,
-                "protocol",
-                (str, int),
-                d.protocol,
-                lambda v: str(v) in PROTOCOLS,
-                '"3.1.1" or "5"',
-            )
-        ),
-        client_id=_get(
-            table, key, "client_id", str, None, lambda v: 0 < len(v) <= 128, "1..128 characters"
-        ),
-        prefix=_get(
-            table,
-            key,
-            "prefix",
-            str,
-            d.prefix,
-            _topic_level,
-            "a topic prefix without #, + or a leading /",
-        ).rstrip("/"),
-        discovery=_get(table, key, "discovery", bool, d.discovery),
-        discovery_prefix=_get(
-            table,
-            key,
-            "discovery_prefix",
-            str,
-            d.discovery_prefix,
-            _topic_level,
-            "a topic prefix without #, + or a leading /",
-        ),
-        tls=tls,
-        username=username,
-        password_env=password_env,
-        password_file=password_file,
-        qos=_parse_qos(table.get("qos", {}), f"{key}.qos"),
-        keepalive=_get(
-            table, key, "keepalive", int, d.keepalive, lambda v: 5 <= v <= 65535, "5..65535 seconds"
-        ),
-        queue_size=_get(
-            table,
-            key,
-            "queue_size",
-            int,
-            d.queue_size,
-            lambda v: 1 <= v <= 10**6,
-            "1..1000000 messages",
-        ),
-        max_rate_per_topic=ConfigTable(table, key).number(
-            "max_rate_per_topic", d.max_rate_per_topic, 0.01, 10000.0, " messages per second"
-        ),
-        heartbeat_s=_seconds(table, key, "heartbeat_s", d.heartbeat_s, 0.1, 86400.0),
-        reconnect_min_s=reconnect_min,
-        reconnect_max_s=float(reconnect_max),
-        connect_timeout_s=_seconds(
-            table, key, "connect_timeout_s", d.connect_timeout_s, 0.1, 600.0
-        ),
-    )

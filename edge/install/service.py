@@ -414,4 +414,3 @@ UNINSTALL = Command(
     configure=configure_uninstall,
     run=run_uninstall,
 )
-

@@ -5,4 +5,5 @@ import sys
 from edge.cli import main
 from edge.install.service import INSTALL
 
-sys.exit(main(["install", *sys.argv[1:]], {"install": INSTALL}))
+if __name__ == "__main__":
+    sys.exit(main(["install", *sys.argv[1:]], {"install": INSTALL}))

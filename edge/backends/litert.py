@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edge.backends.base import Runner, register
+from edge.backends.base import Runner
 from edge.core.errors import DeviceError, ModelError
 
 
@@ -50,9 +50,7 @@ def _dequantize(x: np.ndarray, detail: dict) -> np.ndarray:
     return (x.astype(np.float32) - zero) * scale
 
 
-@register
-class LiteRtRunner(Runner):
-    name = "litert"
+class LiteRtRunner(Runner, name="litert"):
     file_types = (".tflite",)
     runtimes = ("ai_edge_litert", "tflite_runtime")
     Options = LiteRtOptions

@@ -51,3 +51,15 @@ def test_lazy_entries_import_their_module_only_when_asked_for() -> None:
 def test_lazy_target_must_name_module_and_attribute() -> None:
     with pytest.raises(ValueError, match="module:attribute"):
         Registry("thing").register_lazy("x", "json")
+
+
+def test_the_registries_hold_exactly_the_names_the_config_allows() -> None:
+    from edge.backends import BACKENDS
+    from edge.capture.sources import CAMERAS, MICROPHONES
+    from edge.core import config
+    from edge.vision.detect import DETECTORS
+
+    assert CAMERAS.names() == config.CAMERA_SOURCES
+    assert MICROPHONES.names() == config.MIC_SOURCES
+    assert DETECTORS.names() == config.DETECTORS
+    assert BACKENDS.names() == ("litert", "onnxruntime", "openvino")

@@ -21,7 +21,7 @@ from tests.fixtures_daemon import sample_config
 from tests.fixtures_mqtt import Broker, wait_for, wait_online
 
 LOOP = {"camera": {"loop": True}, "microphone": {"loop": True}}
-RESTART_PREVENTED = {2, 3, 5}  # systemd/emoedge.service RestartPreventExitStatus
+RESTART_PREVENTED = {2, 3, 5}  # edge/systemd/emoedge.service RestartPreventExitStatus
 
 
 def _daemon(model: Path, broker: Broker, device: str, notifier: Notifier | None = None):

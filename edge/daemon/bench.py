@@ -34,8 +34,7 @@ from edge.core.errors import UsageError
 from edge.daemon.cli import SAMPLE_AUDIO, SAMPLE_VIDEO, build_daemon, load_runner
 from edge.daemon.pipeline import Pipeline
 from edge.daemon.stats import Stats, rss_bytes
-from edge.mqtt.messages import CommandHandler, EmotionEvent, EmotionState
-from edge.mqtt.payloads import encode
+from edge.mqtt.messages import CommandHandler, EmotionEvent, EmotionState, encode
 from edge.vision.detect import load_detector
 
 log = logging.getLogger("emoedge.bench")

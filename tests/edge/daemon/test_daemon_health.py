@@ -14,7 +14,7 @@ from edge.core.config import parse_config
 from edge.core.errors import EmoedgeError
 from edge.daemon.cli import build_daemon, load_runner
 from edge.daemon.sdnotify import Notifier
-from edge.mqtt.payloads import Topics
+from edge.mqtt.messages import Topics
 from edge.mqtt.publisher import MqttPublisher
 from tests.edge.daemon.test_sdnotify import Listener
 from tests.fixtures_daemon import sample_config

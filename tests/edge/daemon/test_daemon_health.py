@@ -12,8 +12,8 @@ import pytest
 
 from edge.core.config import parse_config
 from edge.core.errors import EmoedgeError
-from edge.daemon.cli import build_daemon, load_runner
 from edge.daemon.sdnotify import Notifier
+from edge.daemon.wiring import build_daemon, load_runner
 from edge.mqtt.messages import Topics
 from edge.mqtt.publisher import MqttPublisher
 from tests.edge.daemon.test_sdnotify import Listener

@@ -24,7 +24,6 @@ __all__ = [
     "default_artifact",
     "default_manifest",
     "load_artifact",
-    "runner_for",
 ]
 
 DEFAULT_MODELS = Path(__file__).resolve().parent.parent / "models" / "default"
@@ -51,14 +50,10 @@ def backend_for(model_file: str | Path, backend: str | None = None) -> type[Runn
     raise ModelError(f"no backend reads {suffix} files ({Path(model_file).name})")
 
 
-def runner_for(manifest: Manifest, backend: str | None = None, **options: Any) -> Runner:
-    """The model of a loaded manifest on its backend (see `backend_for`), with `options`."""
-    return backend_for(manifest.model_file, backend)(manifest, **options)
-
-
 def load_artifact(path: str | Path, backend: str | None = None, **options: Any) -> Runner:
     """Load an exported artifact (folder, manifest or model file) after verifying its manifest."""
-    return runner_for(load_manifest(path), backend, **options)
+    manifest = load_manifest(path)
+    return backend_for(manifest.model_file, backend)(manifest, **options)
 
 
 def default_manifest(backend: str | None = None) -> Manifest:

@@ -2,6 +2,7 @@
 
 `edge` never imports the workstation packages; `distill` and `export` register their
 commands in pyproject.toml. A command whose extra is not installed says which one to install.
+`emoedge bench` is edge's: the benchmarks it runs are plugins as well (`emoedge.benchmarks`).
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import ClassVar
 
 from edge import __version__
 from edge.core.errors import EmoedgeError, UsageError
+from edge.core.registry import Registry
 
 log = logging.getLogger("emoedge")
 
@@ -50,16 +53,84 @@ def _unavailable(name: str, extra: str, error: ImportError) -> Command:
     return Command(help=f"(needs the '{extra}' extra)", configure=lambda p: None, run=run)
 
 
-def load_commands() -> dict[str, Command]:
-    """All registered subcommands by name, sorted."""
-    commands: dict[str, Command] = {}
-    for ep in sorted(entry_points(group="emoedge.commands"), key=lambda e: e.name):
+def _load(group: str, shown: Callable[[str], str]) -> dict[str, Command]:
+    """The Commands registered in the entry-point `group` by name, sorted; one whose module
+    cannot be imported says which extra `emoedge <shown(name)>` needs."""
+    found: dict[str, Command] = {}
+    for ep in sorted(entry_points(group=group), key=lambda e: e.name):
         try:
-            commands[ep.name] = ep.load()
+            found[ep.name] = ep.load()
         except ImportError as error:
             extra = "edge" if ep.value.startswith("edge.") else "workstation"
-            commands[ep.name] = _unavailable(ep.name, extra, error)
-    return commands
+            found[ep.name] = _unavailable(shown(ep.name), extra, error)
+    return found
+
+
+def load_commands() -> dict[str, Command]:
+    """All registered subcommands by name, sorted."""
+    return _load("emoedge.commands", lambda name: name)
+
+
+# -- emoedge bench: what it measures is a plugin too ------------------------------------------
+# Each benchmark is a Command in the `emoedge.benchmarks` entry points: `artifacts` (the
+# workstation's, the default) and the device's `pipeline` and `mqtt`, chosen by --pipeline and
+# --mqtt. The options they share are declared here; each benchmark adds its own.
+
+DEFAULT_BENCHMARK = "artifacts"
+
+
+def load_benchmarks() -> Registry[Command]:
+    """The benchmarks `emoedge bench` can run, by name."""
+    benchmarks = Registry[Command]("benchmark")
+    shown = {DEFAULT_BENCHMARK: "bench"}
+    for name, command in _load(
+        "emoedge.benchmarks", lambda n: shown.get(n, f"bench --{n}")
+    ).items():
+        benchmarks.register(name)(command)
+    return benchmarks
+
+
+def _configure_bench(p: argparse.ArgumentParser) -> None:
+    benchmarks = load_benchmarks()
+    p.add_argument(
+        "dirs", type=Path, nargs="*", default=[Path("build/export")], metavar="DIR",
+        help="folders of exported artifacts (emoedge export --out), e.g. student and teacher; "
+        "--pipeline: the model (the first with a manifest.json, else the bundled one)",
+    )  # fmt: skip
+    p.add_argument("--threads", default="1,2,4",
+                   help="thread counts to measure (--pipeline: the first)")  # fmt: skip
+    p.add_argument("--json", type=Path, help="also write the results here")
+    p.add_argument(
+        "--seconds", type=float, default=10.0,
+        help="--mqtt duration; --pipeline: the as-fast-as-possible part (and the real-time "
+        "part unless --duration)",
+    )  # fmt: skip
+    p.add_argument(
+        "--rate", type=float, default=10.0,
+        help="--mqtt: messages/s per device; --pipeline: cycles/s of the real-time part",
+    )  # fmt: skip
+    which = p.add_mutually_exclusive_group()
+    for name in benchmarks:
+        benchmark = benchmarks.get(name)
+        if name != DEFAULT_BENCHMARK:
+            which.add_argument(f"--{name}", dest="benchmark", action="store_const", const=name,
+                               help=benchmark.help)  # fmt: skip
+        benchmark.configure(p)
+    p.set_defaults(benchmark=DEFAULT_BENCHMARK, _benchmarks=benchmarks)
+
+
+def _run_bench(args: argparse.Namespace) -> int:
+    benchmark = args._benchmarks.get(args.benchmark)
+    args._extra = benchmark.extra  # a package missing now is the chosen benchmark's extra
+    return benchmark.run(args)
+
+
+BENCH = Command(
+    help="benchmarks: exported artifacts (and the teacher) per thread count by default, "
+    "the device pipeline (--pipeline) or MQTT publishing (--mqtt)",
+    configure=_configure_bench,
+    run=_run_bench,
+)
 
 
 def configure_logging(verbose: int) -> None:

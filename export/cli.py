@@ -1,4 +1,5 @@
-"""`emoedge export` and `emoedge bench`. Torch and the converters load only when a command runs."""
+"""`emoedge export` and the artifact benchmark of `emoedge bench`. Torch and the converters load
+only when a command runs."""
 
 from __future__ import annotations
 
@@ -98,18 +99,9 @@ def _int_list(text: str) -> tuple[int, ...]:
 
 
 def _configure_bench(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "dirs",
-        type=Path,
-        nargs="*",
-        default=[Path("build/export")],
-        metavar="DIR",
-        help="folders of exported artifacts (emoedge export --out), e.g. student and teacher",
-    )
-    p.add_argument("--threads", default="1,2,4", help="thread counts to measure")
+    """The artifact benchmark's own options (`emoedge bench` declares DIR, --threads, --json)."""
     p.add_argument("--runs", type=int, default=200, help="timed runs per measurement")
     p.add_argument("--warmup", type=int, default=20, help="untimed runs first")
-    p.add_argument("--json", type=Path, help="also write the results here")
     p.add_argument("--out", type=Path, help="also write bench.md and bench.png into this folder")
     p.add_argument(
         "--teacher",
@@ -117,46 +109,9 @@ def _configure_bench(p: argparse.ArgumentParser) -> None:
         default=Path(DEFAULT_TEACHER),
         help="PyTorch checkpoint measured for reference when present",
     )
-    p.add_argument(
-        "--pipeline",
-        action="store_true",
-        help="benchmark the whole device pipeline instead (edge.daemon.bench)",
-    )
-    p.add_argument(
-        "--mqtt", action="store_true", help="benchmark MQTT publishing instead (edge.mqtt.bench)"
-    )
-    p.add_argument(
-        "--seconds", type=float, default=10.0,
-        help="--mqtt duration; --pipeline: the as-fast-as-possible part (and the real-time "
-        "part unless --duration)",
-    )  # fmt: skip
-    p.add_argument(
-        "--duration", type=float,
-        help="--pipeline: seconds of the real-time part at --rate (a soak: 600)",
-    )  # fmt: skip
-    p.add_argument("--devices", type=int, default=1, help="--mqtt: simulated devices")
-    p.add_argument(
-        "--rate", type=float, default=10.0,
-        help="--mqtt: messages/s per device; --pipeline: cycles/s of the real-time part",
-    )  # fmt: skip
-
-
-def _delegate(module: str, function: str, args: argparse.Namespace) -> int:
-    """Hand the parsed arguments to a device-side benchmark (imported only when asked for)."""
-    try:
-        run = getattr(import_module(module), function)
-    except (ImportError, AttributeError) as error:
-        raise UsageError(f"this benchmark is not available in this install ({error})") from None
-    return int(run(args))
 
 
 def _run_bench(args: argparse.Namespace) -> int:
-    if args.pipeline and args.mqtt:
-        raise UsageError("--pipeline and --mqtt are separate benchmarks; pick one")
-    if args.pipeline:
-        return _delegate("edge.daemon.bench", "run_pipeline_bench", args)
-    if args.mqtt:
-        return _delegate("edge.mqtt.bench", "run_mqtt_bench", args)
     import_module("torch")  # the PyTorch reference is measured in a subprocess: fail here
     import_module("matplotlib")  # the chart
     from export.bench import run_bench
@@ -173,6 +128,7 @@ EXPORT = Command(
     run=_run_export,
     extra="workstation",
 )
+# `emoedge bench` (edge.cli) runs it by default: the `artifacts` entry of emoedge.benchmarks.
 BENCH = Command(
     help="latency, throughput and memory of exported artifacts (and the teacher) per thread count",
     configure=_configure_bench,

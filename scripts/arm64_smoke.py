@@ -50,7 +50,7 @@ Inputs = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 def bundled_artifacts() -> list[Path]:
     """The default model's artifact folders that an `edge` runtime reads, preferred first."""
-    readable = {suffix for name in EDGE_RUNTIMES for suffix in BACKENDS[name].file_types}
+    readable = {suffix for name in EDGE_RUNTIMES for suffix in BACKENDS.get(name).file_types}
     return [
         DEFAULT_MODELS / name
         for name in DEFAULT_ORDER

@@ -15,9 +15,16 @@ from typing import Any
 from edge.backends import litert, onnxruntime, openvino  # noqa: F401  (they register)
 from edge.backends.base import BACKENDS, Runner
 from edge.core.errors import ModelError, UsageError
-from edge.core.manifest import load_manifest
+from edge.core.manifest import Manifest, load_manifest
 
-__all__ = ["BACKENDS", "Runner", "backend_for", "default_artifact", "load_artifact"]
+__all__ = [
+    "BACKENDS",
+    "Runner",
+    "backend_for",
+    "default_artifact",
+    "default_manifest",
+    "load_artifact",
+]
 
 DEFAULT_MODELS = Path(__file__).resolve().parent.parent / "models" / "default"
 # Bundled artifacts, most preferred first: int8 where the runtime has it.
@@ -31,15 +38,13 @@ def backend_for(model_file: str | Path, backend: str | None = None) -> type[Runn
     suffix = Path(model_file).suffix.lower()
     if backend is not None:
         cls = BACKENDS.get(backend)
-        if cls is None:
-            raise UsageError(f"unknown backend {backend!r}; allowed: {', '.join(BACKENDS)}")
         if suffix not in cls.file_types:
             raise UsageError(
                 f"backend {backend} cannot read {suffix} files; "
                 f"it reads {', '.join(cls.file_types)}"
             )
         return cls
-    readers = [cls for cls in BACKENDS.values() if suffix in cls.file_types]
+    readers = [cls for cls in (BACKENDS.get(n) for n in BACKENDS) if suffix in cls.file_types]
     if readers:  # the backend whose own format this is, e.g. onnxruntime before openvino
         return min(readers, key=lambda cls: cls.file_types.index(suffix))
     raise ModelError(f"no backend reads {suffix} files ({Path(model_file).name})")
@@ -51,30 +56,32 @@ def load_artifact(path: str | Path, backend: str | None = None, **options: Any) 
     return backend_for(manifest.model_file, backend)(manifest, **options)
 
 
-def default_artifact(backend: str | None = None) -> Path:
-    """The folder of the bundled default model: the first in DEFAULT_ORDER whose runtime is
-    installed here, or with `backend` the first in its own file type (OpenVINO's IR before an
-    ONNX file it can also read)."""
-    cls = None
-    if backend is not None:
-        cls = BACKENDS.get(backend)
-        if cls is None:
-            raise UsageError(f"unknown backend {backend!r}; allowed: {', '.join(BACKENDS)}")
-    readable: list[tuple[int, Path]] = []
+def default_manifest(backend: str | None = None) -> Manifest:
+    """The verified manifest of the bundled default model: the first in DEFAULT_ORDER whose
+    runtime is installed here, or with `backend` the first in its own file type (OpenVINO's IR
+    before an ONNX file it can also read)."""
+    cls = None if backend is None else BACKENDS.get(backend)
+    readable: list[tuple[int, Manifest]] = []
     for name in DEFAULT_ORDER:
         folder = DEFAULT_MODELS / name
         if not (folder / "manifest.json").is_file():
             continue
+        manifest = load_manifest(folder)
         if cls is None:
-            if backend_for(load_manifest(folder).model_file).installed():
-                return folder
+            if backend_for(manifest.model_file).installed():
+                return manifest
             continue
-        suffix = Path(load_manifest(folder).model_file).suffix.lower()
+        suffix = Path(manifest.model_file).suffix.lower()
         if suffix in cls.file_types:
-            readable.append((cls.file_types.index(suffix), folder))
+            readable.append((cls.file_types.index(suffix), manifest))
     if readable:
         return min(readable, key=lambda r: r[0])[1]
     raise ModelError(
         f"no bundled default model{f' for backend {backend}' if backend else ''} under "
         f"{DEFAULT_MODELS}; export one (make default-model) or pass a model path"
     )
+
+
+def default_artifact(backend: str | None = None) -> Path:
+    """The folder of the bundled default model (see `default_manifest`)."""
+    return default_manifest(backend).directory

@@ -1,7 +1,10 @@
 """The interface every runtime backend implements, and the registry that finds them.
 
 Like Frigate's detector plugins: a backend is one small module with an options dataclass
-and one inference method, registered by name with the model file types it reads.
+and one inference method; subclassing `Runner` with a name registers it in `BACKENDS`:
+
+    class LiteRtRunner(Runner, name="litert"):
+        file_types = (".tflite",)
 """
 
 from __future__ import annotations
@@ -15,16 +18,11 @@ import numpy as np
 
 from edge.core.errors import ConfigError, EmoedgeError, ModelError
 from edge.core.manifest import OUTPUT_ROWS, Manifest
+from edge.core.registry import Registry
 
 log = logging.getLogger(__name__)
 
-BACKENDS: dict[str, type[Runner]] = {}
-
-
-def register(cls: type[Runner]) -> type[Runner]:
-    """Class decorator: make a backend findable by its name and file types."""
-    BACKENDS[cls.name] = cls
-    return cls
+BACKENDS: Registry[type[Runner]] = Registry("backend")
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -35,12 +33,19 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 
 class Runner:
-    """A loaded model artifact. Subclasses set name, file_types, Options and implement `_infer`."""
+    """A loaded model artifact. Subclasses name themselves in the class statement, set
+    file_types, runtimes and Options, and implement `_load` and `_infer`."""
 
     name: ClassVar[str]
     file_types: ClassVar[tuple[str, ...]]
     runtimes: ClassVar[tuple[str, ...]]  # Python modules that provide the runtime (any one)
     Options: ClassVar[type]
+
+    def __init_subclass__(cls, *, name: str, **kwargs: Any) -> None:
+        """Register the backend class in BACKENDS as `name`."""
+        super().__init_subclass__(**kwargs)
+        cls.name = name
+        BACKENDS.register(name)(cls)
 
     def __init__(self, manifest: Manifest, **options: Any):
         allowed = {f.name for f in fields(self.Options)}

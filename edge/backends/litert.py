@@ -7,10 +7,12 @@ models with int8 inputs/outputs are fed and read through their quantisation para
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from edge.backends.base import Runner, register
+from edge.backends.base import Runner
 from edge.core.errors import DeviceError, ModelError
 
 
@@ -34,6 +36,17 @@ def _interpreter_class() -> type:
     return Interpreter
 
 
+def new_interpreter(model_path: Path, threads: int | None = None) -> Any:
+    """A LiteRT interpreter for a .tflite file on `threads` threads (None: the runtime's
+    default): DeviceError without a LiteRT runtime, ModelError for a file it cannot load.
+    The LiteRT backend and the BlazeFace detector both open their models here."""
+    interpreter_cls = _interpreter_class()
+    try:
+        return interpreter_cls(model_path=str(model_path), num_threads=threads)
+    except (ValueError, RuntimeError) as error:
+        raise ModelError(f"LiteRT cannot load {model_path}: {error}") from None
+
+
 def _quantize(x: np.ndarray, detail: dict) -> np.ndarray:
     dtype = detail["dtype"]
     if dtype == np.float32:
@@ -50,19 +63,14 @@ def _dequantize(x: np.ndarray, detail: dict) -> np.ndarray:
     return (x.astype(np.float32) - zero) * scale
 
 
-@register
-class LiteRtRunner(Runner):
-    name = "litert"
+class LiteRtRunner(Runner, name="litert"):
     file_types = (".tflite",)
     runtimes = ("ai_edge_litert", "tflite_runtime")
     Options = LiteRtOptions
 
     def _load(self) -> None:
-        interpreter_cls = _interpreter_class()
+        interpreter = new_interpreter(self.manifest.model_path, self.options.threads or None)
         try:
-            interpreter = interpreter_cls(
-                model_path=str(self.manifest.model_path), num_threads=self.options.threads or None
-            )
             self._run = interpreter.get_signature_runner()
         except (ValueError, RuntimeError) as error:
             raise ModelError(f"LiteRT cannot load {self.manifest.model_path}: {error}") from None

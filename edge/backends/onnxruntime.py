@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edge.backends.base import Runner, register
+from edge.backends.base import Runner
 from edge.core.errors import DeviceError, ModelError
 
 log = logging.getLogger(__name__)
@@ -23,9 +23,7 @@ class OnnxRuntimeOptions:
     threads: int = 0
 
 
-@register
-class OnnxRuntimeRunner(Runner):
-    name = "onnxruntime"
+class OnnxRuntimeRunner(Runner, name="onnxruntime"):
     file_types = (".onnx",)
     runtimes = ("onnxruntime",)
     Options = OnnxRuntimeOptions

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edge.backends.base import Runner, register
+from edge.backends.base import Runner
 from edge.core.errors import DeviceError, ModelError
 from edge.core.settings import setting
 
@@ -30,9 +30,7 @@ class OpenVinoOptions:
     )
 
 
-@register
-class OpenVinoRunner(Runner):
-    name = "openvino"
+class OpenVinoRunner(Runner, name="openvino"):
     file_types = (".xml", ".onnx")
     runtimes = ("openvino",)
     Options = OpenVinoOptions

@@ -9,13 +9,15 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from edge.capture import Frame, ReplayClock
-from edge.core.config import CameraConfig
 from edge.core.errors import DataError, DeviceError
+
+if TYPE_CHECKING:  # annotations only, so that the config can import the source registries
+    from edge.core.config import CameraConfig
 
 log = logging.getLogger(__name__)
 

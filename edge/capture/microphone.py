@@ -6,14 +6,16 @@ import logging
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from edge.audio.frontend import to_mono_float
 from edge.capture import AudioChunk, ChunkSink, ReplayClock
-from edge.core.config import MicConfig
 from edge.core.errors import DataError, DeviceError
+
+if TYPE_CHECKING:  # annotations only, so that the config can import the source registries
+    from edge.core.config import MicConfig
 
 log = logging.getLogger(__name__)
 

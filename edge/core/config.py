@@ -19,11 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from edge.backends import BACKENDS
+from edge.capture.sources import CAMERAS, MICROPHONES
 from edge.core.errors import ConfigError
 from edge.core.fusion import FusionConfig
 from edge.core.settings import collected, join, read_table, report, section, setting
 from edge.core.template import render
 from edge.mqtt.config import MqttConfig
+from edge.vision.detect import DETECTORS as DETECTOR_REGISTRY
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -32,9 +34,9 @@ else:  # pragma: no cover - Python 3.10
 
 log = logging.getLogger("emoedge.config")
 
-CAMERA_SOURCES = ("picamera2", "opencv", "file", "none")
-MIC_SOURCES = ("pyaudio", "file", "none")
-DETECTORS = ("blazeface", "haar")
+CAMERA_SOURCES = CAMERAS.names()
+MIC_SOURCES = MICROPHONES.names()
+DETECTORS = DETECTOR_REGISTRY.names()
 SMOOTHING = ("ema", "window")
 DEVICE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 # The publisher re-sends the retained state once this many state heartbeats went by without

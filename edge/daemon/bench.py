@@ -25,18 +25,16 @@ from typing import Any
 
 import numpy as np
 
-from edge.audio.ring import AudioRing
 from edge.capture import AudioChunk, ReplayClock
 from edge.capture.camera import FileCamera
-from edge.capture.microphone import read_audio_file
+from edge.capture.microphone import FileMicrophone
+from edge.cli import Command
 from edge.core.config import CameraConfig, Config, MicConfig, ModelConfig
 from edge.core.errors import UsageError
-from edge.daemon.cli import SAMPLE_AUDIO, SAMPLE_VIDEO, build_daemon, load_runner
-from edge.daemon.pipeline import Pipeline
+from edge.daemon.cli import SAMPLE_AUDIO, SAMPLE_VIDEO
 from edge.daemon.stats import Stats, rss_bytes
-from edge.mqtt.messages import CommandHandler, EmotionEvent, EmotionState
-from edge.mqtt.payloads import encode
-from edge.vision.detect import load_detector
+from edge.daemon.wiring import build_daemon, load_runner
+from edge.mqtt.messages import CommandHandler, EmotionEvent, EmotionState, encode
 
 log = logging.getLogger("emoedge.bench")
 
@@ -89,52 +87,60 @@ def _model(args: argparse.Namespace) -> ModelConfig:
     return ModelConfig(artifact=str(artifacts[0]) if artifacts else "default", threads=threads)
 
 
+def sample_config(model: ModelConfig, hz: float = 10.0, stats_interval_s: float = 10.0) -> Config:
+    """The daemon's configuration on the looping bundled sample, defaults otherwise."""
+    return Config(
+        camera=CameraConfig(source="file", path=str(SAMPLE_VIDEO), loop=True),
+        microphone=MicConfig(source="file", path=str(SAMPLE_AUDIO), loop=True),
+        model=model,
+        inference_hz=hz,
+        stats_interval_s=stats_interval_s,
+    )
+
+
 def replay_fast(model: ModelConfig, seconds: float) -> dict[str, Any]:
     """Cycles as fast as possible over the looping sample for `seconds` (at least the whole
-    clip once); stages in CPU time of this thread (the runtimes run single-threaded in it)."""
+    clip once); stages in CPU time of this thread (the runtimes run single-threaded in it).
+    The daemon is the real one, driven cycle by cycle from this thread: frames are read
+    and the audio that has "arrived" by each frame's time is written to its ring here."""
     runner = load_runner(model)
-    wave, rate = read_audio_file(SAMPLE_AUDIO)
     clock = ReplayClock(realtime=False)
-    camera = FileCamera(SAMPLE_VIDEO, clock, loop=True)
-    camera.open()
     stats = Stats(window=100_000, clock=time.thread_time)
-    ring = AudioRing(rate, runner.manifest.audio.window_s + 2.0)
-    pipeline = Pipeline(
-        runner, load_detector(Config().detector, model.threads), ring,
-        Config().smoothing, Config().events, stats,
-    )  # fmt: skip
-    publisher = NullPublisher()
+    daemon = build_daemon(sample_config(model), runner, NullPublisher(), clock=clock, stats=stats)
+    camera, microphone, ring = daemon.camera, daemon.microphone, daemon.ring
+    assert isinstance(camera, FileCamera) and isinstance(microphone, FileMicrophone) and ring
+    wave, rate = microphone.samples, microphone.sample_rate
+    camera.open()
     written = 0
     cpu0, wall0 = time.process_time(), time.perf_counter()
     whole_clip = int(len(wave) / rate * camera.fps)  # every kind of cycle at least once
+    daemon_log = logging.getLogger("emoedge.daemon")
+    level = daemon_log.level
+    daemon_log.setLevel(logging.WARNING)  # no line per event at hundreds of cycles a second
     while time.perf_counter() - wall0 < seconds or stats.cycles < whole_clip:
         start = time.thread_time()
         frame = camera.read()
+        assert frame is not None  # the clip loops
         upto = int((frame.t - clock.start()) * rate)
-        while written < upto:  # the audio that has "arrived" by the frame's time
+        while written < upto:
             pos = written % len(wave)
             piece = wave[pos : pos + min(1024, upto - written)]
             written += len(piece)
             ring.write(AudioChunk(piece, clock.at(written / rate), rate))
         stats.record("capture", time.thread_time() - start)
-        result = pipeline.cycle(frame, frame.t)
-        start = time.thread_time()
-        if result.event is not None:
-            publisher.publish_event(result.event)
-        if result.state is not None:
-            publisher.publish_state(result.state)
-        stats.record("publish", time.thread_time() - start)
+        daemon.cycle(frame, frame.t)
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+    daemon_log.setLevel(level)
     camera.close()
     per_stage = stats.ms_per_cycle()
     inference = per_stage["inference"]
     overhead = sum(v for k, v in per_stage.items() if k != "inference")
     cpu_per_cycle = 1000.0 * cpu / stats.cycles
-    assert pipeline.tracker is not None
+    assert daemon.pipeline.tracker is not None
     return {
         "model_id": runner.manifest.model_id,
         "cycles": stats.cycles,
-        "detections": pipeline.tracker.detections,
+        "detections": daemon.pipeline.tracker.detections,
         "cycles_per_s": stats.cycles / wall,
         "cpu_ms_per_cycle": cpu_per_cycle,
         "ms_per_cycle": per_stage,
@@ -182,13 +188,7 @@ def _resources(samples: list[tuple[float, float, int]], windows: int = 10) -> di
 def run_realtime(model: ModelConfig, seconds: float, hz: float = 10.0) -> dict[str, Any]:
     """The real daemon (threads, queues, pacing) at `hz` on the looping sample for `seconds`;
     CPU time and RSS of the whole process sampled every second (every 2 % of a long run)."""
-    config = Config(
-        camera=CameraConfig(source="file", path=str(SAMPLE_VIDEO), loop=True),
-        microphone=MicConfig(source="file", path=str(SAMPLE_AUDIO), loop=True),
-        model=model,
-        inference_hz=hz,
-        stats_interval_s=max(seconds, 1.0),
-    )
+    config = sample_config(model, hz, stats_interval_s=max(seconds, 1.0))
     daemon = build_daemon(config, load_runner(model), NullPublisher())
     start = time.monotonic()
     samples: list[tuple[float, float, int]] = [(0.0, time.process_time(), rss_bytes() or 0)]
@@ -242,8 +242,8 @@ def _report(fast: dict[str, Any], live: dict[str, Any], pinned: str) -> str:
 
 
 def run_pipeline_bench(args: argparse.Namespace) -> int:
-    """Entry point for `emoedge bench --pipeline` (args: seconds, rate, duration, json, threads,
-    dirs; `duration` is optional and defaults to `seconds`)."""
+    """`emoedge bench --pipeline` (args: seconds, rate, duration, json, threads, dirs;
+    `duration` is optional and defaults to `seconds`)."""
     seconds = float(getattr(args, "seconds", 10.0))
     hz = float(getattr(args, "rate", 10.0))
     duration = float(getattr(args, "duration", None) or seconds)
@@ -260,3 +260,17 @@ def run_pipeline_bench(args: argparse.Namespace) -> int:
             json.dumps({"pinned": pinned, "fast": fast, "realtime": live}, indent=2) + "\n"
         )
     return 0
+
+
+def _configure(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--duration", type=float,
+        help="--pipeline: seconds of the real-time part at --rate (a soak: 600)",
+    )  # fmt: skip
+
+
+BENCH = Command(
+    help="benchmark the whole device pipeline instead (edge.daemon.bench)",
+    configure=_configure,
+    run=run_pipeline_bench,
+)

@@ -1,4 +1,5 @@
-"""`emoedge run`, `emoedge config check|template` and `emoedge demo`.
+"""`emoedge run`, `emoedge config check|template` and `emoedge demo` (assembled by
+edge.daemon.wiring).
 
 Module top level stays light: runtimes, OpenCV and paho load when a command runs.
 """
@@ -6,11 +7,7 @@ Module top level stays light: runtimes, OpenCV and paho load when a command runs
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import logging
-import signal
 import sys
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +23,6 @@ from edge.core.config import (
 )
 from edge.core.errors import UsageError
 
-log = logging.getLogger("emoedge.daemon")
-
 SAMPLE = Path(__file__).resolve().parents[1] / "assets" / "sample"
 SAMPLE_VIDEO, SAMPLE_AUDIO = SAMPLE / "sample.avi", SAMPLE / "sample.flac"
 CREMA_D = Path(__file__).resolve().parents[1] / "assets" / "crema-d"
@@ -39,73 +34,6 @@ SAMPLES = {
 }
 
 
-def load_runner(cfg: ModelConfig, options: Mapping[str, Mapping[str, Any]] = {}) -> Any:
-    """The configured model through `edge.backends`, with the options its backend takes
-    (`options`: Config.backend, each backend's own options by name)."""
-    from edge.backends import backend_for, default_artifact, load_artifact
-    from edge.core.manifest import load_manifest
-
-    backend = None if cfg.backend == "auto" else cfg.backend
-    path = default_artifact(backend) if cfg.artifact == "default" else Path(cfg.artifact)
-    cls = backend_for(load_manifest(path).model_file, backend)
-    wanted = {"threads": cfg.threads, "providers": cfg.providers, **options.get(cls.name, {})}
-    accepted = {f.name for f in dataclasses.fields(cls.Options)}
-    return load_artifact(path, cls.name, **{k: v for k, v in wanted.items() if k in accepted})
-
-
-def build_daemon(config: Config, runner: Any, publisher: Any, notifier: Any = None) -> Any:
-    """Wire sources, detector, audio ring, pipeline and publisher into a Daemon."""
-    from edge.audio.ring import AudioRing
-    from edge.capture import ReplayClock
-    from edge.capture.sources import make_camera, make_microphone
-    from edge.daemon.daemon import Daemon
-    from edge.daemon.pipeline import Pipeline
-    from edge.daemon.stats import Stats
-    from edge.vision.detect import load_detector
-
-    clock = ReplayClock(realtime=True)
-    camera = make_camera(config.camera, clock)
-    microphone = make_microphone(config.microphone, clock)
-    detector = load_detector(config.detector, config.model.threads) if camera else None
-    # Room for the window plus a few seconds of lag behind the microphone.
-    window_s = runner.manifest.audio.window_s
-    ring = AudioRing(microphone.sample_rate, window_s + 5.0) if microphone else None
-    pipeline = Pipeline(
-        runner, detector, ring, config.smoothing, config.events, Stats(), config.fusion
-    )
-    return Daemon(
-        pipeline,
-        publisher,
-        camera,
-        microphone,
-        ring,
-        inference_hz=config.inference_hz,
-        frame_queue=config.frame_queue,
-        max_audio_wait_s=config.max_audio_wait_s,
-        stats_interval_s=config.stats_interval_s,
-        notifier=notifier,
-    )
-
-
-def run_daemon(config: Config, seconds: float | None = None) -> Any:
-    """Load the model, connect MQTT and run until SIGTERM/SIGINT or the end of the input."""
-    from edge.daemon.sdnotify import Notifier
-    from edge.mqtt.publisher import MqttPublisher
-
-    runner = load_runner(config.model, config.backend)
-    log.info("model %s (%s)", runner.manifest.model_id, type(runner).__name__)
-    publisher = MqttPublisher(config.mqtt, config.device_id, runner.manifest.model_id)
-    daemon = build_daemon(config, runner, publisher, Notifier())
-    previous = {
-        sig: signal.signal(sig, lambda *_: daemon.stop()) for sig in (signal.SIGTERM, signal.SIGINT)
-    }
-    try:
-        return daemon.run(max_seconds=seconds)
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
 # -- emoedge run ------------------------------------------------------------------------------
 
 
@@ -115,6 +43,8 @@ def _configure_run(parser: argparse.ArgumentParser) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from edge.daemon.wiring import run_daemon
+
     run_daemon(load_config(args.config))
     return 0
 
@@ -240,6 +170,7 @@ def _print_message(message: Any) -> None:
 def _demo(args: argparse.Namespace) -> int:
     from contextlib import ExitStack
 
+    from edge.daemon.wiring import run_daemon
     from edge.mqtt.client import subscribe
     from edge.mqtt.embedded_broker import EmbeddedBroker
 

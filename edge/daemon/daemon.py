@@ -121,12 +121,12 @@ class Daemon:
             self._wake.set()
             return CommandResult(name, True, f"inference at {value['hz']} Hz", value)
         if name == "threshold":
-            policy = self.pipeline.policy
-            policy.threshold = float(value.get("confidence", policy.threshold))
-            policy.hold_s = float(value.get("hold_s", policy.hold_s))
-            return CommandResult(
-                name, True, f"threshold {policy.threshold}, hold {policy.hold_s} s", value
+            confidence, hold_s = value.get("confidence"), value.get("hold_s")
+            threshold, hold_s = self.pipeline.set_threshold(
+                None if confidence is None else float(confidence),
+                None if hold_s is None else float(hold_s),
             )
+            return CommandResult(name, True, f"threshold {threshold}, hold {hold_s} s", value)
         if name == "fusion":
             current = self.pipeline.fusion
             fusion = FusionConfig(
@@ -251,8 +251,15 @@ class Daemon:
         t = frame.t if frame is not None else time.monotonic()
         if self.ring is not None and self.max_audio_wait_s > 0:
             self.ring.wait_until(t, self.max_audio_wait_s)
-        self._publish(self.pipeline.cycle(frame, t))
+        self.cycle(frame, t)
         return True
+
+    def cycle(self, frame: Frame | None, t: float) -> CycleResult:
+        """One pipeline cycle on `frame` at `t` and the publishing of what it produced (the
+        loop calls it; the pipeline benchmark drives it directly)."""
+        result = self.pipeline.cycle(frame, t)
+        self._publish(result)
+        return result
 
     def _publish(self, result: CycleResult) -> None:
         if result.state is None and result.event is None:

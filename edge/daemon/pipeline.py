@@ -10,15 +10,14 @@ frames that are new since the last cycle (edge.audio.features).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
 from edge.audio.features import SlidingFeatures
 from edge.audio.frontend import is_voiced, resample, window_features
 from edge.audio.ring import AudioRing
+from edge.backends.base import Runner
 from edge.capture import Frame
 from edge.core.config import EventConfig, SmoothingConfig
 from edge.core.fusion import FusionConfig, fuse, modality_predictions, top_label, used_mask
@@ -27,18 +26,9 @@ from edge.daemon.smoothing import Change, EventPolicy, Smoother
 from edge.daemon.stats import Stats
 from edge.mqtt.messages import EmotionEvent, EmotionState
 from edge.vision.detect import Detection, FaceDetector
-from edge.vision.face import crop_face
 from edge.vision.track import FaceTracker
 
-T = TypeVar("T")
-
-
-class Runner(Protocol):
-    """What `edge.backends.load_artifact` returns."""
-
-    manifest: Any
-
-    def outputs(self, face: np.ndarray, audio: np.ndarray, mask: np.ndarray) -> np.ndarray: ...
+Own = dict[str, np.ndarray | None]  # each modality's own probabilities (None: not used)
 
 
 @dataclass(frozen=True)
@@ -78,7 +68,9 @@ class Pipeline:
     ) -> None:
         self.runner = runner
         self.fusion = fusion or FusionConfig()
-        self.tracker = FaceTracker(detector, runner.manifest.face) if detector is not None else None
+        self.tracker = (
+            FaceTracker(detector, runner.manifest.face, stats) if detector is not None else None
+        )
         self.ring = ring
         self.audio_cfg = runner.manifest.audio
         self.face_cfg = runner.manifest.face
@@ -90,50 +82,16 @@ class Pipeline:
         self.policy = EventPolicy(events)
         self.stats = stats
         self.seq = 0
-        self._own: dict[str, np.ndarray | None] = {"face": None, "voice": None}
         self._blank_face = np.zeros((1, self.face_cfg.size, self.face_cfg.size), np.float32)
         self._blank_audio = np.zeros(
             (self.audio_cfg.num_frames, self.audio_cfg.feature_dim), np.float32
         )
 
-    def _timed(self, stage: str, work: Callable[..., T], *args: Any) -> T:
-        start = self.stats.clock()
-        out = work(*args)
-        self.stats.record(stage, self.stats.clock() - start)
-        return out
-
-    def _crop(self, image: np.ndarray, box: Detection | None) -> np.ndarray:
-        if box is None:
-            return self._blank_face
-        return self._timed("crop", crop_face, image, box.box, self.face_cfg)
-
-    def _detect(
-        self, tracker: FaceTracker, image: np.ndarray, t: float
-    ) -> tuple[Detection | None, np.ndarray]:
-        box = self._timed("detect", tracker.detect, image, t)
-        face = self._crop(image, box)
-        tracker.anchor(face)
-        return box, face
-
-    def _face(
-        self, tracker: FaceTracker, image: np.ndarray, t: float
-    ) -> tuple[Detection | None, np.ndarray]:
-        """The face box in `image` (taken at `t`) and the model's face input (blank without
-        a face): the detector runs when due, else the tracker follows the last box, and the
-        detector runs at once when it cannot."""
-        if tracker.due(t):
-            return self._detect(tracker, image, t)
-        if tracker.box is None:
-            return None, self._blank_face
-        face = self._crop(image, tracker.box)
-        followed = self._timed("track", tracker.follow, image, face)
-        return self._detect(tracker, image, t) if followed is None else followed
-
     def inputs(self, frame: Frame | None, t: float) -> ModelInputs:
         """Find the face in `frame` and take the audio window that ends at `t`."""
-        box, face = None, self._blank_face
+        box, face = None, None
         if frame is not None and self.tracker is not None:
-            box, face = self._face(self.tracker, frame.image, t)
+            box, face = self.tracker.locate(frame.image, t)
         start = self.stats.clock()
         audio, voiced = self._blank_audio, False
         if self.sliding is not None and self.ring is not None:
@@ -147,28 +105,38 @@ class Pipeline:
                 audio = window_features(wave, self.audio_cfg)
         self.stats.record("features", self.stats.clock() - start)
         mask = used_mask(np.array([box is not None, voiced], dtype=np.float32), self.fusion)
-        return ModelInputs(face, audio, mask, box)
+        return ModelInputs(self._blank_face if face is None else face, audio, mask, box)
 
-    def predict(self, inputs: ModelInputs) -> np.ndarray | None:
+    def predict(self, inputs: ModelInputs) -> tuple[np.ndarray | None, Own]:
         """Class probabilities (7,) by the fusion mode, or None when the modalities it uses
-        are missing; each used modality's own prediction is kept for the state."""
-        self._own = {"face": None, "voice": None}
+        are missing; and each used modality's own probabilities (for the state)."""
         if not inputs.mask.any():
-            return None
-        start = self.stats.clock()
-        rows = self.runner.outputs(inputs.face[None], inputs.audio[None], inputs.mask[None])[0]
-        self.stats.record("inference", self.stats.clock() - start)
-        self._own = modality_predictions(rows, inputs.mask)
-        return fuse(rows, inputs.mask, self.fusion)
+            return None, {"face": None, "voice": None}
+        rows = self.stats.timed(
+            "inference", self.runner.outputs, inputs.face[None], inputs.audio[None],
+            inputs.mask[None],
+        )[0]  # fmt: skip
+        return fuse(rows, inputs.mask, self.fusion), modality_predictions(rows, inputs.mask)
 
     def set_fusion(self, fusion: FusionConfig) -> None:
         """Use another fusion mode or voice weight from the next cycle on."""
         self.fusion = fusion
 
+    def set_threshold(
+        self, threshold: float | None = None, hold_s: float | None = None
+    ) -> tuple[float, float]:
+        """Change the events' confidence threshold and/or hold time (None: keep) from the next
+        cycle on; the threshold and hold time now in force."""
+        if threshold is not None:
+            self.policy.threshold = threshold
+        if hold_s is not None:
+            self.policy.hold_s = hold_s
+        return self.policy.threshold, self.policy.hold_s
+
     def cycle(self, frame: Frame | None, t: float) -> CycleResult:
         """One full cycle at time `t` (monotonic) for `frame` (None without a camera)."""
         inputs = self.inputs(frame, t)
-        probs = self.predict(inputs)
+        probs, own = self.predict(inputs)
         start = self.stats.clock()
         if probs is None:
             self.smoother.reset()
@@ -180,7 +148,7 @@ class Pipeline:
         change = self.policy.update(label, confidence, t)
         state = event = None
         if change is not None or self.policy.heartbeat_due(t):
-            state = self._state(inputs, smoothed)
+            state = self._state(inputs, smoothed, own)
             self.policy.state_published(t)
         if change is not None:
             event = self._event(change, state)
@@ -192,9 +160,10 @@ class Pipeline:
         self.seq += 1
         return self.seq
 
-    def _state(self, inputs: ModelInputs, smoothed: np.ndarray | None) -> EmotionState:
+    def _state(self, inputs: ModelInputs, smoothed: np.ndarray | None, own: Own) -> EmotionState:
         """The state of this moment (edge.mqtt.messages.STATES): what is seen now, its smoothed
-        probabilities, and the reported label while something is seen."""
+        probabilities, what each modality said, and the reported label while something is
+        seen."""
         epoch_ms, seq = int(time.time() * 1000), self._next_seq()
         if smoothed is None:
             return EmotionState.blank("absent", epoch_ms, seq, self.model_id, self.fusion.mode)
@@ -210,7 +179,7 @@ class Pipeline:
             seq=seq,
             model_id=self.model_id,
             state="uncertain" if label is None else "present",
-            by_modality={name: top_label(p) for name, p in self._own.items()},
+            by_modality={name: top_label(p) for name, p in own.items()},
             fusion=self.fusion.mode,
         )
 

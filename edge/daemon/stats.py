@@ -7,9 +7,11 @@ import threading
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
+
+T = TypeVar("T")
 
 STAGES = ("capture", "detect", "track", "crop", "features", "inference", "smoothing", "publish")
 
@@ -45,6 +47,13 @@ class Stats:
         with self._lock:
             self._latency[stage].append(seconds)
             self._totals[stage] += seconds
+
+    def timed(self, stage: str, work: Callable[..., T], *args: Any) -> T:
+        """`work(*args)`, its duration recorded under `stage`."""
+        start = self.clock()
+        out = work(*args)
+        self.record(stage, self.clock() - start)
+        return out
 
     def cycle(self) -> None:
         with self._lock:

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from edge.cli import Command
 from edge.core.errors import UsageError
 from edge.mqtt.mosquitto import HOST, MosquittoProcess, free_port
 
@@ -231,3 +232,14 @@ def run_mqtt_bench(args: argparse.Namespace) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps({"load": load, "reconnect": reconnect}, indent=2))
     return 0
+
+
+def _configure(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--devices", type=int, default=1, help="--mqtt: simulated devices")
+
+
+BENCH = Command(
+    help="benchmark MQTT publishing instead (edge.mqtt.bench)",
+    configure=_configure,
+    run=run_mqtt_bench,
+)

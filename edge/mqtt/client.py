@@ -27,14 +27,22 @@ import paho.mqtt.client as mqtt
 
 from edge.core.errors import BrokerError
 from edge.mqtt.config import MqttConfig, parse_mqtt_config
-from edge.mqtt.messages import EmotionEvent, EmotionState
-from edge.mqtt.payloads import AVAILABILITY, now_ms, parse_topic, problems, validator
+from edge.mqtt.messages import (
+    AVAILABILITY,
+    KINDS,
+    SCHEMA_OF,
+    CommandResult,
+    EmotionEvent,
+    EmotionState,
+    now_ms,
+    parse_topic,
+    problems,
+    validator,
+)
 from edge.mqtt.publisher import Transient, connect, new_client
 
 log = logging.getLogger("emoedge.client")
 
-KINDS = ("availability", "state", "events", "stats")
-SCHEMA_OF = {"state": "state", "events": "event", "stats": "stats", "result": "command_result"}
 SHAREABLE = ("events", "stats")
 
 
@@ -52,34 +60,17 @@ class Message:
     @property
     def state(self) -> EmotionState:
         """The payload of a `state` message as an EmotionState."""
-        d = self.payload
-        return EmotionState(
-            label=d["label"],
-            confidence=d["confidence"],
-            probabilities=d["probabilities"],
-            face=d["modalities"]["face"],
-            audio=d["modalities"]["audio"],
-            epoch_ms=d["epoch_ms"],
-            seq=d["seq"],
-            model_id=d["model_id"],
-            state=d["state"],
-            by_modality=d.get("by_modality", {"face": None, "voice": None}),
-            fusion=d.get("fusion", "auto"),
-        )
+        return EmotionState.from_dict(self.payload)
 
     @property
     def event(self) -> EmotionEvent:
         """The payload of an `events` message as an EmotionEvent."""
-        d = self.payload
-        return EmotionEvent(
-            previous=d["previous"],
-            current=d["current"],
-            previous_duration_s=d["previous_duration_s"],
-            confidence=d["confidence"],
-            epoch_ms=d["epoch_ms"],
-            seq=d["seq"],
-            model_id=d["model_id"],
-        )
+        return EmotionEvent.from_dict(self.payload)
+
+    @property
+    def result(self) -> CommandResult:
+        """The payload of a command `result` message as a CommandResult."""
+        return CommandResult.from_dict(self.payload)
 
     def to_dict(self) -> dict[str, Any]:
         return {

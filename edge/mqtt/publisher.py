@@ -42,15 +42,15 @@ from edge import __version__
 from edge.core.errors import BrokerError
 from edge.core.labels import LABELS
 from edge.mqtt.config import MqttConfig
-from edge.mqtt.messages import STATES, CommandHandler, CommandResult, EmotionEvent, EmotionState
-from edge.mqtt.payloads import (
-    COMMANDS,
-    MAX_COMMAND_BYTES,
+from edge.mqtt.messages import (
+    STATES,
+    CommandHandler,
+    CommandResult,
+    EmotionEvent,
+    EmotionState,
     Topics,
-    command_validator,
-    decode_json,
     encode,
-    problems,
+    parse_command,
     stamped,
 )
 from edge.mqtt.ratelimit import RateLimiter
@@ -278,22 +278,6 @@ ATTRIBUTES_TEMPLATE = (
     " voice_confidence=(own.voice.confidence if own.voice else none),"
     " fusion=value_json.fusion) | tojson }}"
 )
-
-
-def parse_command(name: str, raw: bytes) -> tuple[Any, str]:
-    """(value, "") for a valid command payload, (None, reason) for anything else."""
-    if name not in COMMANDS:
-        return None, f"unknown command {name!r}; known: {', '.join(COMMANDS)}"
-    if len(raw) > MAX_COMMAND_BYTES:
-        return None, f"payload of {len(raw)} bytes is over the {MAX_COMMAND_BYTES}-byte limit"
-    try:
-        value = decode_json(raw)
-    except (ValueError, RecursionError) as error:
-        return None, f"payload is not acceptable JSON ({error})"
-    found = problems(command_validator(name), value)
-    if found:
-        return None, "invalid payload: " + "; ".join(found)
-    return value, ""
 
 
 def _delivered(info: mqtt.MQTTMessageInfo) -> bool:
@@ -658,8 +642,7 @@ class MqttPublisher:
             log.warning("command %s rejected: %s", msg.topic, result.message)
         else:
             log.info("command %s applied: %s", msg.topic, result.message or value)
-        body = stamped({"name": result.name, "ok": result.ok, "message": result.message,
-                        "value": result.value, "extra": result.extra})  # fmt: skip
+        body = result.to_dict()
         with self._cond:
             if len(self._results) == RESULT_QUEUE:
                 self._counts["dropped_results"] += 1

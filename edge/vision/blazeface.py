@@ -1,7 +1,8 @@
 """BlazeFace short-range (MediaPipe, Apache-2.0) run through LiteRT, decoded in numpy.
 
-The model sees a 128×128 RGB image in [-1, 1] and scores 896 anchors (16×16 cells × 2 at
-stride 8, 8×8 cells × 6 at stride 16); each anchor regresses a box relative to its centre.
+The model opens through the LiteRT backend's interpreter (edge.backends.litert), sees a
+128×128 RGB image in [-1, 1] and scores 896 anchors (16×16 cells × 2 at stride 8, 8×8 cells
+× 6 at stride 16); each anchor regresses a box relative to its centre.
 Licence and provenance: edge/assets/blazeface/.
 """
 
@@ -13,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from edge.backends.litert import new_interpreter
 from edge.core.config import DetectorConfig
 from edge.core.errors import DeviceError, ModelError
 from edge.core.opencv import optional_cv2
@@ -102,16 +104,14 @@ class BlazeFaceDetector:
 
     def __init__(self, cfg: DetectorConfig, threads: int = 1, model: Path = MODEL) -> None:
         self.cfg = cfg
-        try:
-            from ai_edge_litert.interpreter import Interpreter
-        except ImportError as error:
-            raise DeviceError(
-                f"the blazeface detector needs LiteRT ({error}); pip install ai-edge-litert, "
-                'or set detector.kind = "haar"'
-            ) from None
         if not model.is_file():
             raise ModelError(f"face detector model missing: {model}")
-        self.interpreter: Any = Interpreter(model_path=str(model), num_threads=threads)
+        try:
+            self.interpreter: Any = new_interpreter(model, threads)
+        except DeviceError as error:
+            raise DeviceError(
+                f'the blazeface detector needs LiteRT: {error}, or set detector.kind = "haar"'
+            ) from None
         self.interpreter.allocate_tensors()
         self.input_index = self.interpreter.get_input_details()[0]["index"]
         outputs = {o["name"]: o["index"] for o in self.interpreter.get_output_details()}

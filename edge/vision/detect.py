@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from edge.core.config import DetectorConfig
+from edge.core.registry import Registry
+
+if TYPE_CHECKING:  # annotations only, so that the config can import DETECTORS
+    from edge.core.config import DetectorConfig
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,12 @@ class FaceDetector(Protocol):
         """Faces in a uint8 RGB (H, W, 3) or gray (H, W) image."""
 
 
+# Detector classes by `detector.kind`, made as cls(cfg, threads); imported when first asked for.
+DETECTORS: Registry[Callable[[DetectorConfig, int], FaceDetector]] = Registry("detector")
+DETECTORS.register_lazy("blazeface", "edge.vision.blazeface:BlazeFaceDetector")
+DETECTORS.register_lazy("haar", "edge.vision.haar:HaarDetector")
+
+
 def largest_face(detector: FaceDetector, image: np.ndarray) -> Detection | None:
     """The biggest face in `image`, or None."""
     faces = detector.detect(image)
@@ -43,11 +53,5 @@ def largest_face(detector: FaceDetector, image: np.ndarray) -> Detection | None:
 
 
 def load_detector(cfg: DetectorConfig, threads: int = 1) -> FaceDetector:
-    """The detector named by `detector.kind`."""
-    if cfg.kind == "haar":
-        from edge.vision.haar import HaarDetector
-
-        return HaarDetector(cfg)
-    from edge.vision.blazeface import BlazeFaceDetector
-
-    return BlazeFaceDetector(cfg, threads)
+    """The detector named by `detector.kind`, running on `threads` threads where it can."""
+    return DETECTORS.get(cfg.kind)(cfg, threads)

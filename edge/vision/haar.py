@@ -34,9 +34,10 @@ def find_cascade(cv2: Any) -> Path:
 
 
 class HaarDetector:
-    """Frontal faces with OpenCV's cascade classifier (scores are 1.0)."""
+    """Frontal faces with OpenCV's cascade classifier (scores are 1.0); OpenCV chooses its
+    own threads."""
 
-    def __init__(self, cfg: DetectorConfig) -> None:
+    def __init__(self, cfg: DetectorConfig, threads: int = 1) -> None:
         try:
             import cv2
         except ImportError as error:

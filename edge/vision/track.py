@@ -6,12 +6,15 @@ compared with the crop taken right after the detection (the anchor). When they d
 than `max_drift` (the face moved, turned or left), the anchor is searched for around the box
 (template matching through OpenCV, a small fraction of a detection's cost) and the box is
 moved to the best match; if even that crop differs by more than `max_drift`, or OpenCV is
-absent, the detection is brought forward to the current cycle.
+absent, the detection is brought forward to the current cycle. The tracker takes every crop
+it compares, so `locate` hands the pipeline both the box and the model's face input.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
@@ -21,14 +24,30 @@ from edge.vision.face import FaceConfig, crop_face, square_box, to_gray
 
 SEARCH = 0.25  # how far the anchor is searched for, as a fraction of the crop's side
 
+T = TypeVar("T")
+
+
+class StageTimer(Protocol):
+    """Where the stages (detect, crop, track) are timed: edge.daemon.stats.Stats."""
+
+    def timed(self, stage: str, work: Callable[..., T], *args: Any) -> T: ...
+
+
+class _Untimed:
+    def timed(self, stage: str, work: Callable[..., T], *args: Any) -> T:
+        return work(*args)
+
 
 class FaceTracker:
     """The current face box and its crop: refreshed by the detector when due, followed by
     template matching when the crop drifted, re-detected when it cannot be followed."""
 
-    def __init__(self, detector: FaceDetector, face: FaceConfig) -> None:
+    def __init__(
+        self, detector: FaceDetector, face: FaceConfig, timer: StageTimer | None = None
+    ) -> None:
         self.detector = detector
         self.face = face
+        self.timer = timer or _Untimed()
         self.interval_s = detector.cfg.interval_s
         self.max_drift = detector.cfg.max_drift
         self.box: Detection | None = None
@@ -37,6 +56,28 @@ class FaceTracker:
         self._detected_at: float | None = None
         self._reference: np.ndarray | None = None
         self._template: np.ndarray | None = None
+
+    def locate(self, image: np.ndarray, t: float) -> tuple[Detection | None, np.ndarray | None]:
+        """The face box in `image` (taken at `t`) and its crop, the model's face input (None,
+        None without a face): the detector runs when due, else the last box is followed, and
+        the detector runs at once when it cannot be."""
+        if self.due(t):
+            return self._detect_and_anchor(image, t)
+        if self.box is None:
+            return None, None
+        crop = self.timer.timed("crop", crop_face, image, self.box.box, self.face)
+        followed = self.timer.timed("track", self.follow, image, crop)
+        return self._detect_and_anchor(image, t) if followed is None else followed
+
+    def _detect_and_anchor(
+        self, image: np.ndarray, t: float
+    ) -> tuple[Detection | None, np.ndarray | None]:
+        box = self.timer.timed("detect", self.detect, image, t)
+        if box is None:
+            return None, None
+        crop = self.timer.timed("crop", crop_face, image, box.box, self.face)
+        self.anchor(crop)
+        return box, crop
 
     def due(self, t: float) -> bool:
         """True when the detector must run at time `t` (never run, interval passed, or time

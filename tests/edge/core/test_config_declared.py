@@ -15,7 +15,7 @@ from edge.cli import main
 from edge.core.config import Config, load_config, parse_config, template
 from edge.core.errors import ConfigError, ModelError
 from edge.core.settings import base_type, declared, extras, join
-from edge.daemon.cli import load_runner
+from edge.daemon.wiring import load_runner
 from tests.fixtures_daemon import REPO
 
 TEMPLATE = REPO / "edge" / "templates" / "config.toml"

@@ -15,8 +15,7 @@ from hypothesis import strategies as st
 from edge.core.config import Config, parse_config
 from edge.core.errors import ConfigError, ModelError
 from edge.core.manifest import load_manifest
-from edge.mqtt.payloads import COMMANDS, encode
-from edge.mqtt.publisher import parse_command
+from edge.mqtt.messages import COMMANDS, encode, parse_command
 from tests.edge.core.test_manifest import edit, make_artifact
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))

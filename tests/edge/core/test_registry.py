@@ -6,7 +6,8 @@ import sys
 
 import pytest
 
-from edge.core.errors import UsageError
+from edge.core.config import CAMERA_SOURCES, DETECTORS, MIC_SOURCES
+from edge.core.errors import ConfigError, UsageError
 from edge.core.registry import Registry
 
 
@@ -51,3 +52,18 @@ def test_lazy_entries_import_their_module_only_when_asked_for() -> None:
 def test_lazy_target_must_name_module_and_attribute() -> None:
     with pytest.raises(ValueError, match="module:attribute"):
         Registry("thing").register_lazy("x", "json")
+
+
+def test_the_config_allows_exactly_the_registered_implementations() -> None:
+    from edge.backends import BACKENDS
+    from edge.core.config import parse_config
+
+    assert parse_config({}).camera.source in CAMERA_SOURCES
+    assert CAMERA_SOURCES == ("picamera2", "opencv", "file", "none")
+    assert MIC_SOURCES == ("pyaudio", "file", "none")
+    assert DETECTORS == ("blazeface", "haar")
+    assert BACKENDS.names() == ("litert", "onnxruntime", "openvino")
+    with pytest.raises(
+        ConfigError, match=r"camera\.source.*allowed: picamera2, opencv, file, none"
+    ):
+        parse_config({"camera": {"source": "webcam"}})

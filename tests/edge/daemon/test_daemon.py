@@ -206,7 +206,7 @@ class Recorder:
 
 def test_voice_only_daemon_ends_with_its_audio_file(tiny_model: Path) -> None:
     from edge.core.config import parse_config
-    from edge.daemon.cli import build_daemon, load_runner
+    from edge.daemon.wiring import build_daemon, load_runner
 
     config = parse_config(
         {

@@ -12,16 +12,16 @@ import pytest
 
 from edge.core.config import parse_config
 from edge.core.errors import EmoedgeError
-from edge.daemon.cli import build_daemon, load_runner
 from edge.daemon.sdnotify import Notifier
-from edge.mqtt.payloads import Topics
+from edge.daemon.wiring import build_daemon, load_runner
+from edge.mqtt.messages import Topics
 from edge.mqtt.publisher import MqttPublisher
 from tests.edge.daemon.test_sdnotify import Listener
 from tests.fixtures_daemon import sample_config
 from tests.fixtures_mqtt import Broker, wait_for, wait_online
 
 LOOP = {"camera": {"loop": True}, "microphone": {"loop": True}}
-RESTART_PREVENTED = {2, 3, 5}  # systemd/emoedge.service RestartPreventExitStatus
+RESTART_PREVENTED = {2, 3, 5}  # edge/systemd/emoedge.service RestartPreventExitStatus
 
 
 def _daemon(model: Path, broker: Broker, device: str, notifier: Notifier | None = None):

@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 
 from edge.core.config import EventConfig
-from edge.mqtt.messages import STATES, EmotionState
-from edge.mqtt.payloads import problems, validator
+from edge.mqtt.messages import STATES, EmotionState, problems, validator
 from tests.edge.daemon.test_pipeline import Replay, make_pipeline, replay  # noqa: F401 (fixture)
 from tests.fixtures_mqtt import sample_state
 

@@ -68,12 +68,16 @@ def test_install_produces_exactly_the_expected_files(
     assert code == 0, out
     expected = {CONFIG, UNIT, WANTS, MANIFEST} | ({DROPIN} if platform == "jetson" else set())
     assert files_only(snapshot(tmp_path)) == expected
-    assert (tmp_path / UNIT).read_bytes() == (REPO / "systemd" / "emoedge.service").read_bytes()
+    assert (tmp_path / UNIT).read_bytes() == (
+        REPO / "edge" / "systemd" / "emoedge.service"
+    ).read_bytes()
     assert (tmp_path / CONFIG).read_bytes() == TEMPLATE.read_bytes()
     # Enabled the way `systemctl enable` links it, pointing at the unit's path on the device.
     assert str((tmp_path / WANTS).readlink()) == "/etc/systemd/system/emoedge.service"
     if platform == "jetson":
-        assert (tmp_path / DROPIN).read_bytes() == (REPO / "systemd/jetson-gpu.conf").read_bytes()
+        assert (tmp_path / DROPIN).read_bytes() == (
+            REPO / "edge/systemd/jetson-gpu.conf"
+        ).read_bytes()
     record = json.loads((tmp_path / MANIFEST).read_text())
     assert record["platform"] == platform
     assert {f"/{p}" for p in expected - {WANTS, MANIFEST}} == set(record["created"])
@@ -188,7 +192,9 @@ def test_changed_unit_is_restored(tmp_path: Path, capsys: pytest.CaptureFixture[
     code, out = install(capsys, tmp_path, "--platform", "generic")
     assert code == 0
     assert "update" in out
-    assert (tmp_path / UNIT).read_bytes() == (REPO / "systemd" / "emoedge.service").read_bytes()
+    assert (tmp_path / UNIT).read_bytes() == (
+        REPO / "edge" / "systemd" / "emoedge.service"
+    ).read_bytes()
 
 
 def test_corrupt_install_record_is_a_clear_error(

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[3]
-UNIT = REPO / "systemd" / "emoedge.service"
-JETSON_DROPIN = REPO / "systemd" / "jetson-gpu.conf"
+UNIT = REPO / "edge" / "systemd" / "emoedge.service"
+JETSON_DROPIN = REPO / "edge" / "systemd" / "jetson-gpu.conf"
 EXEC_START = "/opt/emoedge/venv/bin/emoedge"
 MAX_EXPOSURE = 2.0
 

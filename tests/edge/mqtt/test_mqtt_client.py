@@ -12,8 +12,7 @@ import threading
 import paho.mqtt.publish as mqtt_publish
 
 from edge.mqtt.client import Message, subscribe
-from edge.mqtt.messages import EmotionEvent, EmotionState
-from edge.mqtt.payloads import problems, validator
+from edge.mqtt.messages import EmotionEvent, EmotionState, problems, validator
 from edge.mqtt.subscribe import LiveView
 from tests.conftest import REPO
 from tests.fixtures_mqtt import MessageLog, sample_event, sample_state, wait_for

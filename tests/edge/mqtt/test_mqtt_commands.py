@@ -12,10 +12,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edge.mqtt.messages import CommandResult
-from edge.mqtt.payloads import (
+from edge.mqtt.messages import (
     COMMANDS,
     MAX_COMMAND_BYTES,
+    CommandResult,
     Topics,
     command_validator,
     problems,

@@ -9,8 +9,7 @@ import json
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edge.mqtt.messages import CommandResult
-from edge.mqtt.payloads import Topics, decode_json, encode
+from edge.mqtt.messages import CommandResult, Topics, decode_json, encode
 from tests.fixtures_mqtt import MessageLog, sample_event, wait_for, wait_online
 
 TOPICS = Topics("emoedge", "hostile")

@@ -13,8 +13,7 @@ import paho.mqtt.publish as mqtt_publish
 import pytest
 
 from edge.mqtt.client import decode
-from edge.mqtt.messages import CommandResult, EmotionState
-from edge.mqtt.payloads import Topics, problems, validator
+from edge.mqtt.messages import CommandResult, EmotionState, Topics, problems, validator
 from tests.conftest import REPO
 from tests.fixtures_mqtt import MessageLog, sample_event, sample_state, wait_for, wait_online
 

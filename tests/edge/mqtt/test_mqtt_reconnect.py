@@ -11,7 +11,7 @@ import re
 import time
 
 from edge.core.errors import BrokerError
-from edge.mqtt.payloads import Topics
+from edge.mqtt.messages import Topics
 from tests.fixtures_mqtt import MessageLog, sample_event, wait_for
 
 TOPICS = Topics("emoedge", "flaky")

@@ -34,12 +34,18 @@ from torch.nn import functional as F
 from distill.augment import faces_to_input
 from distill.checkpoint import save_checkpoint
 from distill.config import TrainConfig
-from distill.evaluate import evaluate, expected_calibration_error, scores, summary_line
+from distill.data import load_data, load_faces
+from distill.evaluate import (
+    evaluate,
+    expected_calibration_error,
+    scores,
+    summary_line,
+    torch_predictor,
+)
 from distill.ferplus import training_targets
-from distill.loop import prepare_model
 from distill.models import RELIABILITY_UNIT, EmotionModel, LateFusionHead
 from distill.pairing import EvalSet, build_eval_sets
-from distill.train import load_data, load_faces, torch_predictor
+from distill.run import prepare_model
 from edge.audio.frontend import AudioConfig
 from edge.core.errors import DataError, UsageError
 from edge.vision.face import FaceConfig
@@ -55,11 +61,9 @@ def branch_logits(
     model.eval()
     head = model.head
     assert isinstance(head, LateFusionHead)
-    faces = torch.from_numpy(np.ascontiguousarray(es.faces))
-    visual = model.face(faces_to_input(faces, face_cfg))
-    steps = model.audio(torch.from_numpy(np.ascontiguousarray(es.audio)))
-    attended, _ = model.attention(visual, steps, visual.new_ones(len(visual), 1))
-    return head.face_logits(visual), head.audio_logits(attended)
+    faces = faces_to_input(torch.from_numpy(np.ascontiguousarray(es.faces)), face_cfg)
+    audio = torch.from_numpy(np.ascontiguousarray(es.audio))
+    return head.branch_logits(*model.features(faces, audio, torch.ones(len(faces), 2)))
 
 
 def fit_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:
@@ -214,8 +218,6 @@ def training_prior(cfg: TrainConfig) -> np.ndarray:
 
 def calibrate(cfg: TrainConfig) -> dict:
     """Fit the fusion of the --init late-fusion student on validation; writes OUT/best.pt."""
-    if not cfg.init:
-        raise UsageError("--stage calibrate needs --init (a late-fusion student checkpoint)")
     model = prepare_model(cfg)
     audio_cfg, face_cfg = AudioConfig(), FaceConfig()
     faces, audio = load_data(

@@ -1,10 +1,18 @@
-"""The training configuration (torch-free, so the CLI can build its arguments on any machine)."""
+"""The training configuration and its validation (torch-free, so the CLI can build its
+arguments on any machine)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from distill.speech_augment import PRESETS
+from edge.core.errors import UsageError
+
+ARCHS = ("teacher", "student")
+# face / audio: one path pre-trained alone; fused: both, optionally distilled from a teacher;
+# calibrate: a late-fusion student's temperatures and fusion; crosscorpus: the voice's protocol
+STAGES = ("face", "audio", "fused", "calibrate", "crosscorpus")
 DEFAULT_FACES = "../shared/data/fer2013"
 # every speech corpus of ../shared/data (see its README): the voice trains on all of them
 DEFAULT_SPEECH = ("../shared/data/ravdess", "../shared/data/emodb", "../shared/data/urdu")
@@ -60,3 +68,33 @@ class TrainConfig:
     def cache_path(self) -> Path | None:
         """The decoded-corpus cache folder (None: the default, ~/.cache/emoedge)."""
         return Path(self.cache_dir) if self.cache_dir else None
+
+    def validate(self) -> None:
+        """Raise a UsageError naming the option when a setting is out of range or settings
+        contradict each other (files are checked when they are read)."""
+        if self.arch not in ARCHS:
+            raise UsageError(f"--arch {self.arch!r}: allowed values are {', '.join(ARCHS)}")
+        self._validate_model_config()
+        if self.stage not in STAGES:
+            raise UsageError(f"--stage {self.stage!r}: allowed values are {', '.join(STAGES)}")
+        if self.stage == "calibrate" and not self.init:
+            raise UsageError("--stage calibrate needs --init (a late-fusion student checkpoint)")
+        if self.init_audio and not self.init:
+            raise UsageError("--init-audio needs --init (the checkpoint for everything else)")
+        if not 0.0 <= self.ema < 1.0:
+            raise UsageError(f"--ema {self.ema}: a decay in [0, 1) expected (0: no average)")
+        if self.speech_augment not in PRESETS:
+            raise UsageError(
+                f"speech_augment {self.speech_augment!r}: allowed values are {', '.join(PRESETS)}"
+            )
+
+    def _validate_model_config(self) -> None:
+        from distill.models import ARCHITECTURES  # torch: only when a run starts
+
+        allowed = {f.name for f in fields(ARCHITECTURES[self.arch][1])}
+        unknown = sorted(set(self.model_config) - allowed)
+        if unknown:
+            raise UsageError(
+                f"--model-config: unknown {self.arch} setting(s) {', '.join(unknown)}; "
+                f"allowed: {', '.join(sorted(allowed))}"
+            )

@@ -25,6 +25,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -34,10 +35,12 @@ from distill.calibrate import calibrate_model
 from distill.checkpoint import load_checkpoint
 from distill.config import TrainConfig
 from distill.corpora import RAVDESS_NAME, Sample, load_speech
-from distill.evaluate import evaluate
+from distill.data import load_faces
+from distill.distributed import Cluster
+from distill.evaluate import evaluate, torch_predictor
+from distill.fit import fit
 from distill.pairing import build_eval_sets
-from distill.pretrain import pretrain
-from distill.train import load_faces, torch_predictor
+from distill.pretrain import audio_stage
 from edge.audio.frontend import AudioConfig
 from edge.core.errors import DataError
 from edge.vision.face import FaceConfig
@@ -123,7 +126,7 @@ def run_fold(cfg: TrainConfig, fold: Fold, samples: list[Sample], faces: dict) -
     fold_cfg = replace(cfg, stage="audio", out=str(Path(cfg.out) / fold.name))
     t0 = time.time()
     trained = [s for s in samples if fold.trains(s)]
-    pretrain(fold_cfg, speech=trained)
+    fit(fold_cfg, Cluster(), partial(audio_stage, speech=trained))
     model, _ = load_checkpoint(Path(fold_cfg.out) / "best.pt")
     val_voices = decode_audio(trained, audio_cfg, cfg.cache_path).select("val")
     calibration = calibrate_model(

@@ -5,12 +5,28 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import numpy as np
+import torch
 
+from distill.models import EmotionModel
 from distill.pairing import EvalSet
 from edge.core.labels import NUM_CLASSES
 from edge.vision.face import FaceConfig, normalize_face
 
 Predictor = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+
+
+def torch_predictor(model: EmotionModel) -> Predictor:
+    """A numpy predictor (face, audio, mask) → probabilities for a PyTorch model (on whatever
+    device it is)."""
+    device = next(model.parameters()).device
+
+    @torch.no_grad()
+    def predict(face: np.ndarray, audio: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        model.eval()
+        inputs = (torch.from_numpy(x).to(device) for x in (face, audio, mask))
+        return torch.softmax(model(*inputs), 1).cpu().numpy()
+
+    return predict
 
 
 def predict_set(

@@ -129,14 +129,19 @@ class LateFusionHead(nn.Module):
         self.register_buffer("reliability", torch.tensor([[RELIABILITY_UNIT, 0.0, 0.0]] * 2))
         self.register_buffer("fused_bias", torch.zeros(NUM_CLASSES))
 
+    def branch_logits(
+        self, visual: torch.Tensor, attended: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The uncalibrated logits of the face and of the voice (B, 7) each."""
+        return self.face_logits(visual), self.audio_logits(attended)
+
     def calibrated(
         self, visual: torch.Tensor, attended: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Temperature-scaled log-probabilities of the face and of the voice (B, 7) each."""
         t = self.log_temperature.exp()
-        face = F.log_softmax(self.face_logits(visual) / t[0], dim=1)
-        voice = F.log_softmax(self.audio_logits(attended) / t[1], dim=1)
-        return face, voice
+        face, voice = self.branch_logits(visual, attended)
+        return F.log_softmax(face / t[0], dim=1), F.log_softmax(voice / t[1], dim=1)
 
     def gates(self, face: torch.Tensor, voice: torch.Tensor) -> torch.Tensor:
         """Per sample the weight of the face and of the voice (B, 2), from their certainty."""
@@ -161,19 +166,45 @@ class LateFusionHead(nn.Module):
 
 
 class EmotionModel(nn.Module):
-    """Face branch + audio branch + cross-modal attention + fusion head."""
+    """Face branch + audio branch + cross-modal attention + fusion head. Besides the fused
+    forward pass: each modality's own logits (face_logits, audio_logits) and all three at
+    once (all_logits)."""
 
+    config: TeacherConfig | StudentConfig
     face: nn.Module
     audio: nn.Module
     attention: CrossModalAttention | AttentionPool
     head: FusionHead | LateFusionHead
 
     def forward(self, face: torch.Tensor, audio: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.head(*self.features(face, audio, mask), mask)
+
+    def features(
+        self, face: torch.Tensor, audio: torch.Tensor, mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """What the head reads: the face feature (B, Dv) and the attended audio (B, Da), a
+        masked modality's input zeroed."""
         face_present = mask[:, :1]
         visual = self.face(face * face_present.view(-1, 1, 1, 1))
         steps = self.audio(audio * mask[:, 1:].view(-1, 1, 1))
         attended, _ = self.attention(visual, steps, face_present)
+        return visual, attended
+
+    def face_logits(self, face: torch.Tensor) -> torch.Tensor:
+        """forward(face, any audio, mask [1, 0]) without computing the audio branch."""
+        visual = self.face(face)
+        b = len(face)
+        mask = visual.new_tensor([1.0, 0.0]).expand(b, 2)
+        attended = visual.new_zeros(b, self.attention.value.out_features)
         return self.head(visual, attended, mask)
+
+    def audio_logits(self, audio: torch.Tensor) -> torch.Tensor:
+        """forward(any face, audio, mask [0, 1]) without computing the face branch."""
+        steps = self.audio(audio)
+        b = len(audio)
+        visual = steps.new_zeros(b, self.config.visual_dim)
+        attended, _ = self.attention(visual, steps, steps.new_zeros(b, 1))
+        return self.head(visual, attended, steps.new_tensor([0.0, 1.0]).expand(b, 2))
 
     def all_logits(
         self, face: torch.Tensor, audio: torch.Tensor, mask: torch.Tensor

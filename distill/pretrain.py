@@ -9,59 +9,40 @@
 With `--teacher`, the loss adds Hinton distillation from the teacher's own output for that
 modality (`--kd-alpha`, `--kd-temperature`) on the same augmented inputs.
 
-With the other modality masked the model never reads it, so `face_only_logits` and
-`audio_only_logits` are exactly the model's single-modality outputs without running the other
+With the other modality masked the model never reads it, so `EmotionModel.face_logits` and
+`audio_logits` are exactly the model's single-modality outputs without running the other
 branch. Selection is on that modality's accuracy on the validation split.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
-from tqdm import tqdm
 
 from distill.augment import augment_faces, faces_to_input, spec_augment
 from distill.cache import decode_audio
 from distill.config import TrainConfig
 from distill.corpora import Sample, load_speech
+from distill.data import epoch_loader, load_faces
 from distill.distributed import Cluster
-from distill.evaluate import evaluate
 from distill.ferplus import training_targets
-from distill.loop import Run, Tally, load_teacher, prepare_model
+from distill.fit import Batch, Stage
 from distill.models import EmotionModel, distillation_loss
 from distill.pairing import AudioTrainSet, EvalSet, audio_sets, face_sets
+from distill.run import load_teacher
 from distill.speech_augment import PRESETS
-from distill.train import epoch_loader, load_faces, torch_predictor
-from edge.core.errors import DataError, UsageError
+from edge.audio.frontend import AudioConfig
+from edge.core.errors import DataError
 from edge.core.labels import NUM_CLASSES
+from edge.vision.face import FaceConfig
 
 log = logging.getLogger(__name__)
-
-
-def face_only_logits(model: EmotionModel, faces: torch.Tensor) -> torch.Tensor:
-    """model(faces, any audio, mask [1, 0]) without computing the audio branch."""
-    visual = model.face(faces)
-    b = len(faces)
-    mask = visual.new_tensor([1.0, 0.0]).expand(b, 2)
-    attended = visual.new_zeros(b, model.attention.value.out_features)
-    return model.head(visual, attended, mask)
-
-
-def audio_only_logits(model: EmotionModel, audio: torch.Tensor) -> torch.Tensor:
-    """model(any face, audio, mask [0, 1]) without computing the face branch."""
-    steps = model.audio(audio)
-    b = len(audio)
-    visual = steps.new_zeros(b, model.config.visual_dim)
-    attended, _ = model.attention(visual, steps, steps.new_zeros(b, 1))
-    return model.head(visual, attended, steps.new_tensor([0.0, 1.0]).expand(b, 2))
 
 
 def class_weights(labels: np.ndarray, power: float) -> torch.Tensor:
@@ -71,12 +52,6 @@ def class_weights(labels: np.ndarray, power: float) -> torch.Tensor:
     weights = np.where(counts > 0, np.maximum(counts, 1.0) ** -power, 0.0)
     weights *= counts.sum() / (weights * counts).sum()
     return torch.tensor(weights, dtype=torch.float32)
-
-
-# A modality's own output of a model, e.g. face_only_logits.
-ModalityLogits = Callable[[EmotionModel, torch.Tensor], torch.Tensor]
-# inputs, targets (class indices or distributions), classes each sample's corpus has (or None)
-Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]
 
 
 def restricted_cross_entropy(
@@ -92,34 +67,23 @@ def restricted_cross_entropy(
     return -(target * logp).sum(1).mean()
 
 
-@dataclass
-class Modality:
-    """What one pre-training stage reads: its training batches (inputs and targets: class
-    indices, or class distributions such as FER+ votes), validation sets and the validation
-    metric that selects the best epoch."""
+class OneModality(nn.Module):
+    """A model seen through one modality's own logits, so that DDP wraps that forward pass."""
 
-    name: str
-    labels: np.ndarray
-    val_sets: list[EvalSet]
-    score: Callable[[dict[str, dict]], float]  # validation metrics → selection score
-    steps_per_epoch: int
-    batches: Callable[[int, torch.Generator], Iterator[Batch]]
-    augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor]  # a batch → model input
-    logits: ModalityLogits
-
-
-class SingleModality(nn.Module):
-    """A model seen through one modality's logits, so that DDP wraps that forward pass."""
-
-    def __init__(self, model: EmotionModel, logits: ModalityLogits):
+    def __init__(self, model: EmotionModel, modality: str):
         super().__init__()
-        self.model, self.logits = model, logits
+        self.model, self.modality = model, modality
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.logits(self.model, x)
+        return modality_logits(self.model, self.modality)(x)
 
 
-def face_modality(cfg: TrainConfig, run: Run) -> Modality:
+def modality_logits(model: EmotionModel, modality: str) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The model's face_logits or audio_logits."""
+    return model.face_logits if modality == "face" else model.audio_logits
+
+
+def face_stage(cfg: TrainConfig, model: EmotionModel, cluster: Cluster) -> Stage:
     """Faces with their FER+ vote distributions where they have them (distill.ferplus), else
     their labels; selection on the FER+ majority accuracy when the validation faces have votes."""
     faces = load_faces(Path(cfg.faces), "train", cfg.cache_path, cfg.max_train_faces)
@@ -133,52 +97,48 @@ def face_modality(cfg: TrainConfig, run: Run) -> Modality:
         )
     faces, soft = faces.take(np.flatnonzero(keep)), soft[keep]
     val_sets = face_sets(
-        load_faces(Path(cfg.faces), "val", cfg.cache_path, cfg.max_eval_faces), run.audio_cfg
+        load_faces(Path(cfg.faces), "val", cfg.cache_path, cfg.max_eval_faces), AudioConfig()
     )
     data, labels = torch.from_numpy(faces.data), torch.from_numpy(soft)
-    cluster = run.cluster
     steps = max(1, len(labels) // cluster.world // cfg.batch_size)
+    face_cfg = FaceConfig()
 
     def batches(epoch: int, gen: torch.Generator) -> Iterator[Batch]:
         order = torch.randperm(len(labels), generator=gen)[cluster.shard(len(labels))]
         for i in range(steps):
             idx = order[i * cfg.batch_size : (i + 1) * cfg.batch_size]
-            yield data[idx], labels[idx], None
-
-    def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-        return augment_faces(faces_to_input(x, run.face_cfg), gen, cfg.face_augment)
+            x = augment_faces(faces_to_input(data[idx], face_cfg), gen, cfg.face_augment)
+            yield (x,), labels[idx], None
 
     score_key = val_sets[-1].name  # face_only_ferplus where there are votes
-    return Modality(
+    return single_modality_stage(
         "face",
+        cfg,
+        model,
+        cluster,
         faces.labels,
         val_sets,
         lambda metrics: metrics[score_key]["accuracy"],
         steps,
         batches,
-        augment,
-        face_only_logits,
     )
 
 
-def audio_modality(cfg: TrainConfig, run: Run, speech: list[Sample] | None = None) -> Modality:
+def audio_stage(
+    cfg: TrainConfig, model: EmotionModel, cluster: Cluster, speech: list[Sample] | None = None
+) -> Stage:
     """Clips of every speech corpus (or of `speech`, samples already chosen), drawn balanced
     and augmented; a corpus's clips are scored only over its own classes. Selection on the
     mean validation UAR over the corpora (each corpus counts once, whatever its size)."""
+    audio_cfg = AudioConfig()
     samples = load_speech(cfg.speech_paths) if speech is None else speech
-    corpus = decode_audio(samples, run.audio_cfg, cfg.cache_path)
+    corpus = decode_audio(samples, audio_cfg, cfg.cache_path)
     train, val = corpus.select("train"), corpus.select("val")
     if len(train) == 0 or len(val) == 0:
         raise DataError("audio pre-training needs speech clips in the 'train' and 'val' splits")
-    if cfg.speech_augment not in PRESETS:
-        raise UsageError(
-            f"speech_augment {cfg.speech_augment!r}: allowed values are {', '.join(PRESETS)}"
-        )
     aug = PRESETS[cfg.speech_augment]
-    dataset = AudioTrainSet(
-        train, run.audio_cfg, cfg.audio_repeats, cfg.seed, aug, bank=cfg.audio_bank
-    )
-    steps = len(epoch_loader(dataset, cfg, run.cluster, torch.Generator(), 0))
+    dataset = AudioTrainSet(train, audio_cfg, cfg.audio_repeats, cfg.seed, aug, bank=cfg.audio_bank)
+    steps = len(epoch_loader(dataset, cfg, cluster, torch.Generator(), 0))
     log.info(
         "speech: %s",
         ", ".join(
@@ -189,9 +149,10 @@ def audio_modality(cfg: TrainConfig, run: Run, speech: list[Sample] | None = Non
 
     def batches(epoch: int, gen: torch.Generator) -> Iterator[Batch]:
         dataset.epoch = epoch
-        yield from epoch_loader(dataset, cfg, run.cluster, gen, epoch)
+        for x, labels, support in epoch_loader(dataset, cfg, cluster, gen, epoch):
+            yield (spec_augment(x, gen),), labels, support
 
-    val_sets = audio_sets(val, run.audio_cfg)
+    val_sets = audio_sets(val, audio_cfg)
     per_corpus = [s.name for s in val_sets[1:]] or ["audio_only"]
 
     def score(metrics: dict[str, dict]) -> float:
@@ -199,90 +160,55 @@ def audio_modality(cfg: TrainConfig, run: Run, speech: list[Sample] | None = Non
             return metrics["audio_only"]["accuracy"]
         return float(np.mean([metrics[k]["uar"] for k in per_corpus]))
 
-    return Modality(
-        "audio", train.labels, val_sets, score, steps, batches, spec_augment, audio_only_logits
+    return single_modality_stage(
+        "audio", cfg, model, cluster, train.labels, val_sets, score, steps, batches
     )
 
 
-def pretrain(
-    cfg: TrainConfig, cluster: Cluster | None = None, speech: list[Sample] | None = None
-) -> dict:
-    """Run (or resume) single-modality pre-training; returns the best validation score.
-    `speech`: the audio stage's samples, when chosen already (distill.crosscorpus)."""
-    cluster = cluster or Cluster()
-    model = prepare_model(cfg).to(cluster.device)
-    optimizer = torch.optim.AdamW(model.parameters(), cfg.lr, weight_decay=cfg.weight_decay)
-    run = Run(cfg, model, optimizer, cluster)
-    face = cfg.stage == "face"
-    modality = face_modality(cfg, run) if face else audio_modality(cfg, run, speech)
-    net = cluster.wrap(SingleModality(model, modality.logits))
-    name = modality.name
+def single_modality_stage(
+    modality: str,
+    cfg: TrainConfig,
+    model: EmotionModel,
+    cluster: Cluster,
+    labels: np.ndarray,
+    val_sets: list[EvalSet],
+    score: Callable[[dict[str, dict]], float],
+    steps: int,
+    batches: Callable[[int, torch.Generator], Iterator[Batch]],
+) -> Stage:
+    """A stage on one modality's own logits: (class-weighted, or per-corpus restricted)
+    cross-entropy, mixed with distillation from the teacher's logits for that modality."""
     log.info(
         "%s pre-training: %d training samples · val %d",
-        name,
-        modality.steps_per_epoch * cfg.batch_size,
-        len(modality.val_sets[0]),
+        modality,
+        steps * cfg.batch_size,
+        len(val_sets[0]),
     )
-    weights = class_weights(modality.labels, cfg.class_balance).to(cluster.device)
+    weights = class_weights(labels, cfg.class_balance).to(cluster.device)
     teacher = load_teacher(cfg, cluster)  # distils its output for this modality alone
-    gen = torch.Generator()
-    for epoch in range(run.start_epoch, cfg.epochs):
-        gen.manual_seed(cfg.seed * 1000 + epoch)
-        model.train()
-        t0, tally = time.time(), Tally()
-        bar = tqdm(
-            modality.batches(epoch, gen),
-            total=modality.steps_per_epoch,
-            desc=f"{cfg.arch} {name} epoch {epoch + 1}/{cfg.epochs}",
-            unit="batch",
-            leave=False,
-            disable=not cluster.main,
-        )
-        for i, (x, labels, support) in enumerate(bar):
-            x = modality.augment(x, gen).to(cluster.device)
-            labels = labels.to(cluster.device)
-            logits = net(x)
-            if support is None:
-                loss = F.cross_entropy(
-                    logits, labels, weight=weights, label_smoothing=cfg.label_smoothing
-                )
-            else:
-                support = support.to(cluster.device)
-                loss = restricted_cross_entropy(logits, labels, support, cfg.label_smoothing)
-            if teacher is not None:
-                with torch.no_grad():
-                    soft = modality.logits(teacher, x)
-                kd = distillation_loss(logits, soft, labels, cfg.kd_temperature, alpha=1.0)
-                loss = cfg.kd_alpha * kd + (1 - cfg.kd_alpha) * loss
-            run.step(loss, epoch * modality.steps_per_epoch + i, modality.steps_per_epoch)
-            tally.add(loss, logits, labels)
-            bar.set_postfix(**tally.postfix())
 
-        if not cluster.main:
-            continue
-        metrics = evaluate(torch_predictor(run.selected_model), modality.val_sets, run.face_cfg)
-        score = round(modality.score(metrics), 2)
-        record = {
-            "epoch": epoch + 1,
-            "stage": name,
-            "train_loss": tally.loss,
-            "train_acc": tally.accuracy,
-            "val_score": score,
-            "val": {
-                **{k: m["accuracy"] for k, m in metrics.items()},
-                **{f"{k}_uar": m["uar"] for k, m in metrics.items()},
-            },
-            "seconds": round(time.time() - t0, 1),
-        }
-        log.info(
-            "%s epoch %d/%d loss %.3f · val %s · %.0fs",
-            name,
-            epoch + 1,
-            cfg.epochs,
-            record["train_loss"],
-            " · ".join(f"{k} {v:.2f}" for k, v in record["val"].items()),
-            record["seconds"],
-        )
-        run.end_epoch(epoch, record, metrics, score)
-    cluster.check_replicas(model)
-    return run.result()
+    def loss(logits: torch.Tensor, batch: Batch) -> torch.Tensor:
+        (x,), targets, support = batch
+        if support is None:
+            own = F.cross_entropy(
+                logits, targets, weight=weights, label_smoothing=cfg.label_smoothing
+            )
+        else:
+            own = restricted_cross_entropy(logits, targets, support, cfg.label_smoothing)
+        if teacher is None:
+            return own
+        with torch.no_grad():
+            soft = modality_logits(teacher, modality)(x)
+        kd = distillation_loss(logits, soft, targets, cfg.kd_temperature, alpha=1.0)
+        return cfg.kd_alpha * kd + (1 - cfg.kd_alpha) * own
+
+    return Stage(
+        modality,
+        OneModality(model, modality),
+        batches,
+        steps,
+        loss,
+        val_sets,
+        lambda metrics: round(score(metrics), 2),
+        record_uar=True,
+    )

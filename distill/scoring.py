@@ -7,7 +7,9 @@ from pathlib import Path
 import numpy as np
 
 from distill.avclips import AVInputs, av_inputs, load_av_clips
-from distill.evaluate import Predictor, evaluate, predict_set
+from distill.checkpoint import front_end, load_checkpoint
+from distill.data import load_data
+from distill.evaluate import Predictor, evaluate, predict_set, torch_predictor
 from distill.pairing import build_eval_sets
 from edge.audio.frontend import AudioConfig
 from edge.core.fusion import top_label
@@ -40,9 +42,6 @@ def load_predictor(
     """A predictor for a .pt checkpoint (PyTorch) or an exported artifact (edge backend)."""
     path = Path(model)
     if path.suffix == ".pt":
-        from distill.checkpoint import front_end, load_checkpoint
-        from distill.train import torch_predictor
-
         net, meta = load_checkpoint(path)
         audio_cfg, face_cfg = front_end(meta)
         return torch_predictor(net), audio_cfg, face_cfg, f"pytorch {meta['arch']}"
@@ -69,8 +68,6 @@ def score_model(
     """Metrics of a model on the given split: every row of ROWS that the data allows; with
     `av`, also the real same-person clips under that folder (distill.avclips), all of them,
     with each clip's predictions."""
-    from distill.train import load_data
-
     predict, audio_cfg, face_cfg, name = load_predictor(model, backend)
     face_data, audio_data = load_data(faces, speech, split, audio_cfg, cache_dir)
     sets = build_eval_sets(face_data, audio_data, audio_cfg)

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from distill.data import load_data
 from distill.pairing import EvalSet, build_eval_sets
-from distill.train import load_data
 from edge.audio.frontend import AudioConfig
 from edge.core.errors import DataError
 from edge.vision.face import FaceConfig, normalize_face

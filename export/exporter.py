@@ -12,8 +12,8 @@ from importlib import import_module
 from pathlib import Path
 
 from distill.checkpoint import front_end, load_checkpoint
+from distill.data import load_data
 from distill.pairing import build_eval_sets
-from distill.train import load_data
 from edge.core.errors import ModelError, UsageError
 from edge.core.manifest import sha256_file
 from export import report as rep

@@ -148,8 +148,8 @@ def test_bad_checkpoints_are_refused(tmp_path) -> None:
 def test_an_appended_residual_block_starts_close_to_the_network() -> None:
     """A student with one more face block, initialised from a trained one, starts from its
     function: the new block's residual branch starts near zero (start_near_identity)."""
-    from distill.loop import copy_matching_weights
     from distill.models import RESIDUAL_INIT_SCALE, StudentConfig
+    from distill.run import copy_matching_weights
 
     torch.manual_seed(0)
     base = build_model("student", {"fusion": "late"})

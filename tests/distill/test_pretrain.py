@@ -13,9 +13,9 @@ import torch
 from distill.calibrate import fit_fusion, fit_temperature
 from distill.checkpoint import load_checkpoint
 from distill.config import TrainConfig
+from distill.fused import batch_loss
 from distill.models import RELIABILITY_UNIT, build_model, distillation_loss
-from distill.pretrain import audio_only_logits, class_weights, face_only_logits
-from distill.train import batch_loss
+from distill.pretrain import class_weights
 from tests.fixtures_export import TINY, make_checkpoint, run_emoedge
 from tests.tiny_corpora import write_fer_folders, write_ravdess
 
@@ -49,7 +49,7 @@ def test_single_modality_logits_are_the_models_output_with_the_other_masked(
     face_present = modality == "face"
     mask = torch.tensor([[float(face_present), float(not face_present)]]).expand(5, 2)
     with torch.no_grad():
-        own = face_only_logits(model, faces) if face_present else audio_only_logits(model, audio)
+        own = model.face_logits(faces) if face_present else model.audio_logits(audio)
         torch.testing.assert_close(own, model(faces, audio, mask))
 
 

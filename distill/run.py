@@ -1,4 +1,4 @@
-"""What every training stage shares: model set-up, the LR schedule, resuming, per-epoch saving.
+"""A training run's bookkeeping: model set-up, the LR schedule, resuming, per-epoch saving.
 
 A run folder holds `last.pt` (model, optimizer, the weight average if any, epoch, best score,
 history: resumable), `best.pt` (an emoedge checkpoint, written whenever the validation score
@@ -42,44 +42,11 @@ def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
         group["lr"] = lr
 
 
-@dataclass
-class Tally:
-    """Running training loss and accuracy over one epoch."""
-
-    seen: int = 0
-    loss_sum: float = 0.0
-    correct: int = 0
-
-    def add(self, loss: torch.Tensor, logits: torch.Tensor, targets: torch.Tensor) -> None:
-        """One batch; targets are class indices (B,) or class distributions (B, classes),
-        counted correct where the logits' top class is the distribution's."""
-        labels = targets.argmax(1) if targets.ndim == 2 else targets
-        self.seen += len(labels)
-        self.loss_sum += loss.item() * len(labels)
-        self.correct += int((logits.argmax(1) == labels).sum().item())
-
-    @property
-    def loss(self) -> float:
-        return round(self.loss_sum / max(self.seen, 1), 4)
-
-    @property
-    def accuracy(self) -> float:
-        return round(100 * self.correct / max(self.seen, 1), 2)
-
-    def postfix(self) -> dict[str, str]:
-        """For the progress bar."""
-        return {"loss": f"{self.loss:.3f}", "acc": f"{self.accuracy:.1f}"}
-
-
 def prepare_model(cfg: TrainConfig) -> EmotionModel:
     """Seeds, threads and the model: a fresh one, or the model of cfg.init (its architecture
     config and weights) to continue from an earlier stage."""
-    if cfg.arch not in ("teacher", "student"):
-        raise UsageError(f"--arch {cfg.arch!r}: allowed values are teacher, student")
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
-    if cfg.init_audio and not cfg.init:
-        raise UsageError("--init-audio needs --init (the checkpoint for everything else)")
     if not cfg.init:
         model = build_model(cfg.arch, cfg.model_config)
         log.info("%s: %d parameters", cfg.arch, count_parameters(model))
@@ -158,8 +125,6 @@ class Run:
     history: list[dict] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.cfg.ema < 1.0:
-            raise UsageError(f"--ema {self.cfg.ema}: a decay in [0, 1) expected (0: no average)")
         self.average = None
         if self.cfg.ema:
             self.average = AveragedModel(

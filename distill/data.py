@@ -1,0 +1,84 @@
+"""Loading and batching: the decoded faces and speech of a split, and one epoch's batches."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+from distill.cache import Decoded, decode_audio, decode_faces
+from distill.config import TrainConfig
+from distill.corpora import load_corpus, load_speech
+from distill.distributed import Cluster
+from edge.audio.frontend import AudioConfig
+from edge.core.errors import DataError
+
+
+def load_faces(
+    faces: Path, split: str, cache_dir: Path | None = None, max_faces: int = 0
+) -> Decoded:
+    """Decoded faces of one split (optionally a seeded subset)."""
+    f = decode_faces(load_corpus(faces, "face"), cache_dir).select(split)
+    if len(f) == 0:
+        raise DataError(f"no faces in the '{split}' split")
+    if max_faces and len(f) > max_faces:
+        idx = np.sort(np.random.default_rng(0).choice(len(f), max_faces, replace=False))
+        f = f.take(idx)
+    return f
+
+
+def load_speech_split(
+    speech: Path | Sequence[Path], split: str, audio_cfg: AudioConfig, cache_dir: Path | None
+) -> Decoded:
+    """Decoded clips of one split of one speech corpus or several."""
+    paths = [speech] if isinstance(speech, (str, Path)) else list(speech)
+    a = decode_audio(load_speech(paths), audio_cfg, cache_dir).select(split)
+    if len(a) == 0:
+        raise DataError(f"no speech clips in the '{split}' split")
+    return a
+
+
+def load_data(
+    faces: Path,
+    speech: Path | Sequence[Path],
+    split: str,
+    audio_cfg: AudioConfig,
+    cache_dir: Path | None = None,
+    max_faces: int = 0,
+) -> tuple[Decoded, Decoded]:
+    """Decoded faces and speech (one corpus or several) of one split (optionally a seeded
+    subset of the faces)."""
+    f = load_faces(faces, split, cache_dir, max_faces)
+    a = load_speech_split(speech, split, audio_cfg, cache_dir)
+    return f, a
+
+
+def epoch_loader(
+    dataset: Dataset,
+    cfg: TrainConfig,
+    cluster: Cluster,
+    gen: torch.Generator,
+    epoch: int,
+    collate_fn: Callable | None = None,
+) -> DataLoader:
+    """One epoch's shuffled batches: of the whole dataset, or of this process's shard of it
+    under torchrun (DistributedSampler, reshuffled per epoch); incomplete batches dropped."""
+    sampler = None
+    if cluster.world > 1:
+        sampler = DistributedSampler(
+            dataset, cluster.world, cluster.rank, shuffle=True, seed=cfg.seed
+        )
+        sampler.set_epoch(epoch)
+    return DataLoader(
+        dataset,
+        batch_size=cfg.batch_size,
+        shuffle=sampler is None,
+        sampler=sampler,
+        generator=gen,
+        collate_fn=collate_fn,
+        num_workers=cfg.workers,
+        drop_last=len(dataset) // cluster.world > cfg.batch_size,
+    )

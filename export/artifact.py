@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,6 +53,11 @@ class Job:
     face: FaceConfig
     workdir: Path
     onnx_path: Path | None = None
+
+
+# A format's converter (export.formats): the float artifact, or given calibration samples
+# the int8 one, of a job in a folder.
+Convert = Callable[[Job, Path, list[Sample] | None], Converted]
 
 
 @dataclass(frozen=True)

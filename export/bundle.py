@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from edge.core.errors import EmoedgeError, ModelError
-from export.exporter import FORMATS
+from export.formats import FLOAT_PRECISION
 from export.report import row_breaches
 
 ALWAYS = ("onnx-fp32",)
@@ -27,7 +27,7 @@ def choose(report: dict) -> dict[str, str]:
     rows = {r["artifact"]: r for r in report["rows"]}
     bounds = (report["gate"]["max_int8_drop"], report["gate"]["min_agreement"])
     chosen: dict[str, str] = {}
-    for fmt, (_, float_precision) in FORMATS.items():
+    for fmt, float_precision in FLOAT_PRECISION.items():
         int8, flt = rows.get(f"{fmt}-int8"), rows.get(f"{fmt}-{float_precision}")
         breaches = row_breaches(int8, *bounds) if int8 else []
         if int8 and int8["status"] == "ok" and not breaches:

@@ -60,7 +60,8 @@ def _require_checkpoint(path: Path) -> None:
 
 def _run_export(args: argparse.Namespace) -> int:
     _require_checkpoint(args.checkpoint)
-    from export.exporter import ExportOptions, export_checkpoint, parse_formats
+    from export.exporter import ExportOptions, export_checkpoint
+    from export.formats import parse_formats
 
     report = export_checkpoint(
         ExportOptions(

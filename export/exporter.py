@@ -8,28 +8,21 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from importlib import import_module
 from pathlib import Path
 
 from distill.checkpoint import front_end, load_checkpoint
 from distill.data import load_data
 from distill.pairing import build_eval_sets
-from edge.core.errors import ModelError, UsageError
+from edge.core.errors import ModelError
 from edge.core.manifest import sha256_file
 from export import report as rep
 from export.artifact import AllLogits, Job, Source, write_artifact
-from export.calibration import calibration_samples
+from export.formats import FLOAT_PRECISION, FORMATS
+from export.int8_samples import calibration_samples
 from export.validation import validate_artifact, validate_pytorch
 
 log = logging.getLogger(__name__)
 CHATTY_LOGGERS = ("onnxscript", "onnx_ir", "nncf")  # INFO lines by the hundred per export
-
-# format -> (converter module, precision of its float artifact)
-FORMATS: dict[str, tuple[str, str]] = {
-    "onnx": ("export.onnx_export", "fp32"),
-    "openvino": ("export.openvino_export", "fp16"),  # IR weights stored as FP16, run in f32
-    "tflite": ("export.tflite_export", "fp32"),
-}
 
 
 @dataclass
@@ -53,25 +46,13 @@ def speech_names(speech: Path | list[Path]) -> str:
     return ", ".join(map(str, speech)) if isinstance(speech, list) else str(speech)
 
 
-def parse_formats(text: str) -> tuple[str, ...]:
-    """'onnx,tflite' -> ('onnx', 'tflite'), refusing unknown names."""
-    names = tuple(dict.fromkeys(n.strip().lower() for n in text.split(",") if n.strip()))
-    unknown = [n for n in names if n not in FORMATS]
-    if unknown or not names:
-        raise UsageError(
-            f"--formats {text!r}: unknown {', '.join(unknown) or '(empty)'}; "
-            f"allowed: {', '.join(FORMATS)}"
-        )
-    return names
-
-
 def _convert_and_validate(fmt, precision, calibration, job, source, out, sets, ref):
     name = f"{fmt}-{precision}"
     dest = out / name
     shutil.rmtree(dest, ignore_errors=True)
     dest.mkdir(parents=True)
     log.info("exporting %s", name)
-    converted = import_module(FORMATS[fmt][0]).convert(job, dest, calibration)
+    converted = FORMATS.get(fmt)(job, dest, calibration)
     write_artifact(dest, converted, source, fmt, precision)
     result = validate_artifact(dest, sets, source.face, ref)
     result["file_bytes"] = sum(
@@ -85,7 +66,7 @@ def _export_all(opts, job, source, calibration, sets, ref_logits, ref_fused) -> 
     """Convert and validate every requested format and precision; one report row each."""
     rows = []
     for fmt in opts.formats:
-        variants = [(FORMATS[fmt][1], None)] + ([("int8", calibration)] if opts.int8 else [])
+        variants = [(FLOAT_PRECISION[fmt], None)] + ([("int8", calibration)] if opts.int8 else [])
         for precision, calib in variants:
             name = f"{fmt}-{precision}"
             try:

@@ -12,7 +12,7 @@ import pytest
 
 from edge.core.errors import GateError, ModelError
 from edge.core.manifest import load_manifest, sha256_file
-from tests.fixtures_export import ARTIFACTS, TINY, Corpora, Exported, run_emoedge
+from tests.fixtures_export import ARTIFACTS, TINY, Corpora, Exported, run_emoedge, run_without_torch
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +116,7 @@ def test_report_names_the_calibration_split_and_the_gate(
 def test_calibration_draws_every_mask_from_the_training_split(tiny_corpora: Corpora) -> None:
     from edge.audio.frontend import AudioConfig
     from edge.vision.face import FaceConfig
-    from export.calibration import calibration_samples
+    from export.int8_samples import calibration_samples
 
     samples = calibration_samples(
         tiny_corpora.faces, tiny_corpora.speech, AudioConfig(), FaceConfig(), 10, tiny_corpora.cache
@@ -231,3 +231,16 @@ def test_int8_onnx_keeps_the_face_stem_in_float(exported_student: Exported) -> N
     stem = TINY["student"]["face_stem"]
     assert [shapes[n.input[1]] for n in in_float] == [[stem, 1, 3, 3]]  # the face stem alone
     assert all(n.input[1] in dequantized for n in convs if n not in in_float)  # the rest int8
+
+
+def test_formats_are_chosen_by_name_and_listed_without_importing_a_converter() -> None:
+    listed = run_without_torch(
+        "from export.formats import FLOAT_PRECISION, FORMATS, parse_formats\n"
+        "assert FORMATS.names() == tuple(FLOAT_PRECISION) == ('onnx', 'openvino', 'tflite')\n"
+        "assert parse_formats('tflite, ONNX') == ('tflite', 'onnx')\n"
+        "import export.bundle\n"
+    )
+    assert listed.returncode == 0, listed.stderr
+    from export.formats import FORMATS
+
+    assert all(callable(FORMATS.get(name)) for name in FORMATS)

@@ -1,4 +1,5 @@
-"""int8 calibration inputs from the TRAINING split (never the test split).
+"""The samples int8 quantisation calibrates on: model inputs from the TRAINING split (never
+the test split). (Not distill.calibrate, which fits a model's temperatures and fusion.)
 
 Samples are drawn evenly from the face-only, audio-only, fused and one-modality-masked
 pairs, so every mask combination the device sends is seen by the observers.

@@ -1,4 +1,5 @@
-"""Layers of design.md: edge imports no torch, distill or export; distill never imports export."""
+"""Layers of design.md: edge imports no torch, distill or export; distill never imports export;
+no import cycle among the modules of edge, distill and export."""
 
 from __future__ import annotations
 
@@ -35,6 +36,66 @@ def test_package_imports_only_layers_below(package: str) -> None:
         for path in (REPO / package).rglob("*.py")
     }
     assert {k: v for k, v in offenders.items() if v} == {}
+
+
+def module_imports(root: Path, packages: tuple[str, ...]) -> dict[str, set[str]]:
+    """Per module of `packages` under `root`, the modules of `packages` it imports, at module
+    level or inside a function (`from pkg import name` counts as pkg.name where that is a
+    module, else as pkg)."""
+    paths = {
+        ".".join(p.relative_to(root).with_suffix("").parts).removesuffix(".__init__"): p
+        for package in packages
+        for p in (root / package).rglob("*.py")
+    }
+    graph = {}
+    for name, path in paths.items():
+        package = (name if path.name == "__init__.py" else name.rpartition(".")[0]).split(".")
+        targets = set()
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.Import):
+                targets |= {alias.name for alias in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:  # relative: from the package, one level up per extra dot
+                    parent = ".".join(package[: len(package) - node.level + 1])
+                    base = f"{parent}.{base}".rstrip(".")
+                targets |= {
+                    f"{base}.{alias.name}" if f"{base}.{alias.name}" in paths else base
+                    for alias in node.names
+                }
+        graph[name] = (targets & paths.keys()) - {name}
+    return graph
+
+
+def import_cycles(graph: dict[str, set[str]]) -> list[tuple[str, ...]]:
+    """The groups of modules that import each other, directly or through others."""
+    reach = {}
+    for start in graph:
+        seen, todo = set(), [start]
+        while todo:
+            for target in graph[todo.pop()] - seen:
+                seen.add(target)
+                todo.append(target)
+        reach[start] = seen
+    return sorted(
+        {tuple(sorted(m for m in reach[s] if s in reach[m])) for s in graph if s in reach[s]}
+    )
+
+
+def test_no_import_cycle_among_the_modules() -> None:
+    assert import_cycles(module_imports(REPO, ("edge", "distill", "export"))) == []
+
+
+def test_a_cycle_through_a_function_level_import_is_found(tmp_path: Path) -> None:
+    (tmp_path / "pkg" / "sub").mkdir(parents=True)
+    (tmp_path / "pkg" / "__init__.py").write_text("")
+    (tmp_path / "pkg" / "sub" / "__init__.py").write_text("")
+    (tmp_path / "pkg" / "a.py").write_text("from pkg.sub import b\n")
+    (tmp_path / "pkg" / "sub" / "b.py").write_text("def f():\n    from ..a import g\n")
+    (tmp_path / "pkg" / "c.py").write_text("import pkg.a\n")
+    graph = module_imports(tmp_path, ("pkg",))
+    assert graph["pkg.sub.b"] == {"pkg.a"} and graph["pkg.c"] == {"pkg.a"}
+    assert import_cycles(graph) == [("pkg.a", "pkg.sub.b")]
 
 
 def test_importing_every_edge_module_loads_no_torch() -> None:

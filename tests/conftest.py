@@ -11,6 +11,7 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("EMOEDGE_DATA", REPO.parent / "shared" / "data"))
 
 pytest_plugins: list[str] = [
+    "tests.tiny_corpora",
     "tests.fixtures_mqtt",
     "tests.fixtures_export",
     "tests.fixtures_daemon",

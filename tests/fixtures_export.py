@@ -1,5 +1,6 @@
-"""Export fixtures: tiny corpora, tiny random student/teacher checkpoints, and one export of
-the student to every format (fp32 + int8), done once per test session (TFLite is slow)."""
+"""Export fixtures: tiny random student/teacher checkpoints, and one export of the student to
+every format (fp32 + int8) on the shared tiny corpora (tests.tiny_corpora), done once per test
+session (TFLite is slow)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO
-from tests.tiny_corpora import write_fer_folders, write_ravdess
+from tests.tiny_corpora import Corpora
 
 TINY = {
     "student": {
@@ -45,24 +46,6 @@ ARTIFACTS = (
     "tflite-fp32",
     "tflite-int8",
 )
-
-
-@dataclass(frozen=True)
-class Corpora:
-    faces: Path
-    speech: Path
-    cache: Path
-
-    def args(self) -> list[str]:
-        """The data options of `emoedge export`."""
-        return [
-            "--faces",
-            str(self.faces),
-            "--speech",
-            str(self.speech),
-            "--cache-dir",
-            str(self.cache),
-        ]
 
 
 @dataclass(frozen=True)
@@ -105,16 +88,6 @@ def run_without_torch(code: str, timeout: float = 120) -> subprocess.CompletedPr
         text=True,
         timeout=timeout,
         env={**os.environ, "PYTHONPATH": str(REPO)},
-    )
-
-
-@pytest.fixture(scope="session")
-def tiny_corpora(tmp_path_factory: pytest.TempPathFactory) -> Corpora:
-    root = tmp_path_factory.mktemp("corpora")
-    return Corpora(
-        write_fer_folders(root / "fer2013"),
-        write_ravdess(root / "ravdess", actors=(1, 19, 21), sr=16000),
-        root / "cache",
     )
 
 

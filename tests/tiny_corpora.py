@@ -1,4 +1,5 @@
-"""Tiny corpora generated in the real layouts (RAVDESS, FER2013 folders, Kaggle CSV, class folder).
+"""Tiny corpora generated in the real layouts (RAVDESS, FER2013 folders, Kaggle CSV, class folder),
+and `tiny_corpora`, the one set of them that the training, export and evaluation tests share.
 
 Faces are noise images with a class-dependent bright bar; clips are tones whose pitch depends
 on the class, so a model can learn them and a test can tell learning from chance.
@@ -6,9 +7,11 @@ on the class, so a model can learn them and a test can tell learning from chance
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from edge.core.labels import LABELS
 
@@ -127,3 +130,33 @@ def write_urdu(root: Path, speakers=("SM1", "SM2", "SM4"), sr: int = 16000) -> P
             wave = speech_clip(LABELS.index(name), rng, sr, seconds=2.0)
             soundfile.write(folder / f"{speaker}_F{k}_{name[0].upper()}{n:03d}.flac", wave, sr)
     return root
+
+
+@dataclass(frozen=True)
+class Corpora:
+    """FER2013 folders, RAVDESS (a train, a val and a test actor, 16 kHz), EmoDB and URDU, and
+    a decoded-corpus cache for them."""
+
+    faces: Path
+    speech: Path  # RAVDESS
+    emodb: Path
+    urdu: Path
+    cache: Path
+
+    def args(self, *speech: Path) -> list[str]:
+        """The data options of `emoedge distill`, `export` and `evaluate`: the faces, the
+        speech corpora (RAVDESS unless given) and the cache."""
+        corpora = [str(p) for p in speech or (self.speech,)]
+        return ["--faces", str(self.faces), "--speech", *corpora, "--cache-dir", str(self.cache)]
+
+
+@pytest.fixture(scope="session")
+def tiny_corpora(tmp_path_factory: pytest.TempPathFactory) -> Corpora:
+    root = tmp_path_factory.mktemp("corpora")
+    return Corpora(
+        write_fer_folders(root / "fer2013"),
+        write_ravdess(root / "ravdess", actors=(1, 19, 21), sr=16000),
+        write_emodb(root / "emodb"),
+        write_urdu(root / "urdu"),
+        root / "cache",
+    )

@@ -15,7 +15,7 @@ from edge.core.labels import LABELS
 from edge.vision.face import FaceConfig
 from tests.fixtures_daemon import SAMPLE
 from tests.fixtures_export import run_emoedge
-from tests.tiny_corpora import speech_clip, write_emodb, write_fer_folders
+from tests.tiny_corpora import Corpora, speech_clip
 
 
 def write_clip(video_path, audio_path, with_face: bool = True) -> None:
@@ -73,19 +73,16 @@ def test_a_folder_without_pairs_is_a_data_error(tmp_path) -> None:
 
 
 @pytest.mark.data
-def test_evaluate_scores_the_real_crema_d_clips(shared_data, tmp_path) -> None:
+def test_evaluate_scores_the_real_crema_d_clips(
+    shared_data, tiny_corpora: Corpora, tmp_path
+) -> None:
     out = tmp_path / "m.json"
     code = run_emoedge(
         "evaluate",
         "distill/checkpoints/student.pt",
         "--av",
         shared_data / "crema-d-sample",
-        "--faces",
-        write_fer_folders(tmp_path / "fer"),  # the other rows do not matter here: tiny data
-        "--speech",
-        write_emodb(tmp_path / "emodb"),
-        "--cache-dir",
-        tmp_path / "cache",
+        *tiny_corpora.args(tiny_corpora.emodb),  # the other rows do not matter here: tiny data
         "--json",
         out,
     )

@@ -11,7 +11,7 @@ from distill.checkpoint import load_checkpoint
 from distill.corpora import load_speech
 from distill.crosscorpus import folds, ravdess_statement
 from tests.fixtures_export import make_checkpoint, run_emoedge
-from tests.tiny_corpora import write_emodb, write_fer_folders, write_ravdess, write_urdu
+from tests.tiny_corpora import Corpora, write_emodb, write_ravdess
 
 
 def test_folds_hold_out_each_corpus_and_one_ravdess_statement(tmp_path) -> None:
@@ -33,7 +33,9 @@ def test_folds_hold_out_each_corpus_and_one_ravdess_statement(tmp_path) -> None:
     assert len(scored) == 7 and all(s.split == "test" for s in scored)
 
 
-def test_the_protocol_trains_a_fresh_voice_per_fold_and_reports_it(tmp_path) -> None:
+def test_the_protocol_trains_a_fresh_voice_per_fold_and_reports_it(
+    tiny_corpora: Corpora, tmp_path
+) -> None:
     init = make_checkpoint(tmp_path / "init.pt", "student")
     out = tmp_path / "cc"
     code = run_emoedge(
@@ -43,14 +45,7 @@ def test_the_protocol_trains_a_fresh_voice_per_fold_and_reports_it(tmp_path) -> 
         "--init",
         init,
         "--reset-audio",
-        "--faces",
-        write_fer_folders(tmp_path / "fer"),
-        "--speech",
-        write_ravdess(tmp_path / "rav", actors=(1, 19, 21), sr=16000),
-        write_emodb(tmp_path / "emodb"),
-        write_urdu(tmp_path / "urdu"),
-        "--cache-dir",
-        tmp_path / "cache",
+        *tiny_corpora.args(tiny_corpora.speech, tiny_corpora.emodb, tiny_corpora.urdu),
         "--out",
         out,
         "--epochs",

@@ -14,7 +14,7 @@ from distill.checkpoint import load_checkpoint
 from distill.distributed import Cluster
 from tests.conftest import REPO
 from tests.fixtures_export import make_checkpoint
-from tests.tiny_corpora import write_fer_folders, write_ravdess
+from tests.tiny_corpora import Corpora
 
 
 def torchrun(*args: object, nproc: int = 2) -> subprocess.CompletedProcess:
@@ -24,21 +24,14 @@ def torchrun(*args: object, nproc: int = 2) -> subprocess.CompletedProcess:
     return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
 
 
-@pytest.fixture(scope="module")
-def data(tmp_path_factory) -> list[str]:
-    root = tmp_path_factory.mktemp("ddp")
-    fer = write_fer_folders(root / "fer", {"Training": 8, "PublicTest": 2, "PrivateTest": 1})
-    rav = write_ravdess(root / "rav", actors=(1, 2, 19, 21), sr=16000)
-    return ["--faces", fer, "--speech", rav, "--cache-dir", root / "cache", "--workers", "0"]
-
-
 @pytest.mark.parametrize("stage", ["face", "audio", "fused"])
-def test_a_stage_trains_on_two_processes(data, tmp_path, stage: str) -> None:
+def test_a_stage_trains_on_two_processes(tiny_corpora: Corpora, tmp_path, stage: str) -> None:
     init = make_checkpoint(tmp_path / "init.pt", "student")
     teacher = make_checkpoint(tmp_path / "teacher.pt", "teacher")
     out = tmp_path / "run"
     args = ["--stage", stage, "--init", init, "--teacher", teacher, "--out", out]
-    done = torchrun(*args, "--epochs", "2", "--batch-size", "4", "--threads", "1", *data)
+    args += [*tiny_corpora.args(), "--workers", "0"]
+    done = torchrun(*args, "--epochs", "2", "--batch-size", "4", "--threads", "1")
     assert done.returncode == 0, done.stderr[-3000:]
     assert "rank 0 of 2" in done.stderr and "rank 1 of 2" in done.stderr
     history = json.loads((out / "history.json").read_text())  # written by rank 0 alone
@@ -62,7 +55,8 @@ def test_shards_split_the_items_between_ranks() -> None:
     assert parts[0] == [0, 3, 6, 9]
 
 
-def test_calibrate_refuses_torchrun(data, tmp_path) -> None:
+def test_calibrate_refuses_torchrun(tiny_corpora: Corpora, tmp_path) -> None:
     init = make_checkpoint(tmp_path / "init.pt", "student")
-    done = torchrun("--stage", "calibrate", "--init", init, "--out", tmp_path / "c", *data)
+    args = ["--stage", "calibrate", "--init", init, "--out", tmp_path / "c", "--workers", "0"]
+    done = torchrun(*args, *tiny_corpora.args())
     assert done.returncode != 0 and "runs in one process" in done.stderr

@@ -17,22 +17,7 @@ from distill.fused import batch_loss
 from distill.models import RELIABILITY_UNIT, build_model, distillation_loss
 from distill.pretrain import class_weights
 from tests.fixtures_export import TINY, make_checkpoint, run_emoedge
-from tests.tiny_corpora import write_fer_folders, write_ravdess
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory) -> list[str]:
-    """The data options of `emoedge distill` for tiny corpora."""
-    root = tmp_path_factory.mktemp("tiny")
-    return [
-        "--faces",
-        str(write_fer_folders(root / "fer")),
-        "--speech",
-        str(write_ravdess(root / "rav", actors=(1, 19, 21), sr=16000)),
-        "--cache-dir",
-        str(root / "cache"),
-    ]
-
+from tests.tiny_corpora import Corpora
 
 MODELS = [("student", "concat"), ("student", "late"), ("teacher", None)]
 
@@ -93,10 +78,12 @@ def face_state(path) -> dict[str, torch.Tensor]:
     return {k: v for k, v in model.state_dict().items() if k.startswith("face.")}
 
 
-def test_face_stage_resumes_and_the_fused_stage_starts_from_it(tiny, tmp_path) -> None:
+def test_face_stage_resumes_and_the_fused_stage_starts_from_it(
+    tiny_corpora: Corpora, tmp_path
+) -> None:
     init = make_checkpoint(tmp_path / "init.pt", "student")
     face = tmp_path / "face"
-    common = ["--arch", "student", "--batch-size", "8", "--workers", "0", *tiny]
+    common = ["--arch", "student", "--batch-size", "8", "--workers", "0", *tiny_corpora.args()]
     stage = ["--stage", "face", "--out", face, "--class-balance", "0.5", "--init", init]
     assert run_emoedge("distill", *common, *stage, "--epochs", "2") == 0
     assert run_emoedge("distill", *common, *stage, "--epochs", "3", "--resume") == 0
@@ -116,9 +103,13 @@ def test_face_stage_resumes_and_the_fused_stage_starts_from_it(tiny, tmp_path) -
         assert torch.equal(value, after[name]), name
 
 
-def test_init_from_another_architecture_is_a_usage_error(tiny, tmp_path, capsys) -> None:
+def test_init_from_another_architecture_is_a_usage_error(
+    tiny_corpora: Corpora, tmp_path, capsys
+) -> None:
     teacher = make_checkpoint(tmp_path / "teacher.pt", "teacher")
-    code = run_emoedge("distill", "--arch", "student", "--init", teacher, "--out", tmp_path, *tiny)
+    code = run_emoedge(
+        "distill", "--arch", "student", "--init", teacher, "--out", tmp_path, *tiny_corpora.args()
+    )
     assert code == 2
     assert "is a teacher checkpoint, not student" in capsys.readouterr().err
 
@@ -151,9 +142,9 @@ def state(path, prefix: str) -> dict[str, torch.Tensor]:
     return {k: v for k, v in model.state_dict().items() if k.startswith(prefix)}
 
 
-def test_audio_stage_and_joining_separately_trained_paths(tiny, tmp_path) -> None:
+def test_audio_stage_and_joining_separately_trained_paths(tiny_corpora: Corpora, tmp_path) -> None:
     init = make_checkpoint(tmp_path / "init.pt", "student", fusion="concat")
-    common = ["--arch", "student", "--batch-size", "8", "--workers", "0", *tiny]
+    common = ["--arch", "student", "--batch-size", "8", "--workers", "0", *tiny_corpora.args()]
     face, audio, fused = tmp_path / "face", tmp_path / "audio", tmp_path / "fused"
     late = ["--init", init, "--fusion", "late", "--epochs", "1"]
     assert run_emoedge("distill", *common, *late, "--stage", "face", "--out", face) == 0
@@ -180,15 +171,23 @@ def test_audio_stage_and_joining_separately_trained_paths(tiny, tmp_path) -> Non
             assert torch.equal(value, after[name]), name
 
 
-def test_fusion_and_init_audio_misuse_are_usage_errors(tiny, tmp_path, capsys) -> None:
+def test_fusion_and_init_audio_misuse_are_usage_errors(
+    tiny_corpora: Corpora, tmp_path, capsys
+) -> None:
     ckpt = make_checkpoint(tmp_path / "student.pt", "student")
     out = ["--out", tmp_path / "run"]
-    assert run_emoedge("distill", "--arch", "teacher", "--fusion", "late", *out, *tiny) == 2
+    assert (
+        run_emoedge("distill", "--arch", "teacher", "--fusion", "late", *out, *tiny_corpora.args())
+        == 2
+    )
     assert "--fusion applies to the student only" in capsys.readouterr().err
-    assert run_emoedge("distill", "--init-audio", ckpt, *out, *tiny) == 2
+    assert run_emoedge("distill", "--init-audio", ckpt, *out, *tiny_corpora.args()) == 2
     assert "--init-audio needs --init" in capsys.readouterr().err
     teacher = make_checkpoint(tmp_path / "teacher.pt", "teacher")
-    assert run_emoedge("distill", "--init", ckpt, "--init-audio", teacher, *out, *tiny) == 2
+    assert (
+        run_emoedge("distill", "--init", ckpt, "--init-audio", teacher, *out, *tiny_corpora.args())
+        == 2
+    )
     assert "is a teacher checkpoint, not student" in capsys.readouterr().err
 
 
@@ -236,9 +235,11 @@ def test_fit_temperature_recovers_the_temperature_of_overconfident_logits() -> N
     assert abs(fit_temperature(3.0 * calibrated, sampled) - 3.0) < 0.3
 
 
-def test_calibrate_stage_fits_temperatures_and_fusion_on_validation(tiny, tmp_path, capsys) -> None:
+def test_calibrate_stage_fits_temperatures_and_fusion_on_validation(
+    tiny_corpora: Corpora, tmp_path, capsys
+) -> None:
     init = make_checkpoint(tmp_path / "init.pt", "student")
-    common = ["--arch", "student", "--batch-size", "8", "--workers", "0", *tiny]
+    common = ["--arch", "student", "--batch-size", "8", "--workers", "0", *tiny_corpora.args()]
     late = tmp_path / "late"
     args = ["--init", init, "--fusion", "late", "--stage", "face", "--epochs", "1"]
     assert run_emoedge("distill", *common, *args, "--out", late) == 0
@@ -267,24 +268,36 @@ def test_calibrate_stage_fits_temperatures_and_fusion_on_validation(tiny, tmp_pa
     assert "needs a late-fusion student" in capsys.readouterr().err
 
 
-def test_model_config_appends_a_face_block_to_an_init_checkpoint(tiny, tmp_path) -> None:
+def test_model_config_appends_a_face_block_to_an_init_checkpoint(
+    tiny_corpora: Corpora, tmp_path
+) -> None:
     ckpt = make_checkpoint(tmp_path / "student.pt", "student", fusion="late")
     blocks = TINY["student"]["face_blocks"] + [[16, 1]]
     out = tmp_path / "longer"
     args = ["--stage", "face", "--init", ckpt, "--out", out, "--epochs", "1", "--workers", "0"]
     config = json.dumps({"face_blocks": blocks})
-    assert run_emoedge("distill", "--arch", "student", *args, "--model-config", config, *tiny) == 0
+    assert (
+        run_emoedge(
+            "distill", "--arch", "student", *args, "--model-config", config, *tiny_corpora.args()
+        )
+        == 0
+    )
     model, meta = load_checkpoint(out / "best.pt")
     assert meta["config"]["face_blocks"] == blocks and meta["config"]["fusion"] == "late"
     assert len(model.face.features) == 3 + len(blocks)
 
 
-def test_ema_validates_and_saves_the_weight_average_and_resumes_it(tiny, tmp_path) -> None:
+def test_ema_validates_and_saves_the_weight_average_and_resumes_it(
+    tiny_corpora: Corpora, tmp_path
+) -> None:
     ckpt = make_checkpoint(tmp_path / "student.pt", "student", fusion="late")
     out = tmp_path / "ema"
     args = ["--stage", "face", "--init", ckpt, "--out", out, "--workers", "0", "--ema", "0.9"]
     args += ["--batch-size", "8"]
-    assert run_emoedge("distill", "--arch", "student", *args, "--epochs", "1", *tiny) == 0
+    assert (
+        run_emoedge("distill", "--arch", "student", *args, "--epochs", "1", *tiny_corpora.args())
+        == 0
+    )
     last = torch.load(out / "last.pt", weights_only=True)
     assert last["average"]["n_averaged"] > 1
     best, _ = load_checkpoint(out / "best.pt")
@@ -295,15 +308,18 @@ def test_ema_validates_and_saves_the_weight_average_and_resumes_it(tiny, tmp_pat
     assert not torch.allclose(best.state_dict()["face.proj.0.weight"], weights, atol=1e-3)
 
     assert (
-        run_emoedge("distill", "--arch", "student", *args, "--epochs", "2", "--resume", *tiny) == 0
+        run_emoedge(
+            "distill", "--arch", "student", *args, "--epochs", "2", "--resume", *tiny_corpora.args()
+        )
+        == 0
     )
     resumed = torch.load(out / "last.pt", weights_only=True)["average"]["n_averaged"]
     assert resumed == 2 * last["average"]["n_averaged"]
 
 
-def test_ema_decay_out_of_range_is_a_usage_error(tiny, tmp_path, capsys) -> None:
+def test_ema_decay_out_of_range_is_a_usage_error(tiny_corpora: Corpora, tmp_path, capsys) -> None:
     out = ["--out", tmp_path / "run", "--ema", "1.5", "--epochs", "1"]
-    assert run_emoedge("distill", "--arch", "student", *out, *tiny) == 2
+    assert run_emoedge("distill", "--arch", "student", *out, *tiny_corpora.args()) == 2
     assert "--ema 1.5: a decay in [0, 1) expected" in capsys.readouterr().err
 
 
@@ -315,9 +331,11 @@ def test_ema_decay_out_of_range_is_a_usage_error(tiny, tmp_path, capsys) -> None
         ('{"face_width": 3}', "unknown student setting(s) face_width; allowed: "),
     ],
 )
-def test_bad_model_config_is_a_usage_error(tiny, tmp_path, capsys, value, message) -> None:
+def test_bad_model_config_is_a_usage_error(
+    tiny_corpora: Corpora, tmp_path, capsys, value, message
+) -> None:
     out = ["--out", tmp_path / "run", "--model-config", value]
-    assert run_emoedge("distill", "--arch", "student", *out, *tiny) == 2
+    assert run_emoedge("distill", "--arch", "student", *out, *tiny_corpora.args()) == 2
     assert message in capsys.readouterr().err
 
 

@@ -13,24 +13,14 @@ from distill.train import train
 from edge.cli import main
 from tests.conftest import REPO
 from tests.fixtures_export import TINY
-from tests.tiny_corpora import write_fer_folders, write_ravdess
+from tests.tiny_corpora import Corpora
 
 TINY_TEACHER = TINY["teacher"]
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    root = tmp_path_factory.mktemp("tiny")
-    return (
-        write_fer_folders(root / "fer"),
-        write_ravdess(root / "rav", actors=(1, 2, 19, 21)),
-        root / "cache",
-    )
-
-
 @pytest.mark.slow
-def test_train_writes_checkpoints_and_resumes(tiny, tmp_path) -> None:
-    faces, speech, cache = tiny
+def test_train_writes_checkpoints_and_resumes(tiny_corpora: Corpora, tmp_path) -> None:
+    faces, speech, cache = tiny_corpora.faces, tiny_corpora.speech, tiny_corpora.cache
     cfg = TrainConfig(
         arch="teacher",
         faces=str(faces),
@@ -55,8 +45,8 @@ def test_train_writes_checkpoints_and_resumes(tiny, tmp_path) -> None:
 
 
 @pytest.mark.slow
-def test_cli_distils_a_student_and_evaluates_it(tiny, tmp_path, capsys) -> None:
-    faces, speech, cache = tiny
+def test_cli_distils_a_student_and_evaluates_it(tiny_corpora: Corpora, tmp_path, capsys) -> None:
+    faces, speech, cache = tiny_corpora.faces, tiny_corpora.speech, tiny_corpora.cache
     teacher_dir = tmp_path / "teacher"
     train(
         TrainConfig(
@@ -72,7 +62,7 @@ def test_cli_distils_a_student_and_evaluates_it(tiny, tmp_path, capsys) -> None:
             model_config=TINY_TEACHER,
         )
     )
-    common = ["--faces", str(faces), "--speech", str(speech), "--cache-dir", str(cache)]
+    common = tiny_corpora.args()
     code = main(
         [
             "distill",

@@ -12,7 +12,8 @@ import pytest
 
 from edge.core.errors import GateError, ModelError
 from edge.core.manifest import load_manifest, sha256_file
-from tests.fixtures_export import ARTIFACTS, TINY, Corpora, Exported, run_emoedge, run_without_torch
+from tests.fixtures_export import ARTIFACTS, TINY, Exported, run_emoedge, run_without_torch
+from tests.tiny_corpora import Corpora
 
 
 @pytest.fixture(scope="module")

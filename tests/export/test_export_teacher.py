@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from edge.backends import load_artifact
-from tests.fixtures_export import Corpora, make_checkpoint, run_emoedge
+from tests.fixtures_export import make_checkpoint, run_emoedge
+from tests.tiny_corpora import Corpora
 
 pytestmark = pytest.mark.slow
 

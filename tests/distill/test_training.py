@@ -11,6 +11,7 @@ from distill.config import TrainConfig
 from distill.scoring import score_model
 from distill.train import train
 from edge.cli import main
+from edge.core.errors import UsageError
 from tests.conftest import REPO
 from tests.fixtures_export import TINY
 from tests.tiny_corpora import Corpora
@@ -98,6 +99,24 @@ def test_cli_distils_a_student_and_evaluates_it(tiny_corpora: Corpora, tmp_path,
 
     height, width, _ = image.imread(png).shape  # a PNG with the five panels side by side
     assert width > 4 * height
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"arch": "giant"}, "--arch 'giant': allowed values are teacher, student"),
+        ({"model_config": {"lstm_hidden": 8}}, "unknown student setting(s) lstm_hidden"),
+        ({"stage": "distil"}, "--stage 'distil': allowed values are face, audio, fused"),
+        ({"stage": "calibrate"}, "--stage calibrate needs --init"),
+        ({"init_audio": "a.pt"}, "--init-audio needs --init"),
+        ({"ema": 1.0}, "--ema 1.0: a decay in [0, 1) expected"),
+        ({"speech_augment": "loud"}, "speech_augment 'loud': allowed values are full"),
+    ],
+)
+def test_train_config_is_validated_before_anything_runs(settings: dict, message: str) -> None:
+    with pytest.raises(UsageError) as error:
+        train(TrainConfig(faces="/nonexistent", **settings))
+    assert message in str(error.value)
 
 
 def test_bad_input_is_a_clear_error_and_exit_code(tmp_path, capsys) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -38,10 +39,24 @@ def test_package_imports_only_layers_below(package: str) -> None:
     assert {k: v for k, v in offenders.items() if v} == {}
 
 
+def run_imports(tree: ast.Module) -> Iterator[ast.Import | ast.ImportFrom]:
+    """The import statements of a module, at module level or inside a function, but not
+    those under `if TYPE_CHECKING:` (annotations only, never run)."""
+    todo: list[ast.AST] = [tree]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            yield node
+        elif isinstance(node, ast.If) and ast.unparse(node.test).endswith("TYPE_CHECKING"):
+            todo.extend(node.orelse)
+        else:
+            todo.extend(ast.iter_child_nodes(node))
+
+
 def module_imports(root: Path, packages: tuple[str, ...]) -> dict[str, set[str]]:
-    """Per module of `packages` under `root`, the modules of `packages` it imports, at module
-    level or inside a function (`from pkg import name` counts as pkg.name where that is a
-    module, else as pkg)."""
+    """Per module of `packages` under `root`, the modules of `packages` it imports when it
+    runs (run_imports; `from pkg import name` counts as pkg.name where that is a module, else
+    as pkg)."""
     paths = {
         ".".join(p.relative_to(root).with_suffix("").parts).removesuffix(".__init__"): p
         for package in packages
@@ -51,7 +66,7 @@ def module_imports(root: Path, packages: tuple[str, ...]) -> dict[str, set[str]]
     for name, path in paths.items():
         package = (name if path.name == "__init__.py" else name.rpartition(".")[0]).split(".")
         targets = set()
-        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        for node in run_imports(ast.parse(path.read_text(), filename=str(path))):
             if isinstance(node, ast.Import):
                 targets |= {alias.name for alias in node.names}
             elif isinstance(node, ast.ImportFrom):
@@ -86,15 +101,19 @@ def test_no_import_cycle_among_the_modules() -> None:
     assert import_cycles(module_imports(REPO, ("edge", "distill", "export"))) == []
 
 
-def test_a_cycle_through_a_function_level_import_is_found(tmp_path: Path) -> None:
+def test_cycles_count_function_level_imports_not_typing_only_ones(
+    tmp_path: Path,
+) -> None:
     (tmp_path / "pkg" / "sub").mkdir(parents=True)
     (tmp_path / "pkg" / "__init__.py").write_text("")
     (tmp_path / "pkg" / "sub" / "__init__.py").write_text("")
     (tmp_path / "pkg" / "a.py").write_text("from pkg.sub import b\n")
     (tmp_path / "pkg" / "sub" / "b.py").write_text("def f():\n    from ..a import g\n")
     (tmp_path / "pkg" / "c.py").write_text("import pkg.a\n")
+    typing_only = "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from pkg import c\n"
+    (tmp_path / "pkg" / "d.py").write_text(typing_only + "else:\n    import pkg.a\n")
     graph = module_imports(tmp_path, ("pkg",))
-    assert graph["pkg.sub.b"] == {"pkg.a"} and graph["pkg.c"] == {"pkg.a"}
+    assert graph["pkg.sub.b"] == graph["pkg.c"] == graph["pkg.d"] == {"pkg.a"}
     assert import_cycles(graph) == [("pkg.a", "pkg.sub.b")]
 
 

@@ -112,8 +112,10 @@ class LateFusionHead(nn.Module):
     each gate g = softplus(w · [1, certainty_face, certainty_voice]) depends on how certain
     each branch is on this input (certainty = 1 − normalised entropy): a voice that is unsure,
     e.g. on speech unlike its training corpora, weighs less than a sure face, and the other way
-    round. Temperatures, gate weights and bias are buffers, fitted by distill.calibrate on the
-    validation split, never by the training loss.
+    round. Temperatures and gate weights are buffers, fitted by distill.calibrate on the
+    validation split, never by the training loss. The bias is zero in every model calibrated
+    now (distill.calibrate says why); it carries the learnt bias of checkpoints of the earlier
+    gated head (distill.checkpoint.upgrade_gated_head), which keep their predictions.
     """
 
     def __init__(self, visual_dim: int, attended_dim: int, hidden: int, dropout: float):

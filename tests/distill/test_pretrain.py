@@ -212,12 +212,11 @@ def test_fit_fusion_trusts_the_informative_modality() -> None:
     onehot = torch.nn.functional.one_hot(labels, 7).float()
     face = torch.log_softmax(2.0 * onehot + torch.randn(2000, 7, generator=gen), 1)
     voice = torch.log_softmax(8.0 * torch.randn(2000, 7, generator=gen) + 0.5 * onehot, 1)
-    weights, bias = fit_fusion(head, face, voice, labels)
-    assert weights.shape == (2, 3) and bias.shape == (7,)
+    weights = fit_fusion(head, face, voice, labels)
+    assert weights.shape == (2, 3)
     assert torch.equal(head.reliability, torch.tensor([[RELIABILITY_UNIT, 0.0, 0.0]] * 2))
     with torch.no_grad():
         head.reliability.copy_(weights)
-        head.fused_bias.copy_(bias)
         gates = head.gates(face, voice).mean(0)
         after = torch.nn.functional.cross_entropy(
             head.fuse(face, voice, torch.ones(2000, 2)), labels
@@ -260,7 +259,8 @@ def test_calibrate_stage_fits_temperatures_and_fusion_on_validation(
     # only the calibration buffers changed
     before, after = state(late / "best.pt", ""), state(out / "best.pt", "")
     changed = {k for k in before if not torch.equal(before[k], after[k])}
-    assert changed <= {"head.log_temperature", "head.reliability", "head.fused_bias"}
+    assert changed <= {"head.log_temperature", "head.reliability"}
+    assert not model.head.fused_bias.any() and "fused_bias" not in record
 
     concat = make_checkpoint(tmp_path / "concat.pt", "student", fusion="concat")
     args = ["--init", concat, "--stage", "calibrate", "--out", tmp_path / "x"]

@@ -32,7 +32,7 @@ import json
 import re
 import sys
 import typing
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +52,14 @@ TYPES = {
     "str": (str,),
     "paths": (str, list),
     "table": (dict,),
+}
+EXPECTED = {
+    "int": "an integer",
+    "float": "a number",
+    "bool": "true or false",
+    "str": "a string",
+    "paths": "a path or a list of paths",
+    "table": "a table",
 }
 
 
@@ -155,99 +163,128 @@ def load_recipe(
         raise UsageError(f"--recipe {path}: cannot read it ({error.strerror})") from None
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{path}: not valid TOML ({error})") from None
-    problems: list[str] = []
-    overrides = overrides or {}
-    seed = overrides.get("seed", data.get("seed", 0))
-    for key in sorted(set(data) - {"seed", "defaults", "stages"}):
-        problems.append(f"unknown key '{key}' (allowed: seed, defaults, stages)")
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        problems.append(f"seed: an integer expected, got {seed!r}")
-    defaults = _table(data.get("defaults", {}), "defaults", problems)
-    known = {name for schema in SCHEMAS.values() for name in schema}
-    problems += [_unknown("defaults", key, known) for key in defaults if key not in known]
-    stages = data.get("stages", [])
-    if not isinstance(stages, list) or not stages:
-        problems.append("stages: at least one [[stages]] table expected")
-        stages = []
-    steps: dict[str, Step] = {}
-    for index, raw in enumerate(stages):
-        step = _resolve(index, raw, defaults, overrides, seed, scale, out, steps, problems)
-        if step is not None:
-            steps[step.name] = step
-    if problems:
-        listed = "\n".join(f"  - {p}" for p in problems)
-        raise ConfigError(f"{path}: {len(problems)} problem(s), nothing was run:\n{listed}")
-    return Recipe(path, out, seed, scale, list(steps.values()))
+    resolver = _Resolver(out, scale, overrides or {})
+    steps = resolver.resolve(data)
+    if resolver.problems:
+        listed = "\n".join(f"  - {p}" for p in resolver.problems)
+        count = len(resolver.problems)
+        raise ConfigError(f"{path}: {count} problem(s), nothing was run:\n{listed}")
+    return Recipe(path, out, resolver.seed, scale, steps)
 
 
-def _table(value: Any, where: str, problems: list[str]) -> dict[str, Any]:
-    """`value` as a table with option names (dashes read as underscores)."""
-    if not isinstance(value, dict):
-        problems.append(f"{where}: a table expected, got {value!r}")
-        return {}
-    return {key.replace("-", "_"): v for key, v in value.items()}
+@dataclass
+class _Resolver:
+    """Resolves a recipe's stages in order, collecting every problem."""
+
+    out: Path
+    scale: float
+    overrides: dict[str, Any]
+    seed: int = 0
+    defaults: dict[str, Any] = field(default_factory=dict)
+    names: list[Any] = field(default_factory=list)  # every stage's name, in order
+    steps: dict[str, Step] = field(default_factory=dict)  # the valid stages so far
+    problems: list[str] = field(default_factory=list)
+
+    def resolve(self, data: dict[str, Any]) -> list[Step]:
+        for key in sorted(set(data) - {"seed", "defaults", "stages"}):
+            self.problems.append(f"unknown key '{key}' (allowed: seed, defaults, stages)")
+        seed = self.overrides.get("seed", data.get("seed", 0))
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            self.problems.append(f"seed = {seed!r}: an integer expected")
+        else:
+            self.seed = seed
+        self.defaults = self._table(data.get("defaults", {}), "defaults")
+        known = {name for schema in SCHEMAS.values() for name in schema}
+        for key in self.defaults:
+            if key not in known:
+                self.problems.append(_unknown("defaults", key, known))
+        stages = data.get("stages")
+        if not isinstance(stages, list) or not stages:
+            self.problems.append("stages: at least one [[stages]] table expected")
+            return []
+        tables = [self._table(raw, f"stages[{i}]") for i, raw in enumerate(stages)]
+        self.names = [t.get("name") for t in tables]
+        for index, own in enumerate(tables):
+            step = self._stage(index, own)
+            if step is not None:
+                self.steps[step.name] = step
+        return list(self.steps.values())
+
+    def _table(self, value: Any, where: str) -> dict[str, Any]:
+        """`value` as a table with option names (dashes read as underscores)."""
+        if not isinstance(value, dict):
+            self.problems.append(f"{where}: a table expected, got {value!r}")
+            return {}
+        return {key.replace("-", "_"): v for key, v in value.items()}
+
+    def _stage(self, index: int, own: dict[str, Any]) -> Step | None:
+        """Stage `index` resolved, or None after adding its problems."""
+        name, kind = own.pop("name", None), own.pop("stage", None)
+        where = f"stage '{name}'" if isinstance(name, str) else f"stages[{index}]"
+        count = len(self.problems)
+        if not isinstance(name, str) or not NAME.fullmatch(name):
+            self.problems.append(f"{where}: a name of letters, digits, '-', '_' or '.' expected")
+        elif name in self.names[:index]:
+            self.problems.append(f"{where}: a second stage of that name")
+        if kind not in SCHEMAS:
+            self.problems.append(f"{where}: stage = {kind!r}; allowed: {', '.join(SCHEMAS)}")
+            return None
+        schema = SCHEMAS[kind]
+        for key in own:
+            if key not in schema:
+                self.problems.append(_unknown(where, key, set(schema)))
+        options = _base(kind, self.seed) | {k: v for k, v in self.defaults.items() if k in schema}
+        options |= {k: v for k, v in own.items() if k in schema}
+        options |= {k: v for k, v in self.overrides.items() if k in schema}
+        uses: dict[str, str] = {}
+        for key, option in schema.items():
+            value = options.get(key)
+            problem = _check_type(key, value, option)
+            if problem:
+                self.problems.append(f"{where}: {problem}")
+            elif option.type == "paths" and isinstance(value, str):
+                options[key] = [value]
+            elif (
+                option.ref
+                and value is not None
+                and self._is_stage(where, key, value, option.ref, index)
+            ):
+                uses[key] = value
+                options[key] = str(_output(self.steps[value], self.out))
+        if kind in STAGES and len(self.problems) == count:
+            if kind != "calibrate":  # the one training stage without epochs
+                _scale_epochs(options, self.scale)
+            try:
+                TrainConfig(stage=kind, **options).validate()
+            except UsageError as error:
+                self.problems.append(f"{where}: {error}")
+        if len(self.problems) > count:
+            return None
+        return Step(name, kind, options, uses, fingerprint(kind, options, uses, self.steps))
+
+    def _is_stage(self, where: str, key: str, value: str, wanted: str, index: int) -> bool:
+        """Whether `value` names a valid earlier stage whose output is what `key` wants (any
+        other name is a problem; anything else is a path, which must exist)."""
+        if value in self.steps:
+            if PRODUCES.get(self.steps[value].kind) == wanted:
+                return True
+            what = "writes no checkpoint" if wanted == "checkpoint" else "is no export"
+            self.problems.append(f"{where}: {key} = '{value}': that stage {what}")
+        elif value in self.names[index:]:
+            self.problems.append(f"{where}: {key} = '{value}': that stage runs later")
+        elif value in self.names:
+            pass  # an earlier stage with problems of its own, listed there
+        elif NAME.fullmatch(value) and "." not in value:
+            names = ", ".join(n for n in self.names[:index] if isinstance(n, str)) or "none"
+            self.problems.append(f"{where}: {key} = '{value}': no such stage (earlier: {names})")
+        elif not Path(value).exists():
+            self.problems.append(f"{where}: {key} = '{value}': no such file or folder")
+        return False
 
 
 def _unknown(where: str, key: str, allowed: set[str]) -> str:
     close = difflib.get_close_matches(key, allowed, n=1)
     return f"{where}: unknown option '{key}'" + (f" (did you mean '{close[0]}'?)" if close else "")
-
-
-def _resolve(
-    index: int,
-    raw: Any,
-    defaults: dict[str, Any],
-    overrides: dict[str, Any],
-    seed: int,
-    scale: float,
-    out: Path,
-    earlier: dict[str, Step],
-    problems: list[str],
-) -> Step | None:
-    """Stage `index` resolved, or None after adding its problems."""
-    own = _table(raw, f"stages[{index}]", problems)
-    name, kind = own.pop("name", None), own.pop("stage", None)
-    where = f"stage '{name}'" if isinstance(name, str) else f"stages[{index}]"
-    count = len(problems)
-    if not isinstance(name, str) or not NAME.fullmatch(name):
-        problems.append(f"{where}: a name of letters, digits, '-', '_' or '.' expected")
-    elif name in earlier:
-        problems.append(f"{where}: a second stage of that name")
-    if kind not in SCHEMAS:
-        problems.append(f"{where}: stage = {kind!r}; allowed: {', '.join(SCHEMAS)}")
-        return None
-    schema = SCHEMAS[kind]
-    problems += [_unknown(where, key, set(schema)) for key in own if key not in schema]
-    options = _base(kind, seed) | {k: v for k, v in defaults.items() if k in schema}
-    options |= {k: v for k, v in own.items() if k in schema}
-    options |= {k: v for k, v in overrides.items() if k in schema}
-    uses: dict[str, str] = {}
-    for key, option in schema.items():
-        value = options.get(key)
-        if value is None:
-            if option.required:
-                problems.append(f"{where}: '{key}' is required")
-            continue
-        problem = _check_type(key, value, option)
-        if problem:
-            problems.append(f"{where}: {problem}")
-        elif option.type == "paths" and isinstance(value, str):
-            options[key] = [value]
-        elif option.ref:
-            resolved = _reference(where, key, value, option.ref, earlier, out, problems)
-            if resolved in earlier:
-                uses[key] = resolved
-                options[key] = str(_output(earlier[resolved], out))
-    if kind in STAGES and len(problems) == count:
-        if kind != "calibrate":  # the one training stage without epochs
-            _scale_epochs(options, scale)
-        try:
-            TrainConfig(stage=kind, **options).validate()
-        except UsageError as error:
-            problems.append(f"{where}: {error}")
-    if len(problems) > count:
-        return None
-    return Step(name, kind, options, uses, fingerprint(kind, options, uses, earlier))
 
 
 def _base(kind: str, seed: int) -> dict[str, Any]:
@@ -264,43 +301,18 @@ def _base(kind: str, seed: int) -> dict[str, Any]:
 
 def _check_type(key: str, value: Any, option: Option) -> str | None:
     """The problem with `value` for `option`, or None."""
+    if value is None:
+        return f"'{key}' is required" if option.required else None
     ok = isinstance(value, TYPES[option.type]) and (
         option.type == "bool" or not isinstance(value, bool)
     )
     if ok and option.type == "paths" and isinstance(value, list):
         ok = bool(value) and all(isinstance(v, str) for v in value)
     if not ok:
-        expected = {"paths": "a path or a list of paths", "table": "a table"}.get(
-            option.type, f"a {option.type}"
-        )
-        return f"{key} = {value!r}: {expected} expected"
+        return f"{key} = {value!r}: {EXPECTED[option.type]} expected"
     if option.choices and value not in option.choices:
         return f"{key} = {value!r}: allowed values are {', '.join(option.choices)}"
     return None
-
-
-def _reference(
-    where: str,
-    key: str,
-    value: str,
-    wanted: str,
-    earlier: dict[str, Step],
-    out: Path,
-    problems: list[str],
-) -> str:
-    """Check a value that may name an earlier stage: a name must be one whose output is what
-    `key` wants; anything else is a path, which must exist."""
-    if value in earlier:
-        if PRODUCES.get(earlier[value].kind) != wanted:
-            what = "a checkpoint" if wanted == "checkpoint" else "an export"
-            problems.append(f"{where}: {key} = '{value}': that stage does not write {what}")
-        return value
-    if NAME.fullmatch(value) and "." not in value:
-        names = ", ".join(earlier) or "none"
-        problems.append(f"{where}: {key} = '{value}' is no earlier stage (earlier: {names})")
-    elif not Path(value).exists():
-        problems.append(f"{where}: {key} = '{value}': no such file or folder")
-    return value
 
 
 def _output(step: Step, out: Path) -> Path:

@@ -103,7 +103,12 @@ def _configure_distill(p: argparse.ArgumentParser) -> None:
         "statistics) with this decay per step, e.g. 0.998; 0: the weights themselves (default)",
     )
     p.add_argument("--cache-dir", help="decoded-corpus cache (default ~/.cache/emoedge)")
-    p.add_argument("--resume", action="store_true", default=None, help="continue from OUT/last.pt")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        default=None,
+        help="continue from OUT/last.pt (a --recipe always does)",
+    )
     p.add_argument(
         "--reset-audio",
         action="store_true",
@@ -144,6 +149,7 @@ def _configure_recipe(p: argparse.ArgumentParser) -> None:
     recipe.add_argument(
         "--scale",
         type=float,
+        metavar="S",
         help="multiply every stage's epochs by S (0 < S <= 1, at least 1 epoch), e.g. 0.05 "
         "for a quick run on a CPU",
     )
@@ -200,7 +206,10 @@ def _run_recipe(args: argparse.Namespace) -> int:
     from distill.recipe_run import run_recipe
 
     given = _given(args) | {k: getattr(args, k) for k in ("fusion", "model_config")}
-    extra = [k for k, v in given.items() if v is not None and k not in (*OVERRIDES, "out")]
+    # --resume changes nothing: a recipe always resumes where it stopped
+    extra = [
+        k for k, v in given.items() if v is not None and k not in (*OVERRIDES, "out", "resume")
+    ]
     if extra:
         listed = ", ".join(f"--{k}".replace("_", "-") for k in extra)
         raise UsageError(f"{listed} with --recipe: set them in the recipe's stages")

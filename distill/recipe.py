@@ -117,7 +117,7 @@ PRODUCES = {**dict.fromkeys(("face", "audio", "fused", "calibrate"), "checkpoint
             "export": "folder"}  # fmt: skip
 # options that change how fast a stage runs, not what it computes: outside the fingerprint
 RUNTIME_ONLY = ("threads", "workers", "cache_dir")
-NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")  # a stage's; a value with '/' or '.' is a path
 
 
 @dataclass(frozen=True)
@@ -223,7 +223,7 @@ class _Resolver:
         where = f"stage '{name}'" if isinstance(name, str) else f"stages[{index}]"
         count = len(self.problems)
         if not isinstance(name, str) or not NAME.fullmatch(name):
-            self.problems.append(f"{where}: a name of letters, digits, '-', '_' or '.' expected")
+            self.problems.append(f"{where}: a name of letters, digits, '-' and '_' expected")
         elif name in self.names[:index]:
             self.problems.append(f"{where}: a second stage of that name")
         if kind not in SCHEMAS:
@@ -271,10 +271,10 @@ class _Resolver:
             what = "writes no checkpoint" if wanted == "checkpoint" else "is no export"
             self.problems.append(f"{where}: {key} = '{value}': that stage {what}")
         elif value in self.names[index:]:
-            self.problems.append(f"{where}: {key} = '{value}': that stage runs later")
+            self.problems.append(f"{where}: {key} = '{value}': not an earlier stage")
         elif value in self.names:
             pass  # an earlier stage with problems of its own, listed there
-        elif NAME.fullmatch(value) and "." not in value:
+        elif NAME.fullmatch(value):
             names = ", ".join(n for n in self.names[:index] if isinstance(n, str)) or "none"
             self.problems.append(f"{where}: {key} = '{value}': no such stage (earlier: {names})")
         elif not Path(value).exists():

@@ -49,7 +49,9 @@ def run_recipe(recipe: Recipe, start: str | None = None, only: str | None = None
     records |= {"recipe": str(recipe.path), "seed": recipe.seed, "scale": recipe.scale}
     for step, action in zip(recipe.steps, actions, strict=True):
         if action in ("skip", "leave"):
-            log.info("stage %s: %s", step.name, "done, skipped" if action == "skip" else "left")
+            log.info(
+                "stage %s: %s", step.name, "done, skipped" if action == "skip" else "not chosen"
+            )
             continue
         run_step(step, action == "resume", recipe, records)
     print(table(recipe, records["stages"]))

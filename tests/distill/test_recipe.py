@@ -172,7 +172,7 @@ def test_a_bad_recipe_is_one_error_listing_every_problem(tmp_path, capsys) -> No
         "stage 'face': unknown option 'epoch' (did you mean 'epochs'?)",
         "stage 'face': lr = 'fast': a number expected",
         "stage 'voice': init = 'fcae': no such stage (earlier: face)",
-        "stage 'voice': teacher = 'export': that stage runs later",
+        "stage 'voice': teacher = 'export': not an earlier stage",
         "stage 'voice': a second stage of that name",
         "stage 'voice': stage = 'speech'; allowed: face, audio, fused, calibrate, crosscorpus, "
         "evaluate, export, bundle",

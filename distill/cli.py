@@ -6,9 +6,13 @@ import argparse
 import json
 from dataclasses import fields
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edge.cli import Command
 from edge.core.errors import UsageError
+
+if TYPE_CHECKING:
+    from distill.config import TrainConfig
 
 # with --recipe, the options of the command line that override every stage's
 OVERRIDES = ("faces", "speech", "cache_dir", "threads", "workers", "seed")
@@ -182,11 +186,9 @@ def _model_config(args: argparse.Namespace) -> dict:
     return config
 
 
-def _run_distill(args: argparse.Namespace) -> int:
-    if args.recipe:
-        return _run_recipe(args)
+def train_config(args: argparse.Namespace) -> TrainConfig:
+    """The TrainConfig of a one-stage `emoedge distill` command line."""
     from distill.config import TrainConfig
-    from distill.train import train
 
     recipe_only = [f for f, v in (("--scale", args.scale), ("--from", args.start),
                                   ("--only", args.only)) if v is not None]  # fmt: skip
@@ -195,8 +197,17 @@ def _run_distill(args: argparse.Namespace) -> int:
     values = _given(args)
     values.setdefault("out", f"runs/{values.get('arch', TrainConfig.arch)}")
     values["model_config"] = _model_config(args)
-    result = train(TrainConfig(**values))
-    print(f"best validation score {result['best_val_score']:.2f} → {values['out']}/best.pt")
+    return TrainConfig(**values)
+
+
+def _run_distill(args: argparse.Namespace) -> int:
+    if args.recipe:
+        return _run_recipe(args)
+    from distill.train import train
+
+    cfg = train_config(args)
+    result = train(cfg)
+    print(f"best validation score {result['best_val_score']:.2f} → {cfg.out}/best.pt")
     return 0
 
 

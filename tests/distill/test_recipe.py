@@ -9,8 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from distill.cli import DISTILL, train_config
+from distill.config import TrainConfig
 from distill.recipe import load_recipe
+from distill.recipe_run import command
 from distill.run import Run
+from edge.cli import build_parser
 from edge.core.errors import ConfigError
 from tests.conftest import REPO
 from tests.fixtures_export import TINY, run_emoedge
@@ -240,3 +244,13 @@ def test_the_default_recipe_validates_in_the_order_of_issue_14(tmp_path) -> None
     assert small["student-face"].fingerprint != step["student-face"].fingerprint
     # a stage that uses a changed one changes with it
     assert small["student-calibrate"].fingerprint != step["student-calibrate"].fingerprint
+
+
+def test_each_training_stage_records_the_command_that_trains_the_same(tmp_path) -> None:
+    recipe = load_recipe(DEFAULT, tmp_path, scale=0.05, overrides={"cache_dir": "cache"})
+    parser = build_parser({"distill": DISTILL})
+    for step in filter(lambda s: s.trains, recipe.steps):
+        folder = tmp_path / step.name
+        program, *argv = command(step, folder)
+        expected = TrainConfig(stage=step.kind, out=str(folder), **step.options)
+        assert (program, train_config(parser.parse_args(argv))) == ("emoedge", expected)

@@ -150,7 +150,10 @@ def run_step(step: Step, resume: bool, recipe: Recipe, records: dict) -> None:
     log.info("stage %s%s: %s", step.name, " (resumed)" if resume else "", record["command"])
     t0 = time.time()
     try:
-        metrics, key = train(step, folder, resume) if step.trains else run_command(argv, folder)
+        if step.trains:
+            metrics, key = train(step, folder, resume)
+        else:
+            metrics, key = run_command(step, argv, folder)
         record |= {"status": "done", "metrics": metrics, "key_metric": key}
     except BaseException as error:
         interrupted = isinstance(error, KeyboardInterrupt)
@@ -171,31 +174,43 @@ def train(step: Step, folder: Path, resume: bool) -> tuple[dict, str]:
     return result, f"{result['best_val_score']:.2f} {SCORE[step.kind]}"
 
 
-def run_command(argv: list[str], folder: Path) -> tuple[dict, str]:
+def run_command(step: Step, argv: list[str], folder: Path) -> tuple[dict, str]:
     """An evaluate, export or bundle stage: its command as a subprocess of this interpreter;
     the metrics it wrote. An export whose int8 artifacts failed the gate (exit 8) is done: the
     bundle ships the float artifacts instead, as `make default-model` does."""
     program, *args = argv
     prefix = [sys.executable] + (["-m", "edge.cli"] if program == "emoedge" else [])
     code = subprocess.run([*prefix, *args], check=False).returncode
-    if code not in ((0, GateError.exit_code) if args[0] == "export" else (0,)):
+    if code not in ((0, GateError.exit_code) if step.kind == "export" else (0,)):
         raise _error_for(code)(f"`{shlex.join(argv)}` exited with {code} (see its output above)")
-    if program == "python":  # export.bundle
-        shipped = sorted(p.name for p in folder.iterdir() if p.is_dir())
-        return {"shipped": shipped}, "shipped " + ", ".join(shipped)
-    if args[0] == "evaluate":
-        result = json.loads((folder / "metrics.json").read_text())["metrics"]
-        metrics = {k: {m: v[m] for m in ("n", "accuracy", "uar")} for k, v in result.items()}
-        return metrics, " · ".join(
-            f"{k} {result[k]['accuracy']:.2f}"
-            for k in ("face_only", "face_only_ferplus", "audio_only", "fused")
-            if k in result
-        ) + " test accuracy"
+    return OUTCOMES[step.kind](folder)
+
+
+def evaluated(folder: Path) -> tuple[dict, str]:
+    """The test metrics `emoedge evaluate --json` wrote: n, accuracy and UAR per input."""
+    result = json.loads((folder / "metrics.json").read_text())["metrics"]
+    metrics = {k: {m: v[m] for m in ("n", "accuracy", "uar")} for k, v in result.items()}
+    rows = ("face_only", "face_only_ferplus", "audio_only", "fused")
+    key = " · ".join(f"{k} {result[k]['accuracy']:.2f}" for k in rows if k in result)
+    return metrics, f"test accuracy {key}"
+
+
+def exported(folder: Path) -> tuple[dict, str]:
+    """The rows and the int8 gate of the export's report.json."""
     report = json.loads((folder / "report.json").read_text())
     rows = {r.pop("artifact"): r for r in report["rows"]}
     ok = sum(r["status"] == "ok" for r in rows.values())
     gate = "int8 gate passed" if report["gate"]["passed"] else "int8 gate failed"
     return {"rows": rows, "gate": report["gate"]}, f"{ok}/{len(rows)} artifacts · {gate}"
+
+
+def bundled(folder: Path) -> tuple[dict, str]:
+    """The artifacts the bundle ships."""
+    shipped = sorted(p.name for p in folder.iterdir() if p.is_dir())
+    return {"shipped": shipped}, "shipped " + ", ".join(shipped)
+
+
+OUTCOMES = {"evaluate": evaluated, "export": exported, "bundle": bundled}
 
 
 def command(step: Step, folder: Path) -> list[str]:

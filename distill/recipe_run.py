@@ -60,7 +60,12 @@ def run_recipe(recipe: Recipe, start: str | None = None, only: str | None = None
 
 def read_records(out: Path) -> dict:
     path = out / RECORDS
-    return json.loads(path.read_text()) if path.is_file() else {"stages": {}}
+    if not path.is_file():
+        return {"stages": {}}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise UsageError(f"{path}: not JSON ({error}); remove it or give another --out") from None
 
 
 def write_records(out: Path, records: dict) -> None:

@@ -6,10 +6,16 @@ import argparse
 import json
 from dataclasses import fields
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edge.cli import Command
 from edge.core.errors import UsageError
 
+if TYPE_CHECKING:
+    from distill.config import TrainConfig
+
+# with --recipe, the options of the command line that override every stage's
+OVERRIDES = ("faces", "speech", "cache_dir", "threads", "workers", "seed")
 SPEECH_HELP = (
     "speech corpora, one or more: RAVDESS (Actor_XX/...), EmoDB, URDU, or <root>/<class>/ audio "
     "(split by <root>/{train,val,test}/<class>/ to train on it); default: "
@@ -20,12 +26,14 @@ def _configure_distill(p: argparse.ArgumentParser) -> None:
     from distill.config import ARCHS, DEFAULT_FACES, DEFAULT_SPEECH, STAGES, TrainConfig
     from distill.speech_augment import PRESETS
 
+    # every option defaults to None, TrainConfig's default then applies: an option that is not
+    # None was given (with --recipe, those override every stage's)
     defaults = TrainConfig()
-    p.add_argument("--arch", choices=ARCHS, default=defaults.arch)
+    _configure_recipe(p)
+    p.add_argument("--arch", choices=ARCHS, help=f"default {defaults.arch}")
     p.add_argument(
         "--stage",
         choices=STAGES,
-        default=defaults.stage,
         help="face / audio: pre-train one path on that modality alone; "
         "fused: faces + speech (default); calibrate: fit a late-fusion student's temperatures "
         "and reliability-aware fusion on the validation split; crosscorpus: the voice's "
@@ -34,7 +42,6 @@ def _configure_distill(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--speech-augment",
         choices=list(PRESETS),
-        default=defaults.speech_augment,
         help="speech augmentation of the audio stage (distill.speech_augment): full (speed, "
         "VTLP, reverberation, band-limiting, coloured noise, gain; default), basic (speed, "
         "gain, white noise) or none",
@@ -61,16 +68,13 @@ def _configure_distill(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--faces",
-        default=DEFAULT_FACES,
-        help="FER2013 folder, Kaggle fer2013.csv, or <root>/<class>/ images",
+        help="FER2013 folder, Kaggle fer2013.csv, or <root>/<class>/ images; default "
+        + DEFAULT_FACES,
     )
+    p.add_argument("--speech", nargs="+", help=SPEECH_HELP + " ".join(DEFAULT_SPEECH))
     p.add_argument(
-        "--speech",
-        nargs="+",
-        default=list(DEFAULT_SPEECH),
-        help=SPEECH_HELP + " ".join(DEFAULT_SPEECH),
+        "--out", help="run folder (default runs/ARCH; with --recipe runs/<recipe file's stem>)"
     )
-    p.add_argument("--out", default=None, help="run folder (default runs/ARCH)")
     p.add_argument("--teacher", help="teacher checkpoint: train the student by distillation")
     for name in (
         "epochs",
@@ -94,39 +98,76 @@ def _configure_distill(p: argparse.ArgumentParser) -> None:
         "seed",
     ):
         value = getattr(defaults, name)
-        p.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=value)
+        p.add_argument(f"--{name.replace('_', '-')}", type=type(value), help=f"default {value}")
     p.add_argument(
         "--ema",
         type=float,
-        default=defaults.ema,
         metavar="DECAY",
         help="validate and save an exponential moving average of the weights (and BatchNorm "
         "statistics) with this decay per step, e.g. 0.998; 0: the weights themselves (default)",
     )
     p.add_argument("--cache-dir", help="decoded-corpus cache (default ~/.cache/emoedge)")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        default=None,
+        help="continue from OUT/last.pt (a --recipe always does)",
+    )
     p.add_argument(
         "--reset-audio",
         action="store_true",
+        default=None,
         help="start the audio path (branch, attention, voice head) from fresh weights, not "
         "from --init: the voice learns nothing from the speech corpora --init saw",
     )
     p.add_argument(
         "--freeze-face",
         action="store_true",
+        default=None,
         help="fused stage: keep the face branch (weights and BatchNorm statistics) fixed",
     )
     p.add_argument(
         "--freeze-audio",
         action="store_true",
+        default=None,
         help="fused stage: keep the audio branch (weights and BatchNorm statistics) fixed",
     )
     p.add_argument(
         "--no-kd-face-only",
         dest="kd_face_only",
         action="store_false",
+        default=None,
         help="distillation: face-only samples learn from their labels, not the teacher",
     )
+
+
+def _configure_recipe(p: argparse.ArgumentParser) -> None:
+    recipe = p.add_argument_group(
+        "recipe",
+        "every stage of a retraining in order, resumable: each stage in OUT/<stage>/, records "
+        "in OUT/recipe.json (see distill/recipes/default.toml); with --recipe the command line "
+        f"takes only these, --out and {', '.join(f'--{o}'.replace('_', '-') for o in OVERRIDES)}"
+        " (which override every stage's)",
+    )
+    recipe.add_argument("--recipe", type=Path, metavar="FILE", help="the recipe (TOML)")
+    recipe.add_argument(
+        "--scale",
+        type=float,
+        metavar="S",
+        help="multiply every stage's epochs by S (0 < S <= 1, at least 1 epoch), e.g. 0.05 "
+        "for a quick run on a CPU",
+    )
+    which = recipe.add_mutually_exclusive_group()
+    which.add_argument("--from", dest="start", metavar="STAGE", help="rerun STAGE and the rest")
+    which.add_argument("--only", metavar="STAGE", help="rerun STAGE alone")
+
+
+def _given(args: argparse.Namespace) -> dict:
+    """The TrainConfig options given on the command line."""
+    from distill.config import TrainConfig
+
+    return {f.name: getattr(args, f.name) for f in fields(TrainConfig)
+            if getattr(args, f.name, None) is not None}  # fmt: skip
 
 
 def _model_config(args: argparse.Namespace) -> dict:
@@ -139,22 +180,56 @@ def _model_config(args: argparse.Namespace) -> dict:
     if not isinstance(config, dict):
         raise UsageError(f"--model-config: a JSON object expected, got {args.model_config!r}")
     if args.fusion:
-        if args.arch != "student":
+        if args.arch not in (None, "student"):  # None: the default, student
             raise UsageError("--fusion applies to the student only")
         config["fusion"] = args.fusion
     return config
 
 
-def _run_distill(args: argparse.Namespace) -> int:
+def train_config(args: argparse.Namespace) -> TrainConfig:
+    """The TrainConfig of a one-stage `emoedge distill` command line."""
     from distill.config import TrainConfig
+
+    recipe_only = [f for f, v in (("--scale", args.scale), ("--from", args.start),
+                                  ("--only", args.only)) if v is not None]  # fmt: skip
+    if recipe_only:
+        raise UsageError(f"{', '.join(recipe_only)}: only with --recipe")
+    values = _given(args)
+    values.setdefault("out", f"runs/{values.get('arch', TrainConfig.arch)}")
+    values["model_config"] = _model_config(args)
+    return TrainConfig(**values)
+
+
+def _run_distill(args: argparse.Namespace) -> int:
+    if args.recipe:
+        return _run_recipe(args)
     from distill.train import train
 
-    names = {f.name for f in fields(TrainConfig)}
-    values = {k: v for k, v in vars(args).items() if k in names and v is not None}
-    values.setdefault("out", f"runs/{args.arch}")
-    values["model_config"] = _model_config(args)
-    result = train(TrainConfig(**values))
-    print(f"best validation score {result['best_val_score']:.2f} → {values['out']}/best.pt")
+    cfg = train_config(args)
+    result = train(cfg)
+    print(f"best validation score {result['best_val_score']:.2f} → {cfg.out}/best.pt")
+    return 0
+
+
+def _run_recipe(args: argparse.Namespace) -> int:
+    from distill.distributed import world_size
+    from distill.recipe import load_recipe
+    from distill.recipe_run import run_recipe
+
+    given = _given(args) | {k: getattr(args, k) for k in ("fusion", "model_config")}
+    # --resume changes nothing: a recipe always resumes where it stopped
+    extra = [
+        k for k, v in given.items() if v is not None and k not in (*OVERRIDES, "out", "resume")
+    ]
+    if extra:
+        listed = ", ".join(f"--{k}".replace("_", "-") for k in extra)
+        raise UsageError(f"{listed} with --recipe: set them in the recipe's stages")
+    if world_size() > 1:
+        raise UsageError("--recipe runs in one process, not under torchrun")
+    out = Path(args.out or f"runs/{args.recipe.stem}")
+    overrides = {k: given[k] for k in OVERRIDES if given.get(k) is not None}
+    recipe = load_recipe(args.recipe, out, 1.0 if args.scale is None else args.scale, overrides)
+    run_recipe(recipe, args.start, args.only)
     return 0
 
 

@@ -31,3 +31,25 @@ def test_augmentation_stays_on_the_batch_device_with_the_same_random_draws() -> 
         assert audio.device.type == device and audio.shape == (6, 298, 39)
         results[device] = torch.rand(3, generator=gen)
     assert torch.equal(results["cpu"], results["meta"])
+
+
+def test_models_train_under_bf16_autocast() -> None:
+    """What fit() does on a GPU, with the CPU's autocast: every architecture's forward pass,
+    distillation loss and backward pass mix bf16 and fp32 without a dtype error, and the
+    audio LSTM runs in fp32."""
+    from distill.models import build_model, distillation_loss
+    from tests.fixtures_export import TINY
+
+    gen = torch.Generator().manual_seed(0)
+    faces = faces_to_input(torch.randint(0, 256, (4, 48, 48), dtype=torch.uint8), FaceConfig())
+    inputs = (augment_faces(faces, gen), torch.randn(4, 298, 39), torch.ones(4, 2))
+    labels = torch.tensor([0, 1, 2, 3])
+    teacher = build_model("teacher", TINY["teacher"])
+    for config in (TINY["student"], {**TINY["student"], "fusion": "late"}):
+        student = build_model("student", config)
+        with torch.autocast("cpu", torch.bfloat16):
+            soft = teacher(*inputs)
+            loss = distillation_loss(student(*inputs), soft, labels, 4.0, 0.7, 0.1)
+            assert teacher.audio(inputs[1]).dtype == torch.float32
+        loss.backward()
+        assert loss.dtype == torch.float32 and torch.isfinite(loss)

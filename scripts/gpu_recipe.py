@@ -8,10 +8,11 @@ write the checkpoints, logs and records to OUT (8 files at most, 16 MiB each).
 
 Nothing is installed: the project's code runs from the tree (PYTHONPATH), its commands are
 made known to `python -m edge.cli` by a generated entry-point record (no pip), and numpy,
-torch and tqdm are the machine's own. The runs live in --run-dir (default runs/gpu, kept on a
-warm machine between calls); at the budget's end the run is interrupted (SIGINT) after its
-last finished epoch's checkpoint, and the same command resumes it. Exit status: 0 when every
-stage finished, 75 when the budget stopped it (resumable), else the failing command's.
+torch and tqdm are the machine's own (Python 3.11 or later). The runs live in --run-dir
+(default runs/gpu, kept on a warm machine between calls); at the budget's end the run is
+interrupted (SIGINT): each stage's last finished epoch stays in its last.pt, and the same
+command resumes from there. Exit status: 0 when every stage finished, 75 when the budget
+stopped it (resumable), else the failing command's.
 
 OUT receives: <stage>.best.pt for each --final stage that finished, records.tar.gz (every
 stage's history.json, metrics and the recipe's records, the log) and summary.json.
@@ -164,7 +165,12 @@ def main() -> int:
         default="teacher-fused,student-calibrate",
         help="stages whose best.pt comes back, comma-separated (default %(default)s)",
     )
-    p.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1))
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=max(1, (os.cpu_count() or 2) - 1),
+        help="loader processes for the speech windows (default: all cores but one)",
+    )
     args = p.parse_args()
     start = time.time()
     deadline = start + args.budget_s - RESERVE_S

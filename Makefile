@@ -8,7 +8,8 @@ PIP_FLAGS := -q --disable-pip-version-check
 APT_PACKAGES := mosquitto mosquitto-clients portaudio19-dev libasound2-plugins alsa-utils \
 	libsndfile1 systemd openssl
 
-.PHONY: test test-fast demo dist lint format system-deps check-arm64 clean default-model
+.PHONY: test test-fast demo dist lint format system-deps check-arm64 clean default-model \
+	pack gpu-import
 
 system-deps:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
@@ -75,6 +76,25 @@ default-model: $(VENV)/.installed
 	$(VENV)/bin/emoedge export $(STUDENT) --formats onnx,openvino,tflite --int8 --out $(EXPORT_DIR) \
 		|| [ $$? -eq 8 ]
 	$(VENV)/bin/python -m export.bundle $(EXPORT_DIR) $(DEFAULT_MODELS)
+
+# Training on a lent GPU machine (scripts/gpu_recipe.py): `make pack` writes the training and
+# validation splits of the corpora as a data pack in parts of at most 40 MB (one part per call
+# beside the tree); after the run, `make gpu-import GPU_OUT=<the folder its files came back to>`
+# puts each <stage>.best.pt at GPU_RUN/<stage>/best.pt with the records and the log beside it.
+PACK ?= pack
+PACK_SPLITS ?= train,val
+GPU_OUT ?= gpu-out
+GPU_RUN ?= runs/gpu
+pack: $(VENV)/.installed
+	$(VENV)/bin/emoedge distill pack --splits $(PACK_SPLITS) --out $(PACK)
+
+gpu-import:
+	mkdir -p $(GPU_RUN)
+	tar -xzf $(GPU_OUT)/records.tar.gz -C $(GPU_RUN) --strip-components=1
+	for f in $(GPU_OUT)/*.best.pt; do \
+		stage=$$(basename $$f .best.pt); mkdir -p $(GPU_RUN)/$$stage; \
+		cp $$f $(GPU_RUN)/$$stage/best.pt; \
+	done
 
 clean:
 	rm -rf --one-file-system $(VENV) $(EDGE_VENV) build dist *.egg-info .pytest_cache .ruff_cache

@@ -1,4 +1,8 @@
-"""Batch augmentation in torch: face geometry and photometry, modality dropout, SpecAugment."""
+"""Batch augmentation in torch: face geometry and photometry, modality dropout, SpecAugment.
+
+The batches may live on any device (the GPU when training there): the random numbers are drawn
+from the caller's generator, on the CPU, and only the per-sample parameters move to the
+batch's device, so a seed gives the same augmentation on every device."""
 
 from __future__ import annotations
 
@@ -7,13 +11,13 @@ import math
 import torch
 from torch.nn import functional as F
 
-from edge.vision.face import FaceConfig, normalize_face
+from edge.vision.face import FaceConfig
 
 
 def faces_to_input(faces_u8: torch.Tensor, cfg: FaceConfig) -> torch.Tensor:
-    """uint8 (B, 48, 48) → normalised float (B, 1, 48, 48) through
-    edge.vision.face.normalize_face."""
-    return torch.from_numpy(normalize_face(faces_u8.numpy(), cfg))
+    """uint8 (B, 48, 48) → normalised float (B, 1, 48, 48) on the same device: the arithmetic
+    of edge.vision.face.normalize_face, with bitwise the same result."""
+    return ((faces_u8.float() / 255.0 - cfg.mean) / cfg.std).unsqueeze(1)
 
 
 def augment_faces(x: torch.Tensor, gen: torch.Generator, strength: float = 1.0) -> torch.Tensor:
@@ -22,7 +26,7 @@ def augment_faces(x: torch.Tensor, gen: torch.Generator, strength: float = 1.0) 
 
     `strength` scales every range and the erasing probability (0.5: ±7.5°, 0.925–1.075, …);
     the flip stays at one face in two."""
-    b = x.shape[0]
+    b, device = x.shape[0], x.device
 
     def around(centre: float, spread: float) -> torch.Tensor:
         return centre + (torch.rand(b, generator=gen) * 2 - 1) * spread * strength
@@ -38,22 +42,23 @@ def augment_faces(x: torch.Tensor, gen: torch.Generator, strength: float = 1.0) 
         ],
         1,
     )
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    grid = F.affine_grid(theta.to(device), list(x.shape), align_corners=False)
     x = F.grid_sample(x, grid, padding_mode="border", align_corners=False)
-    x = x * around(1, 0.3).view(b, 1, 1, 1) + around(0, 0.4).view(b, 1, 1, 1)
+    gain, offset = around(1, 0.3).to(device), around(0, 0.4).to(device)
+    x = x * gain.view(b, 1, 1, 1) + offset.view(b, 1, 1, 1)
     h, w = x.shape[2:]
-    size = (torch.rand(b, generator=gen) * 0.3 * h).long()
-    top = (torch.rand(b, generator=gen) * h).long()
-    left = (torch.rand(b, generator=gen) * w).long()
-    rows = torch.arange(h).view(1, h, 1)
-    cols = torch.arange(w).view(1, 1, w)
+    size = (torch.rand(b, generator=gen) * 0.3 * h).long().to(device)
+    top = (torch.rand(b, generator=gen) * h).long().to(device)
+    left = (torch.rand(b, generator=gen) * w).long().to(device)
+    rows = torch.arange(h, device=device).view(1, h, 1)
+    cols = torch.arange(w, device=device).view(1, 1, w)
     erase = (
         (rows >= top.view(b, 1, 1))
         & (rows < (top + size).view(b, 1, 1))
         & (cols >= left.view(b, 1, 1))
         & (cols < (left + size).view(b, 1, 1))
     )
-    erase &= (torch.rand(b, generator=gen) < 0.5 * strength).view(b, 1, 1)
+    erase &= (torch.rand(b, generator=gen) < 0.5 * strength).to(device).view(b, 1, 1)
     return x.masked_fill(erase.unsqueeze(1), 0.0)
 
 
@@ -62,13 +67,13 @@ def spec_augment(
 ) -> torch.Tensor:
     """One time mask and one mask on each of the 3 coefficient groups, per sample (B, T, 39)."""
     b, t, d = audio.shape
-    group = d // 3
-    t0 = (torch.rand(b, generator=gen) * t).long().view(b, 1)
-    tw = (torch.rand(b, generator=gen) * time_mask).long().view(b, 1)
-    f0 = (torch.rand(b, generator=gen) * group).long().view(b, 1)
-    fw = (torch.rand(b, generator=gen) * feature_mask).long().view(b, 1)
-    steps = torch.arange(t).view(1, t)
-    coeffs = torch.arange(d).view(1, d) % group
+    group, device = d // 3, audio.device
+    t0 = (torch.rand(b, generator=gen) * t).long().to(device).view(b, 1)
+    tw = (torch.rand(b, generator=gen) * time_mask).long().to(device).view(b, 1)
+    f0 = (torch.rand(b, generator=gen) * group).long().to(device).view(b, 1)
+    fw = (torch.rand(b, generator=gen) * feature_mask).long().to(device).view(b, 1)
+    steps = torch.arange(t, device=device).view(1, t)
+    coeffs = torch.arange(d, device=device).view(1, d) % group
     tmask = (steps >= t0) & (steps < t0 + tw)
     fmask = (coeffs >= f0) & (coeffs < f0 + fw)
     return audio.masked_fill(tmask.unsqueeze(2) | fmask.unsqueeze(1), 0.0)

@@ -150,19 +150,49 @@ def _save_atomically(cache: Path, **arrays: np.ndarray) -> None:
     os.replace(partial, cache)
 
 
+def pcm_arrays(waves: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """float waves in [-1, 1] → all their samples as int16 and each wave's start (N + 1)."""
+    pcm = np.concatenate([np.clip(w * 32768.0, -32768, 32767) for w in waves]).astype(np.int16)
+    return pcm, np.cumsum([0] + [len(w) for w in waves])
+
+
+def waves_from_pcm(pcm: np.ndarray, offsets: np.ndarray) -> list[np.ndarray]:
+    """The inverse of pcm_arrays: float32 waves (int16 / 32768, exact)."""
+    return np.split(pcm.astype(np.float32) / 32768.0, offsets[1:-1])
+
+
+def save_decoded(cache: Path, decoded: Decoded) -> None:
+    """A Decoded as a cache file: faces as uint8, speech as int16 samples and offsets."""
+    if isinstance(decoded.data, np.ndarray):
+        arrays = {"data": decoded.data}
+    else:
+        pcm, offsets = pcm_arrays(decoded.data)
+        arrays = {"pcm": pcm, "offsets": offsets}
+    _save_atomically(cache, **arrays, **{k: getattr(decoded, k) for k in META})
+
+
+def load_decoded(cache: Path) -> Decoded | None:
+    """The Decoded of a cache file written by save_decoded; None when there is none."""
+    if not cache.exists():
+        return None
+    with np.load(cache) as z:
+        data = z["data"] if "data" in z else waves_from_pcm(z["pcm"], z["offsets"])
+        return Decoded(data, *(z[k] for k in META))
+
+
 def decode_faces(samples: Sequence[Sample], cache_dir: Path | None = None) -> Decoded:
     """Faces as (N, 48, 48) uint8, from the cache when it is current."""
     cache = (cache_dir or default_cache_dir()) / f"faces-{_key(samples, 'faces48')}.npz"
-    if cache.exists():
-        with np.load(cache) as z:
-            return Decoded(z["data"], *(z[k] for k in META))
+    cached = load_decoded(cache)
+    if cached is not None:
+        return cached
 
     def decode(s: Sample) -> np.ndarray:
         return s.pixels if s.pixels is not None else read_face(s.path)
 
     kept, data = _decode_all(samples, decode, "images")
     result = Decoded(np.stack(data), **_meta(kept))
-    _save_atomically(cache, data=result.data, **_meta(kept))
+    save_decoded(cache, result)
     return result
 
 
@@ -171,15 +201,10 @@ def decode_audio(
 ) -> Decoded:
     """Waves as float32 mono at cfg.sample_rate (a list), from the cache when it is current."""
     cache = (cache_dir or default_cache_dir()) / f"audio-{_key(samples, str(cfg.sample_rate))}.npz"
-    if cache.exists():
-        with np.load(cache) as z:
-            waves = np.split(z["pcm"].astype(np.float32) / 32768.0, z["offsets"][1:-1])
-            return Decoded(waves, *(z[k] for k in META))
-
+    cached = load_decoded(cache)
+    if cached is not None:
+        return cached
     kept, waves = _decode_all(samples, lambda s: read_audio(s.path, cfg.sample_rate), "audio files")
-    pcm = np.concatenate([np.clip(w * 32768.0, -32768, 32767) for w in waves]).astype(np.int16)
-    offsets = np.cumsum([0] + [len(w) for w in waves])
-    _save_atomically(cache, pcm=pcm, offsets=offsets, **_meta(kept))
-    return Decoded(
-        [(p.astype(np.float32) / 32768.0) for p in np.split(pcm, offsets[1:-1])], **_meta(kept)
-    )
+    result = Decoded(waves_from_pcm(*pcm_arrays(waves)), **_meta(kept))
+    save_decoded(cache, result)
+    return result

@@ -139,6 +139,54 @@ def _configure_distill(p: argparse.ArgumentParser) -> None:
         default=None,
         help="distillation: face-only samples learn from their labels, not the teacher",
     )
+    _configure_pack(p.add_subparsers(dest="action", metavar="ACTION"))
+
+
+def _configure_pack(actions: argparse._SubParsersAction) -> None:
+    from distill.config import DEFAULT_FACES, DEFAULT_SPEECH
+
+    p = actions.add_parser(
+        "pack",
+        help="write the decoded corpora as a compact data pack (distill.pack) in parts that "
+        "travel one by one; train from it with --faces PACK --speech PACK",
+    )
+    p.add_argument("--out", default="pack", help="pack folder (default pack/)")
+    p.add_argument("--faces", default=DEFAULT_FACES, help="FER2013 folder, CSV or class folder")
+    p.add_argument("--speech", nargs="+", default=list(DEFAULT_SPEECH), help=SPEECH_HELP)
+    p.add_argument(
+        "--splits",
+        default="train,val,test",
+        help="splits to pack, comma-separated (train,val: what training reads)",
+    )
+    p.add_argument("--part-mb", type=float, default=40.0, help="largest part in MB (default 40)")
+    p.add_argument("--cache-dir", help="decoded-corpus cache (default ~/.cache/emoedge)")
+
+
+def _run_pack(args: argparse.Namespace) -> int:
+    from distill.corpora import SPLITS
+    from distill.data import face_corpus, speech_corpus
+    from distill.pack import describe, write_pack
+    from edge.audio.frontend import AudioConfig
+
+    splits = [s for s in args.splits.split(",") if s]
+    unknown = sorted(set(splits) - set(SPLITS))
+    if unknown or not splits:
+        raise UsageError(f"--splits {args.splits!r}: a comma-separated list of {', '.join(SPLITS)}")
+    if args.part_mb <= 0:
+        raise UsageError(f"--part-mb {args.part_mb}: a positive size expected")
+    cache = Path(args.cache_dir) if args.cache_dir else None
+    audio_cfg = AudioConfig()
+    manifest = write_pack(
+        Path(args.out),
+        face_corpus(Path(args.faces), cache),
+        speech_corpus([Path(p) for p in args.speech], audio_cfg, cache),
+        audio_cfg.sample_rate,
+        splits,
+        args.part_mb,
+        sources={"faces": args.faces, "speech": args.speech},
+    )
+    print(describe(Path(args.out), manifest))
+    return 0
 
 
 def _configure_recipe(p: argparse.ArgumentParser) -> None:
@@ -201,6 +249,8 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
 
 
 def _run_distill(args: argparse.Namespace) -> int:
+    if args.action == "pack":
+        return _run_pack(args)
     if args.recipe:
         return _run_recipe(args)
     from distill.train import train

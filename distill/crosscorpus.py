@@ -39,10 +39,11 @@ from distill.data import load_faces
 from distill.distributed import Cluster
 from distill.evaluate import evaluate, torch_predictor
 from distill.fit import fit
+from distill.pack import is_pack
 from distill.pairing import build_eval_sets
 from distill.pretrain import audio_stage
 from edge.audio.frontend import AudioConfig
-from edge.core.errors import DataError
+from edge.core.errors import DataError, UsageError
 from edge.vision.face import FaceConfig
 
 log = logging.getLogger(__name__)
@@ -186,6 +187,8 @@ def mean_loco_uar(results: list[dict]) -> float:
 
 def crosscorpus(cfg: TrainConfig) -> dict:
     """Run every fold of the protocol; writes OUT/crosscorpus.json and OUT/crosscorpus.md."""
+    if any(is_pack(p) for p in cfg.speech_paths):
+        raise UsageError("--stage crosscorpus reads the speech corpus folders, not a data pack")
     samples = load_speech(cfg.speech_paths)
     faces = {
         split: load_faces(Path(cfg.faces), split, cfg.cache_path, cfg.max_eval_faces)

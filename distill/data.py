@@ -1,4 +1,5 @@
-"""Loading and batching: the decoded faces and speech of a split, and one epoch's batches."""
+"""Loading and batching: the decoded faces and speech of a split (from the corpus folders or a
+data pack), and one epoch's batches."""
 
 from __future__ import annotations
 
@@ -9,19 +10,57 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from distill.cache import Decoded, decode_audio, decode_faces
+from distill.cache import (
+    Decoded,
+    decode_audio,
+    decode_faces,
+    default_cache_dir,
+    load_decoded,
+    save_decoded,
+)
 from distill.config import TrainConfig
 from distill.corpora import load_corpus, load_speech
 from distill.distributed import Cluster
+from distill.pack import is_pack, pack_digest, read_pack
 from edge.audio.frontend import AudioConfig
-from edge.core.errors import DataError
+from edge.core.errors import DataError, UsageError
+
+
+def from_pack(pack: Path, modality: str, sample_rate: int, cache_dir: Path | None) -> Decoded:
+    """The faces or speech of a data pack (distill.pack), decoded once into the cache."""
+    cache = (cache_dir or default_cache_dir()) / f"pack-{pack_digest(pack)}-{modality}.npz"
+    decoded = load_decoded(cache)
+    if decoded is None:
+        decoded = read_pack(pack, modality, sample_rate)
+        save_decoded(cache, decoded)
+    return decoded
+
+
+def face_corpus(faces: Path, cache_dir: Path | None = None) -> Decoded:
+    """Every decoded face of a corpus folder, CSV or data pack."""
+    if is_pack(faces):
+        return from_pack(Path(faces), "face", 0, cache_dir)
+    return decode_faces(load_corpus(faces, "face"), cache_dir)
+
+
+def speech_corpus(
+    speech: Path | Sequence[Path], audio_cfg: AudioConfig, cache_dir: Path | None = None
+) -> Decoded:
+    """Every decoded clip of one speech corpus or several, or of one data pack."""
+    paths = [Path(speech)] if isinstance(speech, (str, Path)) else [Path(p) for p in speech]
+    packs = [p for p in paths if is_pack(p)]
+    if packs and len(paths) > 1:
+        raise UsageError(f"--speech: a data pack ({packs[0]}) stands alone, not among corpora")
+    if packs:
+        return from_pack(packs[0], "audio", audio_cfg.sample_rate, cache_dir)
+    return decode_audio(load_speech(paths), audio_cfg, cache_dir)
 
 
 def load_faces(
     faces: Path, split: str, cache_dir: Path | None = None, max_faces: int = 0
 ) -> Decoded:
     """Decoded faces of one split (optionally a seeded subset)."""
-    f = decode_faces(load_corpus(faces, "face"), cache_dir).select(split)
+    f = face_corpus(faces, cache_dir).select(split)
     if len(f) == 0:
         raise DataError(f"no faces in the '{split}' split")
     if max_faces and len(f) > max_faces:
@@ -33,9 +72,8 @@ def load_faces(
 def load_speech_split(
     speech: Path | Sequence[Path], split: str, audio_cfg: AudioConfig, cache_dir: Path | None
 ) -> Decoded:
-    """Decoded clips of one split of one speech corpus or several."""
-    paths = [speech] if isinstance(speech, (str, Path)) else list(speech)
-    a = decode_audio(load_speech(paths), audio_cfg, cache_dir).select(split)
+    """Decoded clips of one split of one speech corpus or several (or of a data pack)."""
+    a = speech_corpus(speech, audio_cfg, cache_dir).select(split)
     if len(a) == 0:
         raise DataError(f"no speech clips in the '{split}' split")
     return a
@@ -80,5 +118,6 @@ def epoch_loader(
         generator=gen,
         collate_fn=collate_fn,
         num_workers=cfg.workers,
+        pin_memory=cluster.device.type == "cuda",
         drop_last=len(dataset) // cluster.world > cfg.batch_size,
     )

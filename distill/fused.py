@@ -50,13 +50,17 @@ def fused_stage(cfg: TrainConfig, model: EmotionModel, cluster: Cluster) -> Stag
     )
     teacher = load_teacher(cfg, cluster)
     dataset = PairedTrainSet(train_faces, train_audio, audio_cfg, seed=cfg.seed)
+    # the faces (uint8) stay on the training device and are augmented there; the loader's
+    # workers compute only the speech windows
+    faces = torch.from_numpy(train_faces.data).to(cluster.device)
 
     def batches(epoch: int, gen: torch.Generator) -> Iterator[Batch]:
         dataset.epoch = epoch
-        for faces_u8, audio, labels in epoch_loader(dataset, cfg, cluster, gen, epoch, collate):
+        for face_idx, audio, labels in epoch_loader(dataset, cfg, cluster, gen, epoch, collate):
+            faces_u8 = faces[face_idx.to(cluster.device)]
             inputs = (
                 augment_faces(faces_to_input(faces_u8, face_cfg), gen, cfg.face_augment),
-                spec_augment(audio, gen),
+                spec_augment(audio.to(cluster.device), gen),
                 modality_mask(len(labels), cfg.p_face_only, cfg.p_audio_only, gen),
             )
             yield inputs, labels, None

@@ -292,7 +292,9 @@ class AudioLSTM(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, t, d = x.shape
         x = x[:, : t - t % 2].reshape(b, t // 2, 2 * d)
-        steps, _ = self.lstm(self.norm(x))
+        # fp32 under a GPU's bf16 autocast: cuDNN's LSTM takes bf16 only from cuDNN 9.13 on
+        with torch.autocast(x.device.type, enabled=False):
+            steps, _ = self.lstm(self.norm(x).float())
         return steps
 
 

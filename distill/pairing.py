@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from distill.cache import Decoded
@@ -44,7 +44,8 @@ def centred_window(wave: np.ndarray, cfg: AudioConfig) -> np.ndarray:
 
 class PairedTrainSet(Dataset):
     """Each face of the training split with a random same-class training clip, freshly cropped
-    and augmented every time it is drawn. Items: (face uint8 48×48, audio (T, 39), label)."""
+    and augmented every time it is drawn. Items: (the face's index, audio (T, 39), label): the
+    faces themselves are gathered by index where they are kept (on the training device)."""
 
     def __init__(self, faces: Decoded, audio: Decoded, cfg: AudioConfig, seed: int = 0):
         self.faces, self.audio, self.cfg = faces, audio, cfg
@@ -66,7 +67,7 @@ class PairedTrainSet(Dataset):
         rng = np.random.default_rng((self.seed, self.epoch, i))
         label = int(self.faces.labels[i])
         clip = self.audio.data[rng.choice(self.clips_by_class[label])]
-        return self.faces.data[i], training_features(clip, self.cfg, rng), label
+        return i, training_features(clip, self.cfg, rng), label
 
 
 def corpus_support(audio: Decoded) -> np.ndarray:
@@ -99,7 +100,10 @@ class AudioTrainSet(Dataset):
     window. With `bank` > 0, `bank` augmented windows per clip are computed once (seeded) and
     each draw takes one of them: augmentation costs ~5× the training step of the student's
     voice branch on a CPU, so a bank makes an epoch several times faster for the price of a
-    fixed set of variants. Items: (audio (T, 39), label, the clip corpus's classes (7,) bool)."""
+    fixed set of variants. The bank is built by `prepare` in the training process (the
+    loader's worker processes of every epoch inherit it), over `workers` processes (each clip
+    seeded alone: the same bank for any number). Items: (audio (T, 39), label, the clip
+    corpus's classes (7,) bool)."""
 
     def __init__(
         self,
@@ -109,33 +113,49 @@ class AudioTrainSet(Dataset):
         seed: int = 0,
         aug: SpeechAugment = PRESETS["full"],
         bank: int = 0,
+        workers: int = 0,
     ):
         self.audio, self.cfg, self.repeats, self.seed, self.aug = audio, cfg, repeats, seed, aug
         self.support = corpus_support(audio)
         self.weights = balanced_weights(audio)
         self.epoch = 0
-        self.bank_size = bank
+        self.bank_size, self.workers = bank, workers
         self._bank: np.ndarray | None = None
 
     @property
     def bank(self) -> np.ndarray | None:
         """The augmented windows, built on first use (a resumed run with no epoch left to
         train never pays for them); None without a bank."""
-        if self._bank is None and self.bank_size > 0:
-            self._bank = self._build_bank(self.bank_size)
+        self.prepare()
         return self._bank
 
-    def _build_bank(self, size: int) -> np.ndarray:
-        """(N, size, T, 39) float16 augmented windows of every clip."""
-        bank = np.empty(
-            (len(self.audio), size, self.cfg.num_frames, self.cfg.feature_dim), np.float16
+    def prepare(self) -> None:
+        """Build the bank now (when there is one and it is not built yet)."""
+        if self._bank is None and self.bank_size > 0:
+            self._bank = self._build_bank()
+
+    def clip_variants(self, clip: int) -> np.ndarray:
+        """(bank, T, 39) float16: the bank's augmented windows of one clip."""
+        rng = np.random.default_rng((self.seed, clip, 7919))
+        wave = self.audio.data[clip]
+        return np.stack(
+            [training_features(wave, self.cfg, rng, self.aug) for _ in range(self.bank_size)]
+        ).astype(np.float16)
+
+    def _build_bank(self) -> np.ndarray:
+        """(N, bank, T, 39) float16 augmented windows of every clip."""
+        shape = (len(self.audio), self.bank_size, self.cfg.num_frames, self.cfg.feature_dim)
+        bank = np.empty(shape, np.float16)
+        clips = _BankClips(self)
+        variants = (  # its own generator: the global one (dropout's) is left as it was
+            DataLoader(clips, None, num_workers=self.workers, generator=torch.Generator())
+            if self.workers > 1
+            else clips
         )
-        for clip in tqdm(
-            range(len(self.audio)), desc="augmenting speech", unit="clip", leave=False
+        for clip, windows in enumerate(
+            tqdm(variants, total=len(clips), desc="augmenting speech", unit="clip", leave=False)
         ):
-            rng = np.random.default_rng((self.seed, clip, 7919))
-            for k in range(size):
-                bank[clip, k] = training_features(self.audio.data[clip], self.cfg, rng, self.aug)
+            bank[clip] = np.asarray(windows)
         return bank
 
     def __len__(self) -> int:
@@ -150,6 +170,19 @@ class AudioTrainSet(Dataset):
         else:
             features = bank[clip, rng.integers(bank.shape[1])].astype(np.float32)
         return features, int(self.audio.labels[clip]), self.support[clip]
+
+
+class _BankClips(Dataset):
+    """The clips of an AudioTrainSet as items of their bank variants (for parallel building)."""
+
+    def __init__(self, source: AudioTrainSet):
+        self.source = source
+
+    def __len__(self) -> int:
+        return len(self.source.audio)
+
+    def __getitem__(self, clip: int) -> np.ndarray:
+        return self.source.clip_variants(clip)
 
 
 @dataclass
@@ -273,9 +306,10 @@ def build_eval_sets(
 
 
 def collate(batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """PairedTrainSet items → (face indices, audio features, labels)."""
     faces, audio, labels = zip(*batch, strict=True)
     return (
-        torch.from_numpy(np.stack(faces)),
+        torch.tensor(faces, dtype=torch.long),
         torch.from_numpy(np.stack(audio)),
         torch.tensor(labels, dtype=torch.long),
     )

@@ -28,8 +28,8 @@ from torch.nn import functional as F
 from distill.augment import augment_faces, faces_to_input, spec_augment
 from distill.cache import decode_audio
 from distill.config import TrainConfig
-from distill.corpora import Sample, load_speech
-from distill.data import epoch_loader, load_faces
+from distill.corpora import Sample
+from distill.data import epoch_loader, load_faces, speech_corpus
 from distill.distributed import Cluster
 from distill.ferplus import training_targets
 from distill.fit import Batch, Stage
@@ -99,14 +99,16 @@ def face_stage(cfg: TrainConfig, model: EmotionModel, cluster: Cluster) -> Stage
     val_sets = face_sets(
         load_faces(Path(cfg.faces), "val", cfg.cache_path, cfg.max_eval_faces), AudioConfig()
     )
-    data, labels = torch.from_numpy(faces.data), torch.from_numpy(soft)
+    # the faces (uint8) and their targets stay on the training device, augmented there
+    data = torch.from_numpy(faces.data).to(cluster.device)
+    labels = torch.from_numpy(soft).to(cluster.device)
     steps = max(1, len(labels) // cluster.world // cfg.batch_size)
     face_cfg = FaceConfig()
 
     def batches(epoch: int, gen: torch.Generator) -> Iterator[Batch]:
         order = torch.randperm(len(labels), generator=gen)[cluster.shard(len(labels))]
         for i in range(steps):
-            idx = order[i * cfg.batch_size : (i + 1) * cfg.batch_size]
+            idx = order[i * cfg.batch_size : (i + 1) * cfg.batch_size].to(cluster.device)
             x = augment_faces(faces_to_input(data[idx], face_cfg), gen, cfg.face_augment)
             yield (x,), labels[idx], None
 
@@ -131,13 +133,17 @@ def audio_stage(
     and augmented; a corpus's clips are scored only over its own classes. Selection on the
     mean validation UAR over the corpora (each corpus counts once, whatever its size)."""
     audio_cfg = AudioConfig()
-    samples = load_speech(cfg.speech_paths) if speech is None else speech
-    corpus = decode_audio(samples, audio_cfg, cfg.cache_path)
+    if speech is None:
+        corpus = speech_corpus(cfg.speech_paths, audio_cfg, cfg.cache_path)
+    else:
+        corpus = decode_audio(speech, audio_cfg, cfg.cache_path)
     train, val = corpus.select("train"), corpus.select("val")
     if len(train) == 0 or len(val) == 0:
         raise DataError("audio pre-training needs speech clips in the 'train' and 'val' splits")
     aug = PRESETS[cfg.speech_augment]
-    dataset = AudioTrainSet(train, audio_cfg, cfg.audio_repeats, cfg.seed, aug, bank=cfg.audio_bank)
+    dataset = AudioTrainSet(
+        train, audio_cfg, cfg.audio_repeats, cfg.seed, aug, bank=cfg.audio_bank, workers=cfg.workers
+    )
     steps = len(epoch_loader(dataset, cfg, cluster, torch.Generator(), 0))
     log.info(
         "speech: %s",
@@ -149,8 +155,9 @@ def audio_stage(
 
     def batches(epoch: int, gen: torch.Generator) -> Iterator[Batch]:
         dataset.epoch = epoch
+        dataset.prepare()  # here, not in each epoch's loader workers
         for x, labels, support in epoch_loader(dataset, cfg, cluster, gen, epoch):
-            yield (spec_augment(x, gen),), labels, support
+            yield (spec_augment(x.to(cluster.device), gen),), labels, support
 
     val_sets = audio_sets(val, audio_cfg)
     per_corpus = [s.name for s in val_sets[1:]] or ["audio_only"]

@@ -192,3 +192,7 @@ def test_an_augmentation_bank_serves_fixed_variants_of_the_drawn_clip(tmp_path) 
         assert support.sum() == 4
     again = AudioTrainSet(audio, AudioConfig(), repeats=3, seed=0, bank=2)
     assert np.array_equal(again.bank, dataset.bank)  # seeded
+    parallel = AudioTrainSet(audio, AudioConfig(), repeats=3, seed=0, bank=2, workers=2)
+    state = torch.get_rng_state()
+    assert np.array_equal(parallel.bank, dataset.bank)  # each clip seeded alone
+    assert torch.equal(torch.get_rng_state(), state)  # the global generator left alone

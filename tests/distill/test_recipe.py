@@ -254,3 +254,16 @@ def test_each_training_stage_records_the_command_that_trains_the_same(tmp_path) 
         program, *argv = command(step, folder)
         expected = TrainConfig(stage=step.kind, out=str(folder), **step.options)
         assert (program, train_config(parser.parse_args(argv))) == ("emoedge", expected)
+
+
+def test_the_gpu_recipe_is_the_default_recipes_training_stages_with_larger_batches(
+    tmp_path,
+) -> None:
+    gpu = {s.name: s for s in load_recipe(DEFAULT.with_name("gpu.toml"), tmp_path).steps}
+    default = {s.name: s for s in load_recipe(DEFAULT, tmp_path).steps}
+    assert list(gpu) == list(default)[: len(gpu)] and list(gpu)[-1] == "student-calibrate"
+    for name, step in gpu.items():
+        assert step.kind == default[name].kind and step.uses == default[name].uses
+        assert step.options.get("epochs") == default[name].options.get("epochs")
+        if "lr" in step.options:
+            assert step.options["batch_size"] > default[name].options["batch_size"]

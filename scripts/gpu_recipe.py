@@ -4,7 +4,7 @@ check the data pack's parts, run the recipe (or a list of stages) within a time 
 write the checkpoints, logs and records to OUT (8 files at most, 16 MiB each).
 
     python3 scripts/gpu_recipe.py --pack pack --out "$OUT" --budget-s 540 \\
-        --recipe distill/recipes/default.toml --scale 1 --final teacher-fused,student-calibrate
+        --recipe distill/recipes/gpu.toml --scale 1 --final teacher-fused,student-calibrate
 
 Nothing is installed: the project's code runs from the tree (PYTHONPATH), its commands are
 made known to `python -m edge.cli` by a generated entry-point record (no pip), and numpy,

@@ -21,7 +21,7 @@ from edge import __version__
 from edge.audio.frontend import AudioConfig
 from edge.core.errors import ModelError
 from edge.core.labels import LABELS
-from edge.mqtt.messages import decode_json
+from edge.core.untrusted_json import decode_json
 from edge.vision.face import FaceConfig
 
 SCHEMA_VERSION = 2

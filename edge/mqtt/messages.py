@@ -15,7 +15,6 @@ Schemas live in `edge/schemas/<name>.json` (JSON Schema draft 2020-12, versioned
 from __future__ import annotations
 
 import json
-import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -27,6 +26,7 @@ from typing import Any, Protocol
 from jsonschema import Draft202012Validator
 
 from edge.core.errors import ConfigError
+from edge.core.untrusted_json import decode_json
 
 SCHEMA_VERSION = 1
 AVAILABILITY = ("online", "offline")
@@ -129,54 +129,6 @@ def iso_utc(epoch_ms: int) -> str:
         .isoformat(timespec="milliseconds")
         .replace("+00:00", "Z")
     )
-
-
-def nesting_depth(text: str) -> int:
-    """The deepest nesting of JSON arrays and objects in `text` (brackets inside strings do
-    not count); cheap and without recursion, so it can run before the parser."""
-    depth = deepest = 0
-    in_string = escaped = False
-    for char in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == '"':
-                in_string = False
-        elif char == '"':
-            in_string = True
-        elif char in "[{":
-            depth += 1
-            deepest = max(deepest, depth)
-        elif char in "]}":
-            depth -= 1
-    return deepest
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a number JSON allows")
-
-
-def _finite(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError(f"{text} is out of the range of a finite number")
-    return value
-
-
-def decode_json(raw: bytes, max_depth: int = MAX_COMMAND_DEPTH) -> Any:
-    """Parse untrusted JSON: ValueError for non-UTF-8 bytes, nesting deeper than
-    `max_depth`, NaN/Infinity and numbers that overflow to infinity (empty means {})."""
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise ValueError(f"not UTF-8 (byte {error.start})") from None
-    if not text.strip():
-        return {}
-    if nesting_depth(text) > max_depth:
-        raise ValueError(f"nested deeper than {max_depth} levels")
-    return json.loads(text, parse_constant=_no_constant, parse_float=_finite)
 
 
 # -- schemas ----------------------------------------------------------------------------------
@@ -336,7 +288,7 @@ def parse_command(name: str, raw: bytes) -> tuple[Any, str]:
     if len(raw) > MAX_COMMAND_BYTES:
         return None, f"payload of {len(raw)} bytes is over the {MAX_COMMAND_BYTES}-byte limit"
     try:
-        value = decode_json(raw)
+        value = decode_json(raw, MAX_COMMAND_DEPTH)
     except (ValueError, RecursionError) as error:
         return None, f"payload is not acceptable JSON ({error})"
     found = problems(command_validator(name), value)

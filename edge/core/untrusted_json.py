@@ -7,6 +7,8 @@ import json
 import math
 from typing import Any
 
+DEFAULT_MAX_DEPTH = 4  # flat objects, as MQTT commands are; deeper is refused before parsing
+
 
 def nesting_depth(text: str) -> int:
     """The deepest nesting of JSON arrays and objects in `text` (brackets inside strings do
@@ -42,7 +44,7 @@ def _finite(text: str) -> float:
     return value
 
 
-def decode_json(raw: bytes, max_depth: int = 4) -> Any:
+def decode_json(raw: bytes, max_depth: int = DEFAULT_MAX_DEPTH) -> Any:
     """Parse untrusted JSON: ValueError for non-UTF-8 bytes, nesting deeper than
     `max_depth`, NaN/Infinity and numbers that overflow to infinity (empty means {})."""
     try:

@@ -32,7 +32,6 @@ SCHEMA_VERSION = 1
 AVAILABILITY = ("online", "offline")
 COMMANDS = ("pause", "resume", "rate", "threshold", "fusion")
 MAX_COMMAND_BYTES = 1024
-MAX_COMMAND_DEPTH = 4  # commands are flat objects; deeper nesting is refused before parsing
 KINDS = ("availability", "state", "events", "stats")  # what a device publishes, by topic
 SCHEMA_OF = {"state": "state", "events": "event", "stats": "stats", "result": "command_result"}
 
@@ -288,7 +287,7 @@ def parse_command(name: str, raw: bytes) -> tuple[Any, str]:
     if len(raw) > MAX_COMMAND_BYTES:
         return None, f"payload of {len(raw)} bytes is over the {MAX_COMMAND_BYTES}-byte limit"
     try:
-        value = decode_json(raw, MAX_COMMAND_DEPTH)
+        value = decode_json(raw)  # commands are flat: the default depth bound
     except (ValueError, RecursionError) as error:
         return None, f"payload is not acceptable JSON ({error})"
     found = problems(command_validator(name), value)

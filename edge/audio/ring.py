@@ -40,12 +40,6 @@ class AudioRing:
             self._t_last = chunk.t_end
             self._cond.notify_all()
 
-    @property
-    def latest_time(self) -> float | None:
-        """The time just after the newest sample, None before the first chunk."""
-        with self._cond:
-            return self._t_last
-
     def wait_until(self, t: float, timeout: float) -> bool:
         """Wait up to `timeout` s for audio up to time `t`; True when it has arrived."""
         with self._cond:

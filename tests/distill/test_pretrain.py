@@ -9,6 +9,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from torch.optim.swa_utils import AveragedModel
 
 from distill.calibrate import fit_fusion, fit_temperature
 from distill.checkpoint import load_checkpoint
@@ -16,6 +17,7 @@ from distill.config import TrainConfig
 from distill.fused import batch_loss
 from distill.models import RELIABILITY_UNIT, build_model, distillation_loss
 from distill.pretrain import class_weights
+from distill.run import warmup_ema
 from tests.fixtures_export import TINY, make_checkpoint, run_emoedge
 from tests.tiny_corpora import Corpora
 
@@ -304,8 +306,8 @@ def test_ema_validates_and_saves_the_weight_average_and_resumes_it(
     for name, value in best.state_dict().items():  # best.pt holds the average (fp16-rounded)
         average = last["average"][f"module.{name}"].to(value.dtype)
         torch.testing.assert_close(value, average, rtol=1e-3, atol=1e-3)
-    weights = last["model"]["face.proj.0.weight"]
-    assert not torch.allclose(best.state_dict()["face.proj.0.weight"], weights, atol=1e-3)
+    weights = last["model"]["face.proj.0.weight"]  # the average is not the model's weights
+    assert not torch.equal(last["average"]["module.face.proj.0.weight"], weights)
 
     assert (
         run_emoedge(
@@ -315,6 +317,22 @@ def test_ema_validates_and_saves_the_weight_average_and_resumes_it(
     )
     resumed = torch.load(out / "last.pt", weights_only=True)["average"]["n_averaged"]
     assert resumed == 2 * last["average"]["n_averaged"]
+
+
+def test_the_weight_average_warms_up_so_that_a_short_run_is_not_its_initial_weights() -> None:
+    model = torch.nn.Linear(3, 2)
+    start = model.weight.detach().clone()
+    average = AveragedModel(model, multi_avg_fn=warmup_ema(0.999), use_buffers=True)
+    expected = start.clone()
+    for n in range(50):  # the weights move by 1 per step; the first update copies them
+        with torch.no_grad():
+            model.weight.add_(1.0)
+        average.update_parameters(model)
+        decay = 0.0 if n == 0 else min(0.999, (1 + n) / (10 + n))
+        expected = decay * expected + (1 - decay) * model.weight.detach()
+    moved = average.module.weight.detach() - start
+    torch.testing.assert_close(moved, expected - start)
+    assert torch.all(moved > 40)  # a fixed decay of 0.999 would have moved it by about 2
 
 
 def test_ema_decay_out_of_range_is_a_usage_error(tiny_corpora: Corpora, tmp_path, capsys) -> None:

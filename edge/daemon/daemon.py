@@ -22,7 +22,7 @@ from edge.core.fusion import FusionConfig
 from edge.daemon.pipeline import CycleResult, Pipeline
 from edge.daemon.sdnotify import Notifier
 from edge.daemon.stats import Stats
-from edge.mqtt.messages import CommandResult, Publisher
+from edge.mqtt.messages import CommandResult, EmotionEvent, EmotionState, Publisher
 
 log = logging.getLogger("emoedge.daemon")
 
@@ -232,13 +232,12 @@ class Daemon:
                 break
 
     def _announce_pause(self) -> None:
-        """Publish the `paused` state once per pause (from the loop, so no cycle's state can
-        overtake it)."""
+        """Publish the `paused` state, and the event that ends the reported emotion, once per
+        pause (from the loop, so no cycle's messages can overtake them)."""
         if not self._paused_published:
             self._paused_published = True
-            state = self.pipeline.paused_state()
-            self.publisher.publish_state(state)
-            self._states += 1
+            state, event = self.pipeline.pause(time.monotonic())
+            self._publish_messages(event, state)
 
     def _one_cycle(self) -> bool:
         """One inference cycle; False when no frame came (camera stalled or finished)."""
@@ -262,15 +261,19 @@ class Daemon:
         return result
 
     def _publish(self, result: CycleResult) -> None:
-        if result.state is None and result.event is None:
+        self._publish_messages(result.event, result.state)
+
+    def _publish_messages(self, event: EmotionEvent | None, state: EmotionState | None) -> None:
+        """The event first, then the state it led to."""
+        if state is None and event is None:
             return
         start = self.stats.clock()
-        if result.event is not None:
-            self.publisher.publish_event(result.event)
+        if event is not None:
+            self.publisher.publish_event(event)
             self._events += 1
-            log.info("emotion: %s → %s", result.event.previous, result.event.current)
-        if result.state is not None:
-            self.publisher.publish_state(result.state)
+            log.info("emotion: %s → %s", event.previous, event.current)
+        if state is not None:
+            self.publisher.publish_state(state)
             self._states += 1
         self.stats.record("publish", self.stats.clock() - start)
 

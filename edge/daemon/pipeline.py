@@ -183,14 +183,17 @@ class Pipeline:
             fusion=self.fusion.mode,
         )
 
-    def paused_state(self) -> EmotionState:
-        """The `paused` state; when inference resumes, smoothing starts afresh and the first
-        cycle publishes its state."""
+    def pause(self, t: float) -> tuple[EmotionState, EmotionEvent | None]:
+        """The `paused` state and, when an emotion was reported, the event that ends it (to
+        null, as when the person leaves); when inference resumes, smoothing and the events
+        start afresh and the first cycle publishes its state."""
         self.smoother.reset()
         self.policy.republish()
-        return EmotionState.blank(
+        change = self.policy.interrupt(t)
+        state = EmotionState.blank(
             "paused", int(time.time() * 1000), self._next_seq(), self.model_id, self.fusion.mode
         )
+        return state, None if change is None else self._event(change, state)
 
     def _event(self, change: Change, state: EmotionState) -> EmotionEvent:
         return EmotionEvent(

@@ -77,6 +77,15 @@ class EventPolicy:
         self.reported, self._reported_since, self._pending_since = candidate, now, None
         return change
 
+    def interrupt(self, now: float) -> Change | None:
+        """End the reported emotion at once (inference paused): a Change to None, or None when
+        none was reported. What follows starts afresh."""
+        change = None
+        if self.reported is not None and self._reported_since is not None:
+            change = Change(self.reported, None, now - self._reported_since)
+        self.reported, self._reported_since, self._pending_since = None, None, None
+        return change
+
     def heartbeat_due(self, now: float) -> bool:
         """True when the state has not been published for `heartbeat_s`."""
         return self._last_state is None or now - self._last_state >= self.heartbeat_s

@@ -51,10 +51,30 @@ def test_pause_publishes_paused_and_resume_a_fresh_state(
     pipeline.policy.heartbeat_s = 1e9
     first = pipeline.cycle(frames[40], frames[40].t)
     assert first.state is not None and pipeline.cycle(frames[41], frames[41].t).state is None
-    paused = pipeline.paused_state()
+    paused, _ = pipeline.pause(frames[41].t)
     assert paused.state == "paused" and not problems(validator("state"), paused.to_dict())
     resumed = pipeline.cycle(frames[42], frames[42].t)
     assert resumed.state is not None and resumed.state.seq > paused.seq
+
+
+def test_pause_ends_the_reported_emotion_with_an_event_and_resume_starts_afresh(
+    replay: Replay,  # noqa: F811
+    tiny_model: Path,
+) -> None:
+    frames, wave, rate, clock = replay
+    pipeline = make_pipeline(tiny_model, wave, rate, clock)
+    pipeline.policy = type(pipeline.policy)(EventConfig(0.0, 0.0, heartbeat_s=1e9))
+    start = next(i for i, f in enumerate(frames) if pipeline.cycle(f, f.t).event is not None)
+    reported = pipeline.policy.reported
+    assert reported is not None
+    t = frames[start].t + 1.5
+    state, event = pipeline.pause(t)
+    assert event is not None and (event.previous, event.current) == (reported, None)
+    assert event.previous_duration_s == pytest.approx(1.5) and event.seq > state.seq
+    assert not problems(validator("event"), event.to_dict())
+    assert pipeline.pause(t + 1)[1] is None  # nothing reported any more: no second event
+    again = pipeline.cycle(frames[start + 1], frames[start + 1].t)
+    assert again.event is not None and again.event.previous is None  # a fresh start
 
 
 def _contradiction(**changes) -> dict:

@@ -48,8 +48,11 @@ def test_sigkill_leaves_the_last_will(tmp_path, tiny_model, mqtt_broker) -> None
 
 def test_commands_are_applied_acknowledged_or_rejected(tmp_path, tiny_model, mqtt_broker):
     base, config = _looping_daemon(tmp_path, tiny_model, mqtt_broker)
-    log = MessageLog(mqtt_broker, [f"{base}/set/+/result", f"{base}/state"])
+    log = MessageLog(mqtt_broker, [f"{base}/set/+/result", f"{base}/state", f"{base}/events"])
     proc = emoedge("run", "--config", str(config))
+
+    def events() -> list[dict]:
+        return [json.loads(e) for e in log.on(f"{base}/events")]
 
     def command(name: str, payload: str) -> dict:
         before = len(log.on(f"{base}/set/{name}/result"))
@@ -63,10 +66,13 @@ def test_commands_are_applied_acknowledged_or_rejected(tmp_path, tiny_model, mqt
             "schema_version": 1, "name": "rate", "ok": True, "message": "inference at 2 Hz",
             "value": {"hz": 2}, "extra": {}, "epoch_ms": 0, "timestamp": "",
         }  # fmt: skip
-        assert command("threshold", '{"confidence": 0.4}')["ok"]
+        assert command("threshold", '{"confidence": 0.0, "hold_s": 0}')["ok"]
+        wait_for(lambda: any(e["current"] for e in events()), what="a reported emotion")
         assert command("pause", "")["message"] == "paused"
         wait_for(lambda: json.loads(log.on(f"{base}/state")[-1])["state"] == "paused",
                  what="the paused state")  # fmt: skip
+        wait_for(lambda: events()[-1]["current"] is None, what="the event that ends it")
+        assert command("threshold", '{"confidence": 0.4, "hold_s": 1}')["ok"]
         assert command("resume", "{}")["message"] == "resumed"
         assert command("fusion", '{"mode": "face"}')["message"] == "fusion face, voice weight 1.0"
         wait_for(lambda: json.loads(log.on(f"{base}/state")[-1])["fusion"] == "face",

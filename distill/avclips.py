@@ -22,13 +22,13 @@ from pathlib import Path
 
 import numpy as np
 
-from distill.cache import gray_uint8, read_audio
+from distill.cache import device_face, read_audio
 from distill.corpora import AUDIO_SUFFIXES, RAVDESS_EMOTIONS
 from distill.pairing import EvalSet, centred_start
 from edge.audio.frontend import AudioConfig, window_features
 from edge.core.errors import DataError
 from edge.core.labels import label_index
-from edge.vision.face import FaceConfig, crop_gray
+from edge.vision.face import FaceConfig
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +151,7 @@ class AVInputs:
 def av_inputs(clips: list[AVClip], audio_cfg: AudioConfig, face_cfg: FaceConfig) -> AVInputs:
     """Each clip's centred speech window and the face in the frame at its middle."""
     from edge.core.config import DetectorConfig
-    from edge.vision.detect import largest_face, load_detector
+    from edge.vision.detect import load_detector
 
     detector = load_detector(DetectorConfig())
     blank = np.zeros((face_cfg.size, face_cfg.size), np.uint8)
@@ -161,9 +161,9 @@ def av_inputs(clips: list[AVClip], audio_cfg: AudioConfig, face_cfg: FaceConfig)
         start = centred_start(wave, audio_cfg)
         window = wave[start : start + audio_cfg.window_samples]
         image = frame_at(clip.video, (start + len(window) / 2) / audio_cfg.sample_rate)
-        box = largest_face(detector, image)
-        found.append(box is not None)
-        faces.append(blank if box is None else gray_uint8(crop_gray(image, box.box, face_cfg)))
+        face = device_face(image, detector, face_cfg)
+        found.append(face is not None)
+        faces.append(blank if face is None else face)
         feats.append(window_features(window, audio_cfg))
     labels = np.array([c.label for c in clips])
     return AVInputs(clips, np.stack(faces), np.stack(feats), labels, np.array(found))

@@ -2,6 +2,11 @@
 
 Unreadable files are skipped, counted and named in one warning; a corpus with nothing
 readable is a DataError. The cache key covers every file's path, size and mtime.
+
+Face images are read as the device sees a face: an image whose shorter side is above
+`PHOTO_ABOVE` pixels is a photo, not a face crop, and gives the largest face the device's
+detector finds in it, cropped the device's way (`device_face`); a photo where none is found is
+used whole, and counted in a warning. Smaller images (FER2013's 48×48) are taken as crops.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from tqdm import tqdm
@@ -20,9 +26,15 @@ from distill.corpora import Sample
 from distill.ferplus import NUM_VOTES
 from edge.audio.frontend import AudioConfig, resample, to_mono_float
 from edge.core.errors import DataError
-from edge.vision.face import resize_bilinear, to_gray
+from edge.vision.face import FaceConfig, crop_gray, resize_bilinear, to_gray
+
+if TYPE_CHECKING:
+    from edge.vision.detect import FaceDetector
 
 log = logging.getLogger(__name__)
+
+PHOTO_ABOVE = 96  # px: the shorter side of a face image above which it is a photo, not a crop
+FACE_READING = "faces48;photos:device-detector"  # how images become faces (part of the cache key)
 
 
 def default_cache_dir() -> Path:
@@ -74,16 +86,27 @@ def _key(samples: Sequence[Sample], extra: str) -> str:
     return digest.hexdigest()[:16]
 
 
-def read_face(path: Path) -> np.ndarray:
-    """An image file as a 48×48 uint8 gray face."""
+def read_image(path: Path) -> np.ndarray:
+    """An image file as RGB uint8 (height, width, 3)."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as image:
-            gray = to_gray(np.asarray(image.convert("RGB")))
+            return np.asarray(image.convert("RGB"))
     except (UnidentifiedImageError, OSError, ValueError) as error:
         raise DataError(f"unreadable image {path}: {error}") from None
-    return gray_uint8(resize_bilinear(gray, 48))
+
+
+def device_face(
+    image: np.ndarray, detector: FaceDetector, cfg: FaceConfig | None = None
+) -> np.ndarray | None:
+    """The largest face `detector` finds in a camera frame or photo, cropped as the device
+    crops it (gray uint8, size × size), or None when it finds none."""
+    from edge.vision.detect import largest_face
+
+    cfg = cfg or FaceConfig()
+    found = largest_face(detector, image)
+    return None if found is None else gray_uint8(crop_gray(image, found.box, cfg))
 
 
 def gray_uint8(gray: np.ndarray) -> np.ndarray:
@@ -181,16 +204,43 @@ def load_decoded(cache: Path) -> Decoded | None:
 
 
 def decode_faces(samples: Sequence[Sample], cache_dir: Path | None = None) -> Decoded:
-    """Faces as (N, 48, 48) uint8, from the cache when it is current."""
-    cache = (cache_dir or default_cache_dir()) / f"faces-{_key(samples, 'faces48')}.npz"
+    """Faces as (N, 48, 48) uint8, from the cache when it is current (photos: see above)."""
+    cache = (cache_dir or default_cache_dir()) / f"faces-{_key(samples, FACE_READING)}.npz"
     cached = load_decoded(cache)
     if cached is not None:
         return cached
+    detector: list[FaceDetector] = []  # loaded at the first photo
+    photos, faceless = 0, []
 
     def decode(s: Sample) -> np.ndarray:
-        return s.pixels if s.pixels is not None else read_face(s.path)
+        nonlocal photos
+        if s.pixels is not None:
+            return s.pixels
+        image = read_image(s.path)
+        if min(image.shape[:2]) > PHOTO_ABOVE:
+            if not detector:
+                from edge.core.config import DetectorConfig
+                from edge.vision.detect import load_detector
+
+                detector.append(load_detector(DetectorConfig()))
+            photos += 1
+            face = device_face(image, detector[0])
+            if face is not None:
+                return face
+            faceless.append(s.path.name)
+        return gray_uint8(resize_bilinear(to_gray(image), FaceConfig().size))
 
     kept, data = _decode_all(samples, decode, "images")
+    if photos:
+        log.info("%d photos: faces cropped as the device crops them", photos - len(faceless))
+    if faceless:
+        log.warning(
+            "%d of %d photos: the device's detector found no face, the whole image is used: %s%s",
+            len(faceless),
+            photos,
+            ", ".join(faceless[:3]),
+            " …" if len(faceless) > 3 else "",
+        )
     result = Decoded(np.stack(data), **_meta(kept))
     save_decoded(cache, result)
     return result

@@ -16,6 +16,10 @@ if TYPE_CHECKING:
 
 # with --recipe, the options of the command line that override every stage's
 OVERRIDES = ("faces", "speech", "cache_dir", "threads", "workers", "seed")
+FACES_HELP = (
+    "FER2013 folder, Kaggle fer2013.csv, or <root>/<class>/ images (photos are cropped to the "
+    "face the device's detector finds); default: "
+)
 SPEECH_HELP = (
     "speech corpora, one or more: RAVDESS (Actor_XX/...), EmoDB, URDU, or <root>/<class>/ audio "
     "(split by <root>/{train,val,test}/<class>/ to train on it); default: "
@@ -68,8 +72,7 @@ def _configure_distill(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--faces",
-        help="FER2013 folder, Kaggle fer2013.csv, or <root>/<class>/ images; default "
-        + DEFAULT_FACES,
+        help=FACES_HELP + DEFAULT_FACES,
     )
     p.add_argument("--speech", nargs="+", help=SPEECH_HELP + " ".join(DEFAULT_SPEECH))
     p.add_argument(
@@ -151,7 +154,7 @@ def _configure_pack(actions: argparse._SubParsersAction) -> None:
         "travel one by one; train from it with --faces PACK --speech PACK",
     )
     p.add_argument("--out", default="pack", help="pack folder (default pack/)")
-    p.add_argument("--faces", default=DEFAULT_FACES, help="FER2013 folder, CSV or class folder")
+    p.add_argument("--faces", default=DEFAULT_FACES, help=FACES_HELP + DEFAULT_FACES)
     p.add_argument("--speech", nargs="+", default=list(DEFAULT_SPEECH), help=SPEECH_HELP)
     p.add_argument(
         "--splits",
@@ -287,7 +290,7 @@ def _configure_evaluate(p: argparse.ArgumentParser) -> None:
     from distill.config import DEFAULT_FACES, DEFAULT_SPEECH
 
     p.add_argument("model", help="checkpoint (.pt) or exported artifact (folder or manifest.json)")
-    p.add_argument("--faces", default=DEFAULT_FACES)
+    p.add_argument("--faces", default=DEFAULT_FACES, help=FACES_HELP + DEFAULT_FACES)
     p.add_argument(
         "--speech",
         nargs="+",

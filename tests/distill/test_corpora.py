@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+import edge
 from distill.cache import decode_audio, decode_faces
 from distill.corpora import load_class_folder, load_corpus, load_fer_csv, ravdess_split
 from edge.audio.frontend import AudioConfig
@@ -112,3 +114,31 @@ def test_cache_is_reused_and_invalidated(tmp_path) -> None:
     next(root.rglob("*.png")).unlink()
     decode_faces(load_corpus(root, "face"), cache_dir=cache)
     assert len(list(cache.glob("faces-*.npz"))) == 2
+
+
+def test_face_photos_are_cropped_as_the_device_crops_them(tmp_path, caplog) -> None:
+    from PIL import Image
+
+    from distill.avclips import frame_at
+    from distill.cache import device_face
+    from edge.core.config import DetectorConfig
+    from edge.vision.detect import load_detector
+    from edge.vision.face import resize_bilinear, to_gray
+
+    clip = Path(edge.__file__).parent / "assets" / "crema-d" / "1001_DFA_ANG_XX.flv"
+    frame = frame_at(clip, 1.0)  # a real person, 480×360
+    root = tmp_path / "posed"
+    (root / "angry").mkdir(parents=True)
+    Image.fromarray(frame).save(root / "angry" / "person.png")
+    Image.fromarray(np.full((200, 300, 3), 90, np.uint8)).save(root / "angry" / "wall.png")
+    samples = load_corpus(root, "face")
+    with caplog.at_level(logging.INFO):
+        faces = decode_faces(samples, cache_dir=tmp_path / "cache")
+    by_name = dict(zip((s.path.name for s in samples), faces.data, strict=True))
+    expected = device_face(frame, load_detector(DetectorConfig()))
+    assert expected is not None and np.array_equal(by_name["person.png"], expected)
+    whole = np.clip(resize_bilinear(to_gray(frame), 48) + 0.5, 0, 255).astype(np.uint8)
+    assert np.mean(np.abs(by_name["person.png"].astype(int) - whole)) > 10  # not the whole frame
+    assert np.all(by_name["wall.png"] == 90)  # no face: the whole image
+    assert "1 of 2 photos: the device's detector found no face" in caplog.text
+    assert "wall.png" in caplog.text

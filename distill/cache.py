@@ -127,6 +127,11 @@ def read_audio(path: Path, sample_rate: int) -> np.ndarray:
     return resample(to_mono_float(wave), sr, sample_rate)
 
 
+def first_few(items: Sequence[str], separator: str, n: int = 3) -> str:
+    """The first `n` items joined, with " …" when there are more."""
+    return separator.join(items[:n]) + (" …" if len(items) > n else "")
+
+
 def _decode_all(samples: Sequence[Sample], decode: Callable[[Sample], np.ndarray], what: str):
     kept, data, bad = [], [], []
     for sample in tqdm(samples, desc=f"decoding {what}", unit="file", leave=False):
@@ -136,13 +141,7 @@ def _decode_all(samples: Sequence[Sample], decode: Callable[[Sample], np.ndarray
         except DataError as error:
             bad.append(str(error))
     if bad:
-        log.warning(
-            "skipped %d unreadable %s: %s%s",
-            len(bad),
-            what,
-            "; ".join(bad[:3]),
-            " …" if len(bad) > 3 else "",
-        )
+        log.warning("skipped %d unreadable %s: %s", len(bad), what, first_few(bad, "; "))
     if not kept:
         raise DataError(f"none of the {len(samples)} {what} could be read")
     return kept, data
@@ -235,11 +234,10 @@ def decode_faces(samples: Sequence[Sample], cache_dir: Path | None = None) -> De
         log.info("%d photos: faces cropped as the device crops them", photos - len(faceless))
     if faceless:
         log.warning(
-            "%d of %d photos: the device's detector found no face, the whole image is used: %s%s",
+            "%d of %d photos: the device's detector found no face, the whole image is used: %s",
             len(faceless),
             photos,
-            ", ".join(faceless[:3]),
-            " …" if len(faceless) > 3 else "",
+            first_few(faceless, ", "),
         )
     result = Decoded(np.stack(data), **_meta(kept))
     save_decoded(cache, result)

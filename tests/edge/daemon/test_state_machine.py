@@ -1,8 +1,8 @@
 """The `state` payload follows one state machine (edge.mqtt.messages.STATES): over the sample clip,
 for strict and lax event policies, every state validates against the schema and describes one
 moment (its modalities are the cycle's, `absent` exactly when nothing is seen, the confidence is
-the label's probability); pause publishes `paused` and resume a fresh state at once; the schema
-refuses the contradictions testers saw."""
+the label's probability); pause publishes `paused` and ends the reported emotion, resume a
+fresh state at once; the schema refuses the contradictions testers saw."""
 
 from __future__ import annotations
 
@@ -42,22 +42,7 @@ def test_every_state_over_the_clip_is_consistent(
         assert "present" not in seen_states and "uncertain" in seen_states
 
 
-def test_pause_publishes_paused_and_resume_a_fresh_state(
-    replay: Replay,  # noqa: F811
-    tiny_model: Path,
-) -> None:
-    frames, wave, rate, clock = replay
-    pipeline = make_pipeline(tiny_model, wave, rate, clock)
-    pipeline.policy.heartbeat_s = 1e9
-    first = pipeline.cycle(frames[40], frames[40].t)
-    assert first.state is not None and pipeline.cycle(frames[41], frames[41].t).state is None
-    paused, _ = pipeline.pause(frames[41].t)
-    assert paused.state == "paused" and not problems(validator("state"), paused.to_dict())
-    resumed = pipeline.cycle(frames[42], frames[42].t)
-    assert resumed.state is not None and resumed.state.seq > paused.seq
-
-
-def test_pause_ends_the_reported_emotion_with_an_event_and_resume_starts_afresh(
+def test_pause_publishes_paused_ends_the_emotion_and_resume_starts_afresh(
     replay: Replay,  # noqa: F811
     tiny_model: Path,
 ) -> None:
@@ -68,13 +53,15 @@ def test_pause_ends_the_reported_emotion_with_an_event_and_resume_starts_afresh(
     reported = pipeline.policy.reported
     assert reported is not None
     t = frames[start].t + 1.5
-    state, event = pipeline.pause(t)
+    paused, event = pipeline.pause(t)
+    assert paused.state == "paused" and not problems(validator("state"), paused.to_dict())
     assert event is not None and (event.previous, event.current) == (reported, None)
-    assert event.previous_duration_s == pytest.approx(1.5) and event.seq > state.seq
+    assert event.previous_duration_s == pytest.approx(1.5) and event.seq > paused.seq
     assert not problems(validator("event"), event.to_dict())
     assert pipeline.pause(t + 1)[1] is None  # nothing reported any more: no second event
-    again = pipeline.cycle(frames[start + 1], frames[start + 1].t)
-    assert again.event is not None and again.event.previous is None  # a fresh start
+    resumed = pipeline.cycle(frames[start + 1], frames[start + 1].t)
+    assert resumed.state is not None and resumed.state.seq > event.seq  # at once
+    assert resumed.event is not None and resumed.event.previous is None  # a fresh start
 
 
 def _contradiction(**changes) -> dict:

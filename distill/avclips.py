@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from distill.cache import device_face, read_audio
+from distill.cache import device_detector, device_face, read_audio
 from distill.corpora import AUDIO_SUFFIXES, RAVDESS_EMOTIONS
 from distill.pairing import EvalSet, centred_start
 from edge.audio.frontend import AudioConfig, window_features
@@ -150,10 +150,7 @@ class AVInputs:
 
 def av_inputs(clips: list[AVClip], audio_cfg: AudioConfig, face_cfg: FaceConfig) -> AVInputs:
     """Each clip's centred speech window and the face in the frame at its middle."""
-    from edge.core.config import DetectorConfig
-    from edge.vision.detect import load_detector
-
-    detector = load_detector(DetectorConfig())
+    detector = device_detector()
     blank = np.zeros((face_cfg.size, face_cfg.size), np.uint8)
     faces, feats, found = [], [], []
     for clip in clips:

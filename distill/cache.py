@@ -16,6 +16,7 @@ import logging
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -95,6 +96,15 @@ def read_image(path: Path) -> np.ndarray:
             return np.asarray(image.convert("RGB"))
     except (UnidentifiedImageError, OSError, ValueError) as error:
         raise DataError(f"unreadable image {path}: {error}") from None
+
+
+@cache
+def device_detector() -> FaceDetector:
+    """The device's face detector with its default settings (loaded once, at the first use)."""
+    from edge.core.config import DetectorConfig
+    from edge.vision.detect import load_detector
+
+    return load_detector(DetectorConfig())
 
 
 def device_face(
@@ -208,7 +218,6 @@ def decode_faces(samples: Sequence[Sample], cache_dir: Path | None = None) -> De
     cached = load_decoded(cache)
     if cached is not None:
         return cached
-    detector: list[FaceDetector] = []  # loaded at the first photo
     photos, faceless = 0, []
 
     def decode(s: Sample) -> np.ndarray:
@@ -217,13 +226,8 @@ def decode_faces(samples: Sequence[Sample], cache_dir: Path | None = None) -> De
             return s.pixels
         image = read_image(s.path)
         if min(image.shape[:2]) > PHOTO_ABOVE:
-            if not detector:
-                from edge.core.config import DetectorConfig
-                from edge.vision.detect import load_detector
-
-                detector.append(load_detector(DetectorConfig()))
             photos += 1
-            face = device_face(image, detector[0])
+            face = device_face(image, device_detector())
             if face is not None:
                 return face
             faceless.append(s.path.name)

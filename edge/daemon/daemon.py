@@ -237,7 +237,7 @@ class Daemon:
         if not self._paused_published:
             self._paused_published = True
             state, event = self.pipeline.pause(time.monotonic())
-            self._publish_messages(event, state)
+            self._publish(event, state)
 
     def _one_cycle(self) -> bool:
         """One inference cycle; False when no frame came (camera stalled or finished)."""
@@ -257,13 +257,10 @@ class Daemon:
         """One pipeline cycle on `frame` at `t` and the publishing of what it produced (the
         loop calls it; the pipeline benchmark drives it directly)."""
         result = self.pipeline.cycle(frame, t)
-        self._publish(result)
+        self._publish(result.event, result.state)
         return result
 
-    def _publish(self, result: CycleResult) -> None:
-        self._publish_messages(result.event, result.state)
-
-    def _publish_messages(self, event: EmotionEvent | None, state: EmotionState | None) -> None:
+    def _publish(self, event: EmotionEvent | None, state: EmotionState | None) -> None:
         """The event first, then the state it led to."""
         if state is None and event is None:
             return

@@ -1,11 +1,12 @@
 """The fused stage (`emoedge distill`, the default `--stage fused`): faces and voices together.
 
 Each epoch pairs every training face with a same-class training speech window (see
-`distill.pairing`), applies modality dropout, and trains with cross-entropy — or, given a
-teacher, with Hinton distillation on the same augmented inputs. `--freeze-face` and
-`--freeze-audio` keep a branch (weights and BatchNorm statistics) fixed, e.g. one joined from
-separately pre-trained paths (`--init`, `--init-audio`). Selection is on the mean validation
-accuracy of face-only, audio-only and fused.
+`distill.pairing`; a face with FER+ votes takes a class drawn from them), applies modality
+dropout, and trains with cross-entropy — or, given a teacher, with Hinton distillation on the
+same augmented inputs. `--freeze-face` and `--freeze-audio` keep a branch (weights and
+BatchNorm statistics) fixed, e.g. one joined from separately pre-trained paths (`--init`,
+`--init-audio`). Selection is on the mean validation accuracy of face-only (FER+ majority where
+voted), audio-only and fused.
 """
 
 from __future__ import annotations
@@ -82,8 +83,10 @@ def fused_stage(cfg: TrainConfig, model: EmotionModel, cluster: Cluster) -> Stag
 
 
 def validation_score(metrics: dict[str, dict]) -> float:
-    """Model selection: mean accuracy of face-only, audio-only and fused."""
-    return float(np.mean([metrics[k]["accuracy"] for k in ("face_only", "audio_only", "fused")]))
+    """Model selection: mean accuracy of face-only (against the FER+ majority where the faces
+    have votes, as in the face stage), audio-only and fused."""
+    face = "face_only_ferplus" if "face_only_ferplus" in metrics else "face_only"
+    return float(np.mean([metrics[k]["accuracy"] for k in (face, "audio_only", "fused")]))
 
 
 def batch_loss(

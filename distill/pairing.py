@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from distill.cache import Decoded
-from distill.ferplus import majority_labels
+from distill.ferplus import majority_labels, training_targets
 from distill.speech_augment import PRESETS, SpeechAugment, training_features
 from edge.audio.frontend import AudioConfig, voiced_frames, window_features
 from edge.core.labels import NUM_CLASSES
@@ -45,29 +45,40 @@ def centred_window(wave: np.ndarray, cfg: AudioConfig) -> np.ndarray:
 class PairedTrainSet(Dataset):
     """Each face of the training split with a random same-class training clip, freshly cropped
     and augmented every time it is drawn. Items: (the face's index, audio (T, 39), label): the
-    faces themselves are gathered by index where they are kept (on the training device)."""
+    faces themselves are gathered by index where they are kept (on the training device).
+
+    A face with FER+ votes takes, each time it is drawn, a class drawn from its vote
+    distribution (distill.ferplus.training_targets; Barsoum et al.'s "probabilistic label
+    drawing"), so that over the epochs its face learns the crowd's distribution as in the face
+    stage, not FER2013's single label; faces whose majority is not-a-face are left out. Votes
+    for a class without training clips are dropped (a face left with none takes its label)."""
 
     def __init__(self, faces: Decoded, audio: Decoded, cfg: AudioConfig, seed: int = 0):
         self.faces, self.audio, self.cfg = faces, audio, cfg
         self.clips_by_class = [np.flatnonzero(audio.labels == c) for c in range(NUM_CLASSES)]
-        missing = [
-            c
-            for c, clips in enumerate(self.clips_by_class)
-            if len(clips) == 0 and (faces.labels == c).any()
-        ]
-        if missing:
+        has_clips = np.array([len(clips) > 0 for clips in self.clips_by_class])
+        targets, keep = training_targets(faces.votes, faces.labels)
+        targets = targets * has_clips
+        votes_unpaired = targets.sum(1) == 0  # every vote on classes without clips
+        targets[votes_unpaired] = np.eye(NUM_CLASSES)[faces.labels[votes_unpaired]] * has_clips
+        mass = targets.sum(1)
+        unpaired = keep & (mass == 0)
+        if unpaired.any():
+            missing = sorted({int(c) for c in faces.labels[unpaired]})
             raise ValueError(f"no training clips for classes {missing}")
+        self.rows = np.flatnonzero(keep)
+        self.targets = targets[keep] / mass[keep, None]
         self.seed = seed
         self.epoch = 0
 
     def __len__(self) -> int:
-        return len(self.faces)
+        return len(self.rows)
 
     def __getitem__(self, i: int):
         rng = np.random.default_rng((self.seed, self.epoch, i))
-        label = int(self.faces.labels[i])
+        label = int(rng.choice(NUM_CLASSES, p=self.targets[i]))
         clip = self.audio.data[rng.choice(self.clips_by_class[label])]
-        return i, training_features(clip, self.cfg, rng), label
+        return int(self.rows[i]), training_features(clip, self.cfg, rng), label
 
 
 def corpus_support(audio: Decoded) -> np.ndarray:

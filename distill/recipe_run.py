@@ -35,7 +35,7 @@ RECORDS = "recipe.json"
 SCORE = {
     "face": "val face accuracy (FER+ majority where voted)",
     "audio": "val voice UAR, mean over corpora",
-    "fused": "val mean of face, voice, fused accuracy",
+    "fused": "val mean of face (FER+ majority where voted), voice, fused accuracy",
     "calibrate": "val fused accuracy",
     "crosscorpus": "held-out voice UAR, mean over corpora",
 }

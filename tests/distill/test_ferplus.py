@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from distill.cache import decode_faces
+from distill.cache import Decoded, decode_faces
 from distill.corpora import load_corpus
 from distill.ferplus import VOTE_COLUMNS, majority_labels, training_targets
-from distill.pairing import face_sets
+from distill.pairing import PairedTrainSet, face_sets
 from edge.audio.frontend import AudioConfig
 from edge.core.errors import DataError
 from edge.core.labels import LABELS
@@ -38,6 +38,50 @@ def test_training_targets_follow_the_rule() -> None:
     assert targets[2].argmax() == LABELS.index("sad") and targets[2].max() == 1.0
     assert targets[3].argmax() == LABELS.index("fear")
     assert np.allclose(targets.sum(1), 1.0)
+
+
+def decoded(labels: list[int], rows: np.ndarray, data) -> Decoded:
+    n = len(labels)
+    text = np.array(["train"] * n)
+    return Decoded(data, np.array(labels), text, text, text, rows)
+
+
+def test_the_fused_stage_pairs_a_face_by_a_class_drawn_from_its_votes() -> None:
+    happy, sad, angry, fear = (LABELS.index(c) for c in ("happy", "sad", "angry", "fear"))
+    faces = decoded(
+        [happy, sad, angry, happy],
+        np.stack(
+            [
+                votes(happiness=5, anger=3, fear=2),  # fear has no clips: its votes dropped
+                votes(),  # no votes: its label
+                votes(NF=6, anger=4),  # not a face: left out
+                votes(fear=10),  # fear alone is dropped entirely: its label
+            ]
+        ),
+        np.zeros((4, 48, 48), np.uint8),
+    )
+    rng = np.random.default_rng(0)
+    speech_labels = [happy, sad, angry, happy, sad, angry]
+    speech = decoded(
+        speech_labels,
+        np.zeros((6, len(VOTE_COLUMNS)), np.int16),
+        [rng.normal(0, 0.1, 16000).astype(np.float32) for _ in speech_labels],
+    )
+    paired = PairedTrainSet(faces, speech, AudioConfig())
+    assert len(paired) == 3
+    drawn: dict[int, list[int]] = {0: [], 1: [], 3: []}
+    for epoch in range(150):
+        paired.epoch = epoch
+        for i in range(len(paired)):
+            face, _, label = paired[i]
+            drawn[face].append(label)
+    assert set(drawn[1]) == {sad} and set(drawn[3]) == {happy}
+    share = np.bincount(drawn[0], minlength=7)[[happy, angry]] / len(drawn[0])
+    assert set(drawn[0]) == {happy, angry}
+    assert abs(share[0] - 5 / 8) < 0.15 and abs(share[1] - 3 / 8) < 0.15
+    unvoted_fear = decoded([fear], votes()[None], np.zeros((1, 48, 48), np.uint8))
+    with pytest.raises(ValueError, match=f"no training clips for classes \\[{fear}\\]"):
+        PairedTrainSet(unvoted_fear, speech, AudioConfig())
 
 
 def test_majority_excludes_ties_and_non_emotions_and_counts_them() -> None:

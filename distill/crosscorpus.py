@@ -7,9 +7,11 @@ languages, microphones and rooms. This protocol measures that:
   command) trains on the train splits of the other corpora and selects on their validation
   splits; with `--reset-audio` every fold's voice starts from nothing, without it from the
   --init checkpoint's voice, which is a fair test only for corpora that checkpoint never heard;
-  the model is calibrated on validation (distill.calibrate) and scored on every clip of the
-  corpus left out: voice accuracy and UAR, and the class-paired pairs of those voices with the
-  test faces (face alone, voice alone, fused: fusion must not make the better modality worse);
+  a late-fusion student is calibrated on validation (distill.calibrate) and scored on every
+  clip of the corpus left out: voice accuracy and UAR, and the class-paired pairs of those
+  voices with the test faces (face alone, voice alone, fused: fusion must not make the better
+  modality worse); the teacher, whose shared fusion head the voice-only stage retrains, is
+  scored on the voice alone;
 - RAVDESS statements: RAVDESS's 24 actors say only two sentences; the voice trains with
   RAVDESS's statement 01 only (other corpora as usual) and is scored on RAVDESS's test actors
   per statement: a model that keyed on the words would fall on statement 02.
@@ -39,8 +41,9 @@ from distill.data import load_faces
 from distill.distributed import Cluster
 from distill.evaluate import evaluate, torch_predictor
 from distill.fit import fit
+from distill.models import LateFusionHead
 from distill.pack import is_pack
-from distill.pairing import build_eval_sets
+from distill.pairing import audio_sets, build_eval_sets
 from distill.pretrain import audio_stage
 from edge.audio.frontend import AudioConfig
 from edge.core.errors import DataError, UsageError
@@ -129,10 +132,15 @@ def run_fold(cfg: TrainConfig, fold: Fold, samples: list[Sample], faces: dict) -
     trained = [s for s in samples if fold.trains(s)]
     fit(fold_cfg, Cluster(), partial(audio_stage, speech=trained))
     model, _ = load_checkpoint(Path(fold_cfg.out) / "best.pt")
-    val_voices = decode_audio(trained, audio_cfg, cfg.cache_path).select("val")
-    calibration = calibrate_model(
-        model, build_eval_sets(faces["val"], val_voices, audio_cfg), face_cfg
-    )
+    # a late-fusion student is calibrated and scored on the pairs too; a model whose fusion
+    # head the voice-only stage trained (the teacher's) on the voice alone
+    late = isinstance(model.head, LateFusionHead)
+    calibration = None
+    if late:
+        val_voices = decode_audio(trained, audio_cfg, cfg.cache_path).select("val")
+        calibration = calibrate_model(
+            model, build_eval_sets(faces["val"], val_voices, audio_cfg), face_cfg
+        )
     result: dict = {"fold": fold.name, "calibration": calibration, "groups": {}}
     for group, chosen in fold.tests.items():
         clips = [replace(s, split="test") for s in samples if chosen(s)]
@@ -140,7 +148,11 @@ def run_fold(cfg: TrainConfig, fold: Fold, samples: list[Sample], faces: dict) -
             log.warning("%s: no clips for %s; not scored", fold.name, group)
             continue
         voices = decode_audio(clips, audio_cfg, cfg.cache_path)
-        sets = build_eval_sets(faces["test"], voices, audio_cfg)
+        sets = (
+            build_eval_sets(faces["test"], voices, audio_cfg)
+            if late
+            else audio_sets(voices, audio_cfg)
+        )
         metrics = evaluate(torch_predictor(model), sets, face_cfg)
         result["groups"][group] = fold_scores(metrics)
     result["seconds"] = round(time.time() - t0, 1)

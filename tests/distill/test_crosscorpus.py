@@ -77,3 +77,20 @@ def test_the_protocol_trains_a_fresh_voice_per_fold_and_reports_it(
     for name, weight in fold_model.state_dict().items():  # the voice starts fresh, the face not
         if name.startswith("face."):
             assert torch.equal(weight, init_model.state_dict()[name].half().float()), name
+
+
+def test_the_teacher_is_scored_on_the_voice_alone(tiny_corpora: Corpora, tmp_path) -> None:
+    init = make_checkpoint(tmp_path / "teacher.pt", "teacher")
+    out = tmp_path / "cc"
+    speech = tiny_corpora.args(tiny_corpora.speech, tiny_corpora.emodb)
+    common = ["--epochs", "1", "--audio-repeats", "1", "--batch-size", "8", "--workers", "0"]
+    code = run_emoedge(
+        "distill", "--arch", "teacher", "--stage", "crosscorpus", "--init", init,
+        "--reset-audio", *speech, "--out", out, *common,
+    )  # fmt: skip
+    assert code == 0
+    results = json.loads((out / "crosscorpus.json").read_text())
+    emodb = results[0]["groups"]["emodb"]
+    assert results[0]["calibration"] is None and "pairs" not in emodb
+    assert emodb["clips"] == 18 and 0 <= emodb["voice_uar"] <= 100
+    assert "| without-emodb | emodb | 18 |" in (out / "crosscorpus.md").read_text()

@@ -49,7 +49,11 @@ def test_script_trains_from_a_pack_within_its_budget(tiny_corpora: Corpora, tmp_
     code, summary = run_script(tmp_path, tmp_path / "out1", 46)
     assert code == 75 and summary["status"] == 75
     assert [s["name"] for s in summary["stages"]] == ["student-fused"]
-    assert summary["checkpoints"] == {"student-fused": "missing", "student-calibrate": "missing"}
+    # whether an epoch ended before the stop depends on the machine's speed; the summary must
+    # say which checkpoints there are
+    fused_best = tmp_path / "run" / "student-fused" / "best.pt"
+    assert summary["checkpoints"]["student-calibrate"] == "missing"
+    assert (summary["checkpoints"]["student-fused"] == "missing") == (not fused_best.exists())
 
     out = tmp_path / "out2"
     code, summary = run_script(tmp_path, out, 300)

@@ -54,13 +54,12 @@ class PairedTrainSet(Dataset):
     for a class without training clips are dropped (a face left with none takes its label)."""
 
     def __init__(self, faces: Decoded, audio: Decoded, cfg: AudioConfig, seed: int = 0):
-        self.faces, self.audio, self.cfg = faces, audio, cfg
+        self.audio, self.cfg = audio, cfg
         self.clips_by_class = [np.flatnonzero(audio.labels == c) for c in range(NUM_CLASSES)]
         has_clips = np.array([len(clips) > 0 for clips in self.clips_by_class])
-        targets, keep = training_targets(faces.votes, faces.labels)
-        targets = targets * has_clips
-        votes_unpaired = targets.sum(1) == 0  # every vote on classes without clips
-        targets[votes_unpaired] = np.eye(NUM_CLASSES)[faces.labels[votes_unpaired]] * has_clips
+        voted, keep = training_targets(faces.votes, faces.labels)
+        voted, own = voted * has_clips, np.eye(NUM_CLASSES)[faces.labels] * has_clips
+        targets = np.where(voted.sum(1, keepdims=True) > 0, voted, own)
         mass = targets.sum(1)
         unpaired = keep & (mass == 0)
         if unpaired.any():

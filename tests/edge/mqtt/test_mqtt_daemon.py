@@ -20,10 +20,13 @@ pytestmark = pytest.mark.slow
 LOOP = {"camera": {"loop": True}, "microphone": {"loop": True}}
 
 
-def _looping_daemon(tmp_path: Path, model: Path, broker: Broker, **mqtt) -> tuple[str, Path]:
+def _looping_daemon(
+    tmp_path: Path, model: Path, broker: Broker, heartbeat_s: float = 30.0, **mqtt
+) -> tuple[str, Path]:
     prefix = f"d{uuid.uuid4().hex[:8]}"
     table = broker.mqtt_table(prefix=prefix, max_rate_per_topic=100, **mqtt)
-    config = write_toml(tmp_path / "c.toml", sample_config(model, table, **LOOP))
+    tables = LOOP | {"events": {"heartbeat_s": heartbeat_s}}
+    config = write_toml(tmp_path / "c.toml", sample_config(model, table, **tables))
     return f"{prefix}/testcam", config
 
 
@@ -47,12 +50,18 @@ def test_sigkill_leaves_the_last_will(tmp_path, tiny_model, mqtt_broker) -> None
 
 
 def test_commands_are_applied_acknowledged_or_rejected(tmp_path, tiny_model, mqtt_broker):
-    base, config = _looping_daemon(tmp_path, tiny_model, mqtt_broker)
+    base, config = _looping_daemon(tmp_path, tiny_model, mqtt_broker, heartbeat_s=0.3)
     log = MessageLog(mqtt_broker, [f"{base}/set/+/result", f"{base}/state", f"{base}/events"])
     proc = emoedge("run", "--config", str(config))
 
     def events() -> list[dict]:
         return [json.loads(e) for e in log.on(f"{base}/events")]
+
+    def is_paused(message: tuple[str, bytes, bool]) -> bool:
+        return message[0] == f"{base}/state" and json.loads(message[1])["state"] == "paused"
+
+    def paused_since_first() -> int:
+        return sum(map(is_paused, log.messages))
 
     def command(name: str, payload: str) -> dict:
         before = len(log.on(f"{base}/set/{name}/result"))
@@ -69,9 +78,13 @@ def test_commands_are_applied_acknowledged_or_rejected(tmp_path, tiny_model, mqt
         assert command("threshold", '{"confidence": 0.0, "hold_s": 0}')["ok"]
         wait_for(lambda: any(e["current"] for e in events()), what="a reported emotion")
         assert command("pause", "")["message"] == "paused"
-        wait_for(lambda: json.loads(log.on(f"{base}/state")[-1])["state"] == "paused",
-                 what="the paused state")  # fmt: skip
-        wait_for(lambda: events()[-1]["current"] is None, what="the event that ends it")
+        # the paused state is re-sent every heartbeat (0.3 s): five of them span 2+ inference
+        # periods at 2 Hz, in which a daemon that kept inferring would publish live states
+        wait_for(lambda: paused_since_first() >= 5, what="the paused state, re-sent")
+        after = log.messages[next(i for i, m in enumerate(log.messages) if is_paused(m)) :]
+        assert all(is_paused(m) for m in after if m[0] == f"{base}/state"), after
+        assert all(m[0] != f"{base}/events" for m in after), "an event while paused"
+        assert events()[-1]["current"] is None  # the event that ends the reported emotion
         assert command("threshold", '{"confidence": 0.4, "hold_s": 1}')["ok"]
         assert command("resume", "{}")["message"] == "resumed"
         assert command("fusion", '{"mode": "face"}')["message"] == "fusion face, voice weight 1.0"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -16,24 +17,26 @@ from tests.conftest import REPO
 from tests.fixtures_export import TINY
 from tests.tiny_corpora import Corpora
 
-TINY_TEACHER = TINY["teacher"]
+
+def _tiny_teacher(corpora: Corpora, out: Path, epochs: int) -> TrainConfig:
+    """A tiny teacher's training on the tiny corpora, in batches of 8."""
+    return TrainConfig(
+        arch="teacher",
+        faces=str(corpora.faces),
+        speech=str(corpora.speech),
+        out=str(out),
+        epochs=epochs,
+        batch_size=8,
+        audio_repeats=1,
+        workers=0,
+        cache_dir=str(corpora.cache),
+        model_config=TINY["teacher"],
+    )
 
 
 @pytest.mark.slow
 def test_train_writes_checkpoints_and_resumes(tiny_corpora: Corpora, tmp_path) -> None:
-    faces, speech, cache = tiny_corpora.faces, tiny_corpora.speech, tiny_corpora.cache
-    cfg = TrainConfig(
-        arch="teacher",
-        faces=str(faces),
-        speech=str(speech),
-        out=str(tmp_path),
-        epochs=2,
-        batch_size=8,
-        audio_repeats=1,
-        workers=0,
-        cache_dir=str(cache),
-        model_config=TINY_TEACHER,
-    )
+    cfg = _tiny_teacher(tiny_corpora, tmp_path, epochs=2)
     first = train(cfg)
     assert [h["epoch"] for h in first["history"]] == [1, 2]
     assert (tmp_path / "best.pt").exists() and (tmp_path / "last.pt").exists()
@@ -47,22 +50,8 @@ def test_train_writes_checkpoints_and_resumes(tiny_corpora: Corpora, tmp_path) -
 
 @pytest.mark.slow
 def test_cli_distils_a_student_and_evaluates_it(tiny_corpora: Corpora, tmp_path, capsys) -> None:
-    faces, speech, cache = tiny_corpora.faces, tiny_corpora.speech, tiny_corpora.cache
     teacher_dir = tmp_path / "teacher"
-    train(
-        TrainConfig(
-            arch="teacher",
-            faces=str(faces),
-            speech=str(speech),
-            out=str(teacher_dir),
-            epochs=1,
-            batch_size=8,
-            audio_repeats=1,
-            workers=0,
-            cache_dir=str(cache),
-            model_config=TINY_TEACHER,
-        )
-    )
+    train(_tiny_teacher(tiny_corpora, teacher_dir, epochs=1))
     common = tiny_corpora.args()
     code = main(
         [

@@ -27,12 +27,12 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from functools import partial
+from functools import cache, partial
 from pathlib import Path
 
 import numpy as np
 
-from distill.cache import decode_audio
+from distill.cache import Decoded, decode_audio
 from distill.calibrate import calibrate_model
 from distill.checkpoint import load_checkpoint
 from distill.config import TrainConfig
@@ -124,8 +124,11 @@ def fold_scores(metrics: dict[str, dict]) -> dict:
     return result
 
 
-def run_fold(cfg: TrainConfig, fold: Fold, samples: list[Sample], faces: dict) -> dict:
-    """Train (or resume), calibrate and score one fold; returns its results."""
+def run_fold(
+    cfg: TrainConfig, fold: Fold, samples: list[Sample], faces: Callable[[str], Decoded]
+) -> dict:
+    """Train (or resume), calibrate and score one fold; `faces(split)` gives the faces the
+    pairs are built from (read only for a late-fusion model); returns its results."""
     audio_cfg, face_cfg = AudioConfig(), FaceConfig()
     fold_cfg = replace(cfg, stage="audio", out=str(Path(cfg.out) / fold.name))
     t0 = time.time()
@@ -139,7 +142,7 @@ def run_fold(cfg: TrainConfig, fold: Fold, samples: list[Sample], faces: dict) -
     if late:
         val_voices = decode_audio(trained, audio_cfg, cfg.cache_path).select("val")
         calibration = calibrate_model(
-            model, build_eval_sets(faces["val"], val_voices, audio_cfg), face_cfg
+            model, build_eval_sets(faces("val"), val_voices, audio_cfg), face_cfg
         )
     result: dict = {"fold": fold.name, "calibration": calibration, "groups": {}}
     for group, chosen in fold.tests.items():
@@ -149,7 +152,7 @@ def run_fold(cfg: TrainConfig, fold: Fold, samples: list[Sample], faces: dict) -
             continue
         voices = decode_audio(clips, audio_cfg, cfg.cache_path)
         sets = (
-            build_eval_sets(faces["test"], voices, audio_cfg)
+            build_eval_sets(faces("test"), voices, audio_cfg)
             if late
             else audio_sets(voices, audio_cfg)
         )
@@ -197,15 +200,16 @@ def mean_loco_uar(results: list[dict]) -> float:
     )
 
 
+def _faces(cfg: TrainConfig, split: str) -> Decoded:
+    return load_faces(Path(cfg.faces), split, cfg.cache_path, cfg.max_eval_faces)
+
+
 def crosscorpus(cfg: TrainConfig) -> dict:
     """Run every fold of the protocol; writes OUT/crosscorpus.json and OUT/crosscorpus.md."""
     if any(is_pack(p) for p in cfg.speech_paths):
         raise UsageError("--stage crosscorpus reads the speech corpus folders, not a data pack")
     samples = load_speech(cfg.speech_paths)
-    faces = {
-        split: load_faces(Path(cfg.faces), split, cfg.cache_path, cfg.max_eval_faces)
-        for split in ("val", "test")
-    }
+    faces = cache(partial(_faces, cfg))
     results = [run_fold(cfg, fold, samples, faces) for fold in folds(samples)]
     out = Path(cfg.out)
     (out / "crosscorpus.json").write_text(json.dumps(results, indent=1))

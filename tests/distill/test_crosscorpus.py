@@ -83,6 +83,9 @@ def test_the_teacher_is_scored_on_the_voice_alone(tiny_corpora: Corpora, tmp_pat
     init = make_checkpoint(tmp_path / "teacher.pt", "teacher")
     out = tmp_path / "cc"
     speech = tiny_corpora.args(tiny_corpora.speech, tiny_corpora.emodb)
+    no_faces = tmp_path / "no-faces"  # the voice alone is scored: no face is read
+    no_faces.mkdir()
+    speech[speech.index("--faces") + 1] = str(no_faces)
     common = ["--epochs", "1", "--audio-repeats", "1", "--batch-size", "8", "--workers", "0"]
     code = run_emoedge(
         "distill", "--arch", "teacher", "--stage", "crosscorpus", "--init", init,

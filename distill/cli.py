@@ -51,6 +51,13 @@ def _configure_distill(p: argparse.ArgumentParser) -> None:
         "gain, white noise) or none",
     )
     p.add_argument(
+        "--audio-mixstyle",
+        type=float,
+        metavar="P",
+        help="audio stage, student: mix the per-channel statistics of the voice's early layers "
+        "between the clips of a batch (MixStyle) in this share of the batches; default 0 (off)",
+    )
+    p.add_argument(
         "--fusion",
         choices=["concat", "late"],
         help="student fusion head: concat (MLP over both features) or late (gated sum of "

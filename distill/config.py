@@ -50,6 +50,7 @@ class TrainConfig:
     max_train_faces: int = 0
     audio_repeats: int = 8
     speech_augment: str = "full"
+    audio_mixstyle: float = 0.0
     audio_bank: int = 8
     max_eval_faces: int = 0
     threads: int = 0
@@ -83,6 +84,12 @@ class TrainConfig:
             raise UsageError("--init-audio needs --init (the checkpoint for everything else)")
         if not 0.0 <= self.ema < 1.0:
             raise UsageError(f"--ema {self.ema}: a decay in [0, 1) expected (0: no average)")
+        if not 0.0 <= self.audio_mixstyle <= 1.0:
+            raise UsageError(f"--audio-mixstyle {self.audio_mixstyle}: a probability expected")
+        if self.audio_mixstyle and self.arch != "student":
+            raise UsageError("--audio-mixstyle: only the student's voice (a conv net) mixes styles")
+        if self.audio_mixstyle and self.stage not in ("audio", "crosscorpus"):
+            raise UsageError("--audio-mixstyle: the voice's own stages (audio, crosscorpus) use it")
         if self.speech_augment not in PRESETS:
             raise UsageError(
                 f"speech_augment {self.speech_augment!r}: allowed values are {', '.join(PRESETS)}"

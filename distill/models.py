@@ -403,11 +403,40 @@ class FaceDSCNN(nn.Module):
         return self.proj(self.features(x).mean(dim=(2, 3)))
 
 
+class MixStyle(nn.Module):
+    """Style mixing for domain generalisation (Zhou et al., ICLR 2021), in training only: with
+    probability `p` a batch's per-channel statistics over time (a recording's channel, speaker
+    and level) are swapped towards another sample's, by a Beta(α, α) share, so that the layers
+    after it learn what stays when the style changes. No parameters; the identity in eval mode
+    (exports never see it)."""
+
+    def __init__(self, p: float = 0.0, alpha: float = 0.1, eps: float = 1e-6):
+        super().__init__()
+        self.p, self.alpha, self.eps = p, alpha, eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p <= 0 or len(x) < 2 or torch.rand(()) >= self.p:
+            return x
+        mu = x.mean(dim=2, keepdim=True).detach()
+        sig = (x.var(dim=2, keepdim=True) + self.eps).sqrt().detach()
+        share = torch.distributions.Beta(self.alpha, self.alpha).sample((len(x), 1, 1))
+        share = share.to(x.device)
+        other = torch.randperm(len(x), device=x.device)
+        mixed_mu = share * mu + (1 - share) * mu[other]
+        mixed_sig = share * sig + (1 - share) * sig[other]
+        return (x - mu) / sig * mixed_sig + mixed_mu
+
+
 class AudioTCN(nn.Module):
-    """Temporal 1-D conv audio branch (no RNN, so it converts to TFLite as is): (B, T', C)."""
+    """Temporal 1-D conv audio branch (no RNN, so it converts to TFLite as is): (B, T', C).
+    `mixstyle` (off unless a training stage sets its `p`) acts after the stem and each of the
+    first two blocks, where a layer still carries the recording's style."""
+
+    STYLED = range(2, 5)  # outputs of net[2] (the stem's last layer), net[3] and net[4]
 
     def __init__(self, in_dim: int, stem: int, blocks: tuple[tuple[int, int], ...], kernel: int):
         super().__init__()
+        self.mixstyle = MixStyle()
         layers: list[nn.Module] = [
             nn.Conv1d(in_dim, stem, kernel, padding=kernel // 2, bias=False),
             nn.BatchNorm1d(stem),
@@ -421,7 +450,12 @@ class AudioTCN(nn.Module):
         self.out_dim = cin
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x.transpose(1, 2)).transpose(1, 2)
+        x = x.transpose(1, 2)
+        for i, layer in enumerate(self.net):
+            x = layer(x)
+            if i in self.STYLED:
+                x = self.mixstyle(x)
+        return x.transpose(1, 2)
 
 
 @dataclass

@@ -141,6 +141,8 @@ def audio_stage(
     if len(train) == 0 or len(val) == 0:
         raise DataError("audio pre-training needs speech clips in the 'train' and 'val' splits")
     aug = PRESETS[cfg.speech_augment]
+    if cfg.audio_mixstyle:
+        model.audio.mixstyle.p = cfg.audio_mixstyle
     dataset = AudioTrainSet(
         train, audio_cfg, cfg.audio_repeats, cfg.seed, aug, bank=cfg.audio_bank, workers=cfg.workers
     )

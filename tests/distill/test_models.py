@@ -9,6 +9,7 @@ from distill.checkpoint import front_end, load_checkpoint, save_checkpoint
 from distill.models import (
     AttentionPool,
     CrossModalAttention,
+    MixStyle,
     build_model,
     count_parameters,
     distillation_loss,
@@ -195,3 +196,41 @@ def test_flip_average_predicts_the_mean_of_a_face_and_its_mirror_image() -> None
         trained = plain.face(faces)
         torch.manual_seed(1)
         torch.testing.assert_close(flipping.face(faces), trained)
+
+
+def test_mixstyle_mixes_each_channels_statistics_over_time_in_training_only() -> None:
+    torch.manual_seed(0)
+    x = torch.randn(6, 4, 50) * torch.rand(6, 4, 1) * 3 + torch.randn(6, 4, 1) * 2
+    mix = MixStyle(p=1.0, alpha=0.5)
+    torch.testing.assert_close(mix.eval()(x), x)
+    y = mix.train()(x)
+    mean_x, mean_y = x.mean(2), y.mean(2)
+    assert not torch.allclose(mean_y, mean_x, atol=1e-3)
+    # every output mean lies between the sample's own and another sample's (a convex mix)
+    low, high = mean_x.min(0).values - 1e-4, mean_x.max(0).values + 1e-4
+    assert bool(((mean_y >= low) & (mean_y <= high)).all())
+
+    # the content (the normalised shape over time) is kept
+    def standardised(t: torch.Tensor) -> torch.Tensor:
+        return (t - t.mean(2, keepdim=True)) / t.std(2, keepdim=True)
+
+    torch.testing.assert_close(standardised(y), standardised(x), atol=1e-3, rtol=1e-3)
+    same = x[:1].repeat(6, 1, 1)  # one style in the whole batch: nothing to mix
+    torch.testing.assert_close(mix(same), same, atol=1e-4, rtol=1e-4)
+    assert MixStyle(p=0.0).train()(x) is x
+
+
+def test_the_students_voice_mixes_styles_only_while_training() -> None:
+    torch.manual_seed(0)
+    model = build_model("student", {"fusion": "late"})
+    keys = set(model.state_dict())
+    _, audio, _ = inputs(4)
+    model.eval()
+    with torch.no_grad():
+        before = model.audio(audio)
+        model.audio.mixstyle.p = 1.0
+        torch.testing.assert_close(model.audio(audio), before)  # eval: no mixing
+        model.train()
+        changed = model.audio(audio)
+    assert not torch.allclose(changed, before)
+    assert set(model.state_dict()) == keys  # no weights: checkpoints and exports unchanged

@@ -151,6 +151,7 @@ def test_audio_stage_and_joining_separately_trained_paths(tiny_corpora: Corpora,
     late = ["--init", init, "--fusion", "late", "--epochs", "1"]
     assert run_emoedge("distill", *common, *late, "--stage", "face", "--out", face) == 0
     stage = [*late, "--stage", "audio", "--out", audio, "--audio-repeats", "2"]
+    stage += ["--audio-mixstyle", "0.5"]
     assert run_emoedge("distill", *common, *stage) == 0
     assert run_emoedge("distill", *common, *stage, "--epochs", "2", "--resume") == 0
     history = json.loads((audio / "history.json").read_text())
@@ -339,6 +340,26 @@ def test_ema_decay_out_of_range_is_a_usage_error(tiny_corpora: Corpora, tmp_path
     out = ["--out", tmp_path / "run", "--ema", "1.5", "--epochs", "1"]
     assert run_emoedge("distill", "--arch", "student", *out, *tiny_corpora.args()) == 2
     assert "--ema 1.5: a decay in [0, 1) expected" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--audio-mixstyle", "1.5"], "--audio-mixstyle 1.5: a probability expected"),
+        (
+            ["--arch", "teacher", "--audio-mixstyle", "0.5"],
+            "--audio-mixstyle: only the student's voice (a conv net) mixes styles",
+        ),
+        (
+            ["--stage", "face", "--audio-mixstyle", "0.5"],
+            "--audio-mixstyle: the voice's own stages (audio, crosscorpus) use it",
+        ),
+    ],
+)
+def test_bad_mixstyle_is_a_usage_error(tiny_corpora: Corpora, tmp_path, capsys, args, message):
+    out = ["--out", tmp_path / "run", "--stage", "audio", "--epochs", "1"]
+    assert run_emoedge("distill", *out, *args, *tiny_corpora.args()) == 2
+    assert message in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

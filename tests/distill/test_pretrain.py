@@ -425,3 +425,17 @@ def test_uninformative_voices_double_the_pairs_with_the_voices_shuffled() -> Non
     assert torch.equal(f[50:], face) and torch.equal(y[50:], labels)
     assert torch.equal(v[:50], voice) and not torch.equal(v[50:], voice)
     assert sorted(map(tuple, v[50:].tolist())) == sorted(map(tuple, voice.tolist()))
+
+
+def test_a_seeded_voice_stage_is_reproducible(tiny_corpora: Corpora, tmp_path) -> None:
+    """The same command and seed give the same weights (fresh voice, augmentation bank,
+    batches and style mixing all drawn from the seed), so a difference between two runs of a
+    protocol is the change's, not chance's."""
+    init = make_checkpoint(tmp_path / "init.pt", "student", fusion="late")
+    common = ["--arch", "student", "--batch-size", "8", "--workers", "0", *tiny_corpora.args()]
+    stage = ["--init", init, "--reset-audio", "--stage", "audio", "--epochs", "2", "--seed", "3"]
+    stage += ["--audio-repeats", "2", "--audio-mixstyle", "0.5", "--threads", "1"]
+    for run in ("a", "b"):
+        assert run_emoedge("distill", *common, *stage, "--out", tmp_path / run) == 0
+    a, b = (state(tmp_path / run / "best.pt", "audio.") for run in ("a", "b"))
+    assert a.keys() == b.keys() and all(torch.equal(v, b[k]) for k, v in a.items())

@@ -49,6 +49,29 @@ def test_onnx_and_tflite_artifacts_carry_no_exporter_debug_data(exported_student
         assert b"distill.models" not in blob and b"serving_default" in blob, name
 
 
+def test_tflite_int8_keeps_the_late_fusion_head_in_float(exported_student: Exported) -> None:
+    """From the branches' log-softmax on (temperatures, entropy, gates, the fused sum) no
+    tensor is int8; the backbone before it is."""
+    from ai_edge_litert import schema_py_generated as schema
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model(str(exported_student.out / "tflite-int8" / "model.tflite"))
+    graph = model.subgraphs[0]
+
+    def op_name(op) -> int:
+        code = model.operatorCodes[op.opcodeIndex]
+        return max(code.builtinCode, code.deprecatedBuiltinCode)
+
+    def int8(op) -> bool:
+        tensors = [*op.inputs, *op.outputs]
+        return any(graph.tensors[i].type == schema.TensorType.INT8 for i in tensors if i >= 0)
+
+    ops = list(graph.operators)
+    head = next(i for i, op in enumerate(ops) if op_name(op) == schema.BuiltinOperator.LOG_SOFTMAX)
+    assert any(int8(op) for op in ops[:head])
+    assert not any(int8(op) for op in ops[head:])
+
+
 def test_manifests_validate_and_describe_the_artifact(
     exported_student: Exported, report: dict
 ) -> None:

@@ -72,6 +72,19 @@ def test_tflite_int8_keeps_the_late_fusion_head_in_float(exported_student: Expor
     assert not any(int8(op) for op in ops[head:])
 
 
+def test_onnx_int8_keeps_the_fusion_arithmetic_in_float(exported_student: Exported) -> None:
+    """No quantize/dequantize pair downstream of the branches' LogSoftmax."""
+    graph = onnx.load(str(exported_student.out / "onnx-int8" / "model.onnx")).graph
+    tainted: set[str] = set()
+    quantized = []
+    for node in graph.node:
+        if node.op_type == "LogSoftmax" or tainted.intersection(node.input):
+            tainted.update(node.output)
+            quantized += [node.op_type] if node.op_type.endswith("QuantizeLinear") else []
+    assert tainted and not quantized
+    assert any(n.op_type == "QuantizeLinear" for n in graph.node)
+
+
 def test_manifests_validate_and_describe_the_artifact(
     exported_student: Exported, report: dict
 ) -> None:

@@ -113,19 +113,23 @@ def stem_convs(path: Path) -> list[str]:
     return [next(convs).name]
 
 
-def fusion_nodes(path: Path) -> list[str]:
-    """The names of the late-fusion head's arithmetic: every node downstream of a
-    LogSoftmax (the branches' calibrated log-probabilities, their entropy, the gates and the
-    fused sum), which stays in float. Quantised to uint8, it moved the student's fused label
-    on 2 % of the inputs. A model without LogSoftmax (the concat head) has none."""
-    graph = onnx.load(str(path)).graph
-    tainted: set[str] = set()
-    names = []
+def downstream(graph: onnx.GraphProto, op_type: str) -> list[onnx.NodeProto]:
+    """The nodes of `op_type` and every node that reads (directly or not) their outputs."""
+    reached: set[str] = set()
+    nodes = []
     for node in graph.node:  # topologically sorted, as ONNX requires
-        if node.op_type == "LogSoftmax" or tainted.intersection(node.input):
-            tainted.update(node.output)
-            names.append(node.name)
-    return names
+        if node.op_type == op_type or reached.intersection(node.input):
+            reached.update(node.output)
+            nodes.append(node)
+    return nodes
+
+
+def fusion_nodes(path: Path) -> list[str]:
+    """The names of the late-fusion head's arithmetic, which stays in float: every node
+    downstream of a LogSoftmax (the branches' calibrated log-probabilities, their entropy, the
+    gates and the fused sum). In float it raised the student's int8 agreement from 98.03 to
+    98.27 %. A model without LogSoftmax (the concat head) has none."""
+    return [node.name for node in downstream(onnx.load(str(path)).graph, "LogSoftmax")]
 
 
 def convert(job: Job, dest: Path, calibration: list[Sample] | None) -> Converted:

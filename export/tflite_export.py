@@ -11,9 +11,9 @@ from distill.models import LateFusionHead
 from export.artifact import Converted, Job, Sample, example_inputs
 
 # Kept in float: the late-fusion head (two small linear layers, then temperature, softmax,
-# entropy and gates over 7 log-probabilities). Quantised per tensor, its fused log-scores
-# moved the student's fused label on 4 % of the inputs (95.95 % agreement).
-FLOAT_MODULES = (LateFusionHead,)
+# entropy and gates over 7 log-probabilities); in float it raised the student's int8
+# agreement from 95.95 to 98.31 %. torch.export names a node's modules by qualified name.
+FLOAT_HEAD = f"{LateFusionHead.__module__}.{LateFusionHead.__qualname__}"
 
 os.environ.setdefault("LITERT_TORCH_SHOW_PROGRESS", "n")
 
@@ -36,8 +36,7 @@ def convert(job: Job, dest: Path, calibration: list[Sample] | None) -> Converted
         quantizer = pt2e_quantizer.PT2EQuantizer().set_global(
             pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=True)
         )
-        for head in FLOAT_MODULES:  # torch.export names a node's modules by qualified name
-            quantizer.set_module_type(f"{head.__module__}.{head.__qualname__}", None)
+        quantizer.set_module_type(FLOAT_HEAD, None)
         prepared = quantize_pt2e.prepare_pt2e(
             torch.export.export(model, (), kwargs).module(), quantizer
         )

@@ -12,6 +12,7 @@ import pytest
 
 from edge.core.errors import GateError, ModelError
 from edge.core.manifest import load_manifest, sha256_file
+from export.onnx_export import downstream
 from tests.fixtures_export import ARTIFACTS, TINY, Exported, run_emoedge, run_without_torch
 from tests.tiny_corpora import Corpora
 
@@ -58,7 +59,7 @@ def test_tflite_int8_keeps_the_late_fusion_head_in_float(exported_student: Expor
     model = flatbuffer_utils.read_model(str(exported_student.out / "tflite-int8" / "model.tflite"))
     graph = model.subgraphs[0]
 
-    def op_name(op) -> int:
+    def builtin(op) -> int:
         code = model.operatorCodes[op.opcodeIndex]
         return max(code.builtinCode, code.deprecatedBuiltinCode)
 
@@ -67,7 +68,7 @@ def test_tflite_int8_keeps_the_late_fusion_head_in_float(exported_student: Expor
         return any(graph.tensors[i].type == schema.TensorType.INT8 for i in tensors if i >= 0)
 
     ops = list(graph.operators)
-    head = next(i for i, op in enumerate(ops) if op_name(op) == schema.BuiltinOperator.LOG_SOFTMAX)
+    head = next(i for i, op in enumerate(ops) if builtin(op) == schema.BuiltinOperator.LOG_SOFTMAX)
     assert any(int8(op) for op in ops[:head])
     assert not any(int8(op) for op in ops[head:])
 
@@ -75,13 +76,8 @@ def test_tflite_int8_keeps_the_late_fusion_head_in_float(exported_student: Expor
 def test_onnx_int8_keeps_the_fusion_arithmetic_in_float(exported_student: Exported) -> None:
     """No quantize/dequantize pair downstream of the branches' LogSoftmax."""
     graph = onnx.load(str(exported_student.out / "onnx-int8" / "model.onnx")).graph
-    tainted: set[str] = set()
-    quantized = []
-    for node in graph.node:
-        if node.op_type == "LogSoftmax" or tainted.intersection(node.input):
-            tainted.update(node.output)
-            quantized += [node.op_type] if node.op_type.endswith("QuantizeLinear") else []
-    assert tainted and not quantized
+    head = [node.op_type for node in downstream(graph, "LogSoftmax")]
+    assert "LogSoftmax" in head and not [op for op in head if op.endswith("QuantizeLinear")]
     assert any(n.op_type == "QuantizeLinear" for n in graph.node)
 
 

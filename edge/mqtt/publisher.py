@@ -9,7 +9,8 @@ client. Guarantees:
 - Events go through a bounded FIFO queue: none is lost while the broker is away as long as the
   queue holds (QoS >= 1 messages are kept until the broker acknowledges them, and re-sent in
   order on a fresh connection); beyond the bound the oldest are dropped and counted. State and
-  stats are "latest value" topics: only the newest is kept.
+  stats are "latest value" topics: only the newest is kept. A state never overtakes an event
+  published before it (the daemon publishes a cycle's event, then the state it led to).
 - Command results have their own small queue and send budget, behind events: a flood of
   commands never delays an event. Incoming commands are rate-limited per topic and in total;
   the ones over the limit get no result and are counted (`throttled_commands`).
@@ -25,6 +26,7 @@ client. Guarantees:
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
 import socket
 import ssl
@@ -106,6 +108,7 @@ class _Outgoing:
     qos: int
     retain: bool = False
     resend: bool = True  # kept until acknowledged and re-sent after a reconnect
+    order: int = 0  # events and states: when it was published, relative to the others
 
 
 def new_client(
@@ -312,6 +315,7 @@ class MqttPublisher:
         self._incoming = RateLimiter(COMMAND_RATE, COMMAND_BURST, COMMAND_TOTAL_RATE)
         self._client: mqtt.Client | None = None  # the connected one, for `problem()`
         self._inflight: deque[tuple[_Outgoing, mqtt.MQTTMessageInfo]] = deque()
+        self._order = itertools.count(1)
         self._latest: dict[str, _Outgoing] = {}  # state and stats: newest not yet sent
         self._last_state: _Outgoing | None = None
         self._next_ok: dict[str, float] = {}  # topic -> monotonic time of its next slot
@@ -349,9 +353,11 @@ class MqttPublisher:
         self._thread.start()
 
     def publish_state(self, state: EmotionState) -> None:
-        msg = _Outgoing(self.topics.state, encode(state.to_dict()), self.config.qos.state, True)
+        payload = encode(state.to_dict())
         with self._cond:
             self._check_fatal()
+            msg = _Outgoing(self.topics.state, payload, self.config.qos.state, True)
+            msg.order = next(self._order)
             self._last_state = msg
             self._latest[msg.topic] = msg
             self._cond.notify_all()
@@ -426,6 +432,7 @@ class MqttPublisher:
                         self.config.queue_size,
                         self._counts["dropped"],
                     )
+            msg.order = next(self._order)
             self._queue.append(msg)
             self._cond.notify_all()
 
@@ -575,6 +582,8 @@ class MqttPublisher:
             candidates.append(self._queue[0])
         wait = 1.0
         for msg in candidates:
+            if msg.topic == self.topics.state and self._queue and self._queue[0].order < msg.order:
+                continue  # an event published before this state is still queued: it goes first
             slot = self._next_ok.get(msg.topic, 0.0)
             if slot > now:
                 wait = min(wait, slot - now)

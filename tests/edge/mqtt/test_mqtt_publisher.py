@@ -140,6 +140,30 @@ def test_rate_limit_keeps_the_newest_state(mqtt_broker, make_publisher) -> None:
     assert len(log.on("emoedge/limited/state")) < 50
 
 
+def test_each_event_reaches_subscribers_before_the_state_it_led_to(
+    mqtt_broker, make_publisher
+) -> None:
+    topics = Topics("emoedge", "ordered")
+    log = MessageLog(mqtt_broker, [topics.events, topics.state])
+    publisher = make_publisher(mqtt_broker, "ordered", max_rate_per_topic=10000)
+    wait_online(mqtt_broker, "ordered")
+    pairs = 30  # more than the in-flight window of unacknowledged events
+    for seq in range(pairs):  # as the daemon does: a cycle's event, then its state
+        publisher.publish_event(sample_event(seq, "neutral", "happy"))
+        publisher.publish_state(sample_state(seq))
+    wait_for(lambda: len(log.on(topics.events)) == pairs, what="every event")
+    wait_for(lambda: any(json.loads(p)["seq"] == pairs - 1 for p in log.on(topics.state)),
+             what="the newest state")  # fmt: skip
+    seen_events: set[int] = set()
+    for topic, payload, _ in log.messages:
+        seq = json.loads(payload)["seq"]
+        if topic == topics.events:
+            seen_events.add(seq)
+        else:
+            assert set(range(seq + 1)) <= seen_events, f"state {seq} before its event"
+    log.close()
+
+
 @contextmanager
 def publishing_process(broker, device: str, **keys) -> Iterator[subprocess.Popen]:
     """A real process running MqttPublisher (tests/mqtt_publisher_proc.py), started."""

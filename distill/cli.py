@@ -58,6 +58,14 @@ def _configure_distill(p: argparse.ArgumentParser) -> None:
         "between the clips of a batch (MixStyle) in this share of the batches; default 0 (off)",
     )
     p.add_argument(
+        "--audio-encoder-kd",
+        type=float,
+        metavar="WEIGHT",
+        help="audio stage: add this weight × (1 − cosine similarity) between the voice's "
+        "pooled features, through a training-only projection, and a pretrained speech "
+        "encoder's state of the clip (distill.speech_encoder; needs resemblyzer); default 0",
+    )
+    p.add_argument(
         "--fusion",
         choices=["concat", "late"],
         help="student fusion head: concat (MLP over both features) or late (gated sum of "

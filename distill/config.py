@@ -51,6 +51,7 @@ class TrainConfig:
     audio_repeats: int = 8
     speech_augment: str = "full"
     audio_mixstyle: float = 0.0
+    audio_encoder_kd: float = 0.0
     audio_bank: int = 8
     max_eval_faces: int = 0
     threads: int = 0
@@ -90,6 +91,12 @@ class TrainConfig:
             raise UsageError("--audio-mixstyle: only the student's voice (a conv net) mixes styles")
         if self.audio_mixstyle and self.stage not in ("audio", "crosscorpus"):
             raise UsageError("--audio-mixstyle: the voice's own stages (audio, crosscorpus) use it")
+        if self.audio_encoder_kd < 0:
+            raise UsageError(f"--audio-encoder-kd {self.audio_encoder_kd}: a weight >= 0 expected")
+        if self.audio_encoder_kd and self.stage not in ("audio", "crosscorpus"):
+            raise UsageError(
+                "--audio-encoder-kd: the voice's own stages (audio, crosscorpus) use it"
+            )
         if self.speech_augment not in PRESETS:
             raise UsageError(
                 f"speech_augment {self.speech_augment!r}: allowed values are {', '.join(PRESETS)}"

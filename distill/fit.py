@@ -40,7 +40,9 @@ class Stage:
     """What one training stage feeds `fit`."""
 
     name: str  # the stage of the history records
-    module: nn.Module  # what a batch's inputs go through: the model, or one modality of it
+    # what a batch's inputs go through: the model, or one modality of it; it returns logits,
+    # or (logits, an auxiliary loss added to the stage's loss)
+    module: nn.Module
     batches: Callable[[int, torch.Generator], Iterator[Batch]]  # (epoch, generator) → batches
     steps_per_epoch: int
     loss: Callable[[torch.Tensor, Batch], torch.Tensor]  # (logits, batch) → loss
@@ -48,6 +50,8 @@ class Stage:
     score: Callable[[dict[str, dict]], float]  # validation metrics → selection score
     frozen: tuple[str, ...] = ()  # branches ("face", "audio") kept fixed
     record_uar: bool = False  # the history records each validation set's UAR too
+    aux: nn.Module | None = None  # trained beside the model for the auxiliary loss, not saved
+    # in the model's checkpoint (in last.pt, for --resume)
 
 
 # (config, the model to train, this process's place) → the stage (data and teacher loaded)
@@ -89,10 +93,11 @@ def fit(cfg: TrainConfig, cluster: Cluster, build: StageBuilder) -> dict:
     history."""
     model = prepare_model(cfg).to(cluster.device)
     stage = build(cfg, model, cluster)
+    aux_params = [] if stage.aux is None else list(stage.aux.parameters())
     optimizer = torch.optim.AdamW(
-        trainable(model, stage.frozen), cfg.lr, weight_decay=cfg.weight_decay
+        trainable(model, stage.frozen) + aux_params, cfg.lr, weight_decay=cfg.weight_decay
     )
-    run = Run(cfg, model, optimizer, cluster)
+    run = Run(cfg, model, optimizer, cluster, aux=stage.aux)
     net = cluster.wrap(stage.module)
     steps = stage.steps_per_epoch
     gen = torch.Generator()
@@ -116,8 +121,9 @@ def fit(cfg: TrainConfig, cluster: Cluster, build: StageBuilder) -> dict:
             targets = targets.to(cluster.device, non_blocking=True)
             support = None if support is None else support.to(cluster.device)
             with torch.autocast(cluster.device.type, torch.bfloat16, enabled=on_gpu):
-                logits = net(*inputs)
-                loss = stage.loss(logits, (inputs, targets, support))
+                output = net(*inputs)
+                logits, aux_loss = output if isinstance(output, tuple) else (output, 0.0)
+                loss = stage.loss(logits, (inputs, targets, support)) + aux_loss
             run.step(loss, epoch * steps + i, steps)
             tally.add(loss, logits, targets)
             if not on_gpu or i % 50 == 0:

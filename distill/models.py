@@ -202,11 +202,15 @@ class EmotionModel(nn.Module):
 
     def audio_logits(self, audio: torch.Tensor) -> torch.Tensor:
         """forward(any face, audio, mask [0, 1]) without computing the face branch."""
+        return self.voice(audio)[0]
+
+    def voice(self, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """audio_logits and the attended audio (B, Da) the head read to compute them."""
         steps = self.audio(audio)
         b = len(audio)
         visual = steps.new_zeros(b, self.config.visual_dim)
         attended, _ = self.attention(visual, steps, steps.new_zeros(b, 1))
-        return self.head(visual, attended, steps.new_tensor([0.0, 1.0]).expand(b, 2))
+        return self.head(visual, attended, steps.new_tensor([0.0, 1.0]).expand(b, 2)), attended
 
     def all_logits(
         self, face: torch.Tensor, audio: torch.Tensor, mask: torch.Tensor

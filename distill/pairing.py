@@ -113,7 +113,7 @@ class AudioTrainSet(Dataset):
     fixed set of variants. The bank is built by `prepare` in the training process (the
     loader's worker processes of every epoch inherit it), over `workers` processes (each clip
     seeded alone: the same bank for any number). Items: (audio (T, 39), label, the clip
-    corpus's classes (7,) bool)."""
+    corpus's classes (7,) bool, the clip's index)."""
 
     def __init__(
         self,
@@ -179,7 +179,7 @@ class AudioTrainSet(Dataset):
             features = training_features(self.audio.data[clip], self.cfg, rng, self.aug)
         else:
             features = bank[clip, rng.integers(bank.shape[1])].astype(np.float32)
-        return features, int(self.audio.labels[clip]), self.support[clip]
+        return features, int(self.audio.labels[clip]), self.support[clip], clip
 
 
 class _BankClips(Dataset):

@@ -7,7 +7,10 @@
   SpecAugment).
 
 With `--teacher`, the loss adds Hinton distillation from the teacher's own output for that
-modality (`--kd-alpha`, `--kd-temperature`) on the same augmented inputs.
+modality (`--kd-alpha`, `--kd-temperature`) on the same augmented inputs. With
+`--audio-encoder-kd W`, the audio stage adds W × (1 − cosine similarity) between the voice's
+attended audio, through a linear projection trained alongside (never exported), and the clip's
+state in a speech encoder pretrained on many speakers (distill.speech_encoder).
 
 With the other modality masked the model never reads it, so `EmotionModel.face_logits` and
 `audio_logits` are exactly the model's single-modality outputs without running the other
@@ -37,6 +40,7 @@ from distill.models import EmotionModel, distillation_loss
 from distill.pairing import AudioTrainSet, EvalSet, audio_sets, face_sets
 from distill.run import load_teacher
 from distill.speech_augment import PRESETS
+from distill.speech_encoder import ENCODER_DIM, encoder_states
 from edge.audio.frontend import AudioConfig
 from edge.core.errors import DataError
 from edge.core.labels import NUM_CLASSES
@@ -65,6 +69,21 @@ def restricted_cross_entropy(
     one_hot = F.one_hot(labels, logits.shape[1]).float()
     target = (1 - smoothing) * one_hot + smoothing * support / support.sum(1, keepdim=True)
     return -(target * logp).sum(1).mean()
+
+
+class EncoderMatching(nn.Module):
+    """The voice's own logits and, as the auxiliary loss, `weight` × the mean of 1 − cosine
+    similarity between its attended audio through `projection` and the encoder's states."""
+
+    def __init__(self, model: EmotionModel, weight: float):
+        super().__init__()
+        self.model, self.weight = model, weight
+        self.projection = nn.Linear(model.attention.value.out_features, ENCODER_DIM)
+
+    def forward(self, x: torch.Tensor, states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits, attended = self.model.voice(x)
+        similarity = F.cosine_similarity(self.projection(attended), states, dim=1)
+        return logits, self.weight * (1 - similarity).mean()
 
 
 class OneModality(nn.Module):
@@ -155,11 +174,21 @@ def audio_stage(
         ),
     )
 
+    states = None
+    if cfg.audio_encoder_kd:
+        encoded = encoder_states(train.data, audio_cfg.sample_rate, cfg.cache_path)
+        states = torch.from_numpy(encoded).to(cluster.device)
+
     def batches(epoch: int, gen: torch.Generator) -> Iterator[Batch]:
         dataset.epoch = epoch
         dataset.prepare()  # here, not in each epoch's loader workers
-        for x, labels, support in epoch_loader(dataset, cfg, cluster, gen, epoch):
-            yield (spec_augment(x.to(cluster.device), gen),), labels, support
+        for x, labels, support, clips in epoch_loader(dataset, cfg, cluster, gen, epoch):
+            x = spec_augment(x.to(cluster.device), gen)
+            yield (
+                ((x,) if states is None else (x, states[clips.to(cluster.device)])),
+                labels,
+                support,
+            )
 
     val_sets = audio_sets(val, audio_cfg)
     per_corpus = [s.name for s in val_sets[1:]] or ["audio_only"]
@@ -169,9 +198,13 @@ def audio_stage(
             return metrics["audio_only"]["accuracy"]
         return float(np.mean([metrics[k]["uar"] for k in per_corpus]))
 
-    return single_modality_stage(
+    stage = single_modality_stage(
         "audio", cfg, model, cluster, train.labels, val_sets, score, steps, batches
     )
+    if states is not None:
+        stage.module = EncoderMatching(model, cfg.audio_encoder_kd)
+        stage.aux = stage.module.projection
+    return stage
 
 
 def single_modality_stage(
@@ -197,7 +230,7 @@ def single_modality_stage(
     teacher = load_teacher(cfg, cluster)  # distils its output for this modality alone
 
     def loss(logits: torch.Tensor, batch: Batch) -> torch.Tensor:
-        (x,), targets, support = batch
+        (x, *_), targets, support = batch
         if support is None:
             own = F.cross_entropy(
                 logits, targets, weight=weights, label_smoothing=cfg.label_smoothing

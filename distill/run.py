@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
+from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from distill.checkpoint import load_checkpoint, plain_data, save_checkpoint
@@ -133,6 +134,7 @@ class Run:
     model: EmotionModel
     optimizer: torch.optim.Optimizer
     cluster: Cluster = field(default_factory=Cluster)
+    aux: nn.Module | None = None  # a stage's training-only module (distill.fit.Stage.aux)
     audio_cfg: AudioConfig = field(default_factory=AudioConfig)
     face_cfg: FaceConfig = field(default_factory=FaceConfig)
     start_epoch: int = 0
@@ -152,6 +154,8 @@ class Run:
             state = torch.load(last, map_location=self.cluster.device, weights_only=True)
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
+            if self.aux is not None and "aux" in state:
+                self.aux.load_state_dict(state["aux"])
             if self.average is not None and "average" in state:
                 self.average.load_state_dict(state["average"])
             self.start_epoch, self.best = state["epoch"] + 1, state["best"]
@@ -166,7 +170,8 @@ class Run:
         set_lr(self.optimizer, lr_at(index, steps_per_epoch * cfg.epochs, warmup, cfg.lr))
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 5.0)
+        params = [p for group in self.optimizer.param_groups for p in group["params"]]
+        torch.nn.utils.clip_grad_norm_(params, 5.0)
         self.optimizer.step()
         if self.average is not None:
             self.average.update_parameters(self.model)
@@ -199,6 +204,7 @@ class Run:
                 "model": self.model.state_dict(),
                 "optimizer": self.optimizer.state_dict(),
                 **({} if self.average is None else {"average": self.average.state_dict()}),
+                **({} if self.aux is None else {"aux": self.aux.state_dict()}),
                 "epoch": epoch,
                 "best": self.best,
                 "history": plain_data(self.history),

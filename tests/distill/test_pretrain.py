@@ -16,7 +16,7 @@ from distill.checkpoint import load_checkpoint
 from distill.config import TrainConfig
 from distill.fused import batch_loss
 from distill.models import RELIABILITY_UNIT, build_model, distillation_loss
-from distill.pretrain import class_weights
+from distill.pretrain import EncoderMatching, class_weights
 from distill.run import warmup_ema
 from tests.fixtures_export import TINY, make_checkpoint, run_emoedge
 from tests.tiny_corpora import Corpora
@@ -439,3 +439,34 @@ def test_a_seeded_voice_stage_is_reproducible(tiny_corpora: Corpora, tmp_path) -
         assert run_emoedge("distill", *common, *stage, "--out", tmp_path / run) == 0
     a, b = (state(tmp_path / run / "best.pt", "audio.") for run in ("a", "b"))
     assert a.keys() == b.keys() and all(torch.equal(v, b[k]) for k, v in a.items())
+
+
+def test_encoder_matching_adds_the_weighted_cosine_distance() -> None:
+    model = build_model("student", TINY["student"]).eval()
+    matching = EncoderMatching(model, weight=0.5)
+    audio = torch.randn(4, 298, 39)
+    logits, attended = model.voice(audio)
+    torch.testing.assert_close(logits, model.audio_logits(audio))
+    projected = matching.projection(attended).detach()
+    _, same = matching(audio, projected * 3)  # the similarity ignores the scale
+    _, opposite = matching(audio, -projected)
+    torch.testing.assert_close(same, torch.tensor(0.0), atol=1e-5, rtol=0)
+    torch.testing.assert_close(opposite, torch.tensor(1.0), atol=1e-5, rtol=0)  # 0.5 × 2
+
+
+def test_the_voice_stage_trains_a_projection_to_the_speech_encoder_and_resumes_it(
+    tiny_corpora: Corpora, tmp_path
+) -> None:
+    init = make_checkpoint(tmp_path / "init.pt", "student", fusion="late")
+    common = ["--arch", "student", "--batch-size", "8", "--workers", "0", *tiny_corpora.args()]
+    stage = ["--init", init, "--stage", "audio", "--audio-repeats", "2", "--out", tmp_path / "a"]
+    stage += ["--audio-encoder-kd", "1.0", "--epochs", "1"]
+    assert run_emoedge("distill", *common, *stage) == 0
+    first = torch.load(tmp_path / "a" / "last.pt", weights_only=True)
+    assert first["aux"]["weight"].shape == (768, TINY["student"]["attn_dim"])
+    assert list(tiny_corpora.cache.glob("speech-encoder-*.npy"))
+    assert run_emoedge("distill", *common, *stage, "--epochs", "2", "--resume") == 0
+    second = torch.load(tmp_path / "a" / "last.pt", weights_only=True)
+    assert second["epoch"] == 1 and not torch.equal(first["aux"]["weight"], second["aux"]["weight"])
+    _, meta = load_checkpoint(tmp_path / "a" / "best.pt")  # the model alone: no projection
+    assert not any("projection" in k for k in build_model("student", meta["config"]).state_dict())

@@ -1,0 +1,103 @@
+"""Targets for the voice's feature distillation (`--audio-encoder-kd`): what a speech encoder
+pretrained on thousands of speakers makes of each training clip.
+
+The encoder is Resemblyzer's speaker encoder (Apache-2.0, weights inside its wheel; a 3-layer
+LSTM of 256 units over 40 mel bands). A clip's target is the final hidden state of its three
+layers (768 values) over 1.6 s partial windows every 0.8 s, averaged over the windows and
+L2-normalised: a linear probe on that vector transfers across corpora better than the voice
+trained on emotion alone (docs/voice-cross-corpus.md). Training only; nothing of it is
+exported.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from distill.cache import default_cache_dir
+from edge.core.errors import UsageError
+
+VERSION = "resemblyzer-0.1.4 lstm states, 1.6 s every 0.8 s"  # part of the cache key
+ENCODER_DIM = 768
+SAMPLE_RATE = 16000
+MEL_BANDS = 40
+TARGET_DBFS = -30.0
+PARTIAL_FRAMES = 160  # 1.6 s windows …
+PARTIALS_PER_S = 1.25  # … every 0.8 s
+
+
+def _encoder() -> torch.nn.LSTM:
+    """The pretrained encoder's LSTM, read from the resemblyzer wheel's weights (the package
+    itself is not imported: its voice-activity dependency fails to import on current
+    setuptools, and only the weights and the front end below are needed)."""
+    spec = importlib.util.find_spec("resemblyzer")
+    if spec is None or not spec.submodule_search_locations:
+        raise UsageError(
+            "--audio-encoder-kd needs the resemblyzer package: pip install resemblyzer"
+        )
+    weights = Path(next(iter(spec.submodule_search_locations))) / "pretrained.pt"
+    state = torch.load(weights, map_location="cpu", weights_only=True)["model_state"]
+    lstm = torch.nn.LSTM(MEL_BANDS, 256, 3, batch_first=True)
+    lstm.load_state_dict({k[len("lstm.") :]: v for k, v in state.items() if k.startswith("lstm.")})
+    return lstm.eval()
+
+
+def _mel(wave: np.ndarray) -> np.ndarray:
+    """(frames, 40) power mel spectrogram, 25 ms windows every 10 ms (the encoder's input)."""
+    import librosa
+
+    mel = librosa.feature.melspectrogram(
+        y=wave, sr=SAMPLE_RATE, n_fft=400, hop_length=160, n_mels=MEL_BANDS
+    )
+    return mel.astype(np.float32).T
+
+
+def _normalise_volume(wave: np.ndarray) -> np.ndarray:
+    """Raised (never lowered) to −30 dBFS RMS, as the encoder was trained."""
+    rms = float(np.sqrt(np.mean(wave**2)))
+    gain = 10 ** (TARGET_DBFS / 20) / max(rms, 1e-8)
+    return wave * max(gain, 1.0)
+
+
+def encoder_states(
+    waves: Sequence[np.ndarray], sample_rate: int, cache_dir: Path | None = None
+) -> np.ndarray:
+    """(N, 768) float32: each wave's averaged, L2-normalised encoder state (cached by the
+    waves' content)."""
+    if sample_rate != SAMPLE_RATE:
+        raise UsageError(f"the speech encoder reads {SAMPLE_RATE} Hz audio, not {sample_rate} Hz")
+    digest = hashlib.sha1(f"{VERSION}|{len(waves)}".encode())
+    for wave in waves:
+        digest.update(np.ascontiguousarray(wave, np.float32).tobytes())
+    cache = (cache_dir or default_cache_dir()) / f"speech-encoder-{digest.hexdigest()[:16]}.npy"
+    if cache.exists():
+        return np.load(cache)
+    states = _compute(waves)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    with open(cache.with_suffix(".tmp"), "wb") as f:
+        np.save(f, states)
+    cache.with_suffix(".tmp").replace(cache)
+    return states
+
+
+def _compute(waves: Sequence[np.ndarray]) -> np.ndarray:
+    lstm = _encoder()
+    states = np.zeros((len(waves), ENCODER_DIM), np.float32)
+    step, frames = int(SAMPLE_RATE / PARTIALS_PER_S / 160), PARTIAL_FRAMES
+    for i, wave in enumerate(tqdm(waves, desc="speech encoder", unit="clip", leave=False)):
+        mel = _mel(_normalise_volume(np.asarray(wave, np.float32)))
+        if len(mel) < frames:
+            mel = np.pad(mel, ((0, frames - len(mel)), (0, 0)))
+        starts = range(0, len(mel) - frames + 1, step)
+        partials = torch.from_numpy(np.stack([mel[s : s + frames] for s in starts]))
+        with torch.no_grad():
+            _, (hidden, _) = lstm(partials)  # (layers, windows, 256)
+        state = hidden.permute(1, 0, 2).reshape(len(partials), -1).mean(0).numpy()
+        states[i] = state / max(float(np.linalg.norm(state)), 1e-8)
+    return states

@@ -354,9 +354,16 @@ def test_ema_decay_out_of_range_is_a_usage_error(tiny_corpora: Corpora, tmp_path
             ["--stage", "face", "--audio-mixstyle", "0.5"],
             "--audio-mixstyle: the voice's own stages (audio, crosscorpus) use it",
         ),
+        (["--audio-encoder-kd", "-1"], "--audio-encoder-kd -1.0: a weight >= 0 expected"),
+        (
+            ["--stage", "fused", "--audio-encoder-kd", "1"],
+            "--audio-encoder-kd: the voice's own stages (audio, crosscorpus) use it",
+        ),
     ],
 )
-def test_bad_mixstyle_is_a_usage_error(tiny_corpora: Corpora, tmp_path, capsys, args, message):
+def test_bad_voice_training_option_is_a_usage_error(
+    tiny_corpora: Corpora, tmp_path, capsys, args, message
+):
     out = ["--out", tmp_path / "run", "--stage", "audio", "--epochs", "1"]
     assert run_emoedge("distill", *out, *args, *tiny_corpora.args()) == 2
     assert message in capsys.readouterr().err

@@ -196,12 +196,16 @@ class Pipeline:
         return state, None if change is None else self._event(change, state)
 
     def _event(self, change: Change, state: EmotionState) -> EmotionEvent:
-        return EmotionEvent(
+        """The event of `change`, published before `state`: it takes the state's number and
+        the state the next one, so `seq` runs in the order subscribers receive them."""
+        event = EmotionEvent(
             previous=change.previous,
             current=change.current,
             previous_duration_s=round(change.previous_duration_s, 3),
             confidence=state.confidence,
             epoch_ms=state.epoch_ms,
-            seq=self._next_seq(),
+            seq=state.seq,
             model_id=self.model_id,
         )
+        state.seq = self._next_seq()
+        return event

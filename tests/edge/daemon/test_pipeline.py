@@ -155,6 +155,8 @@ def test_states_and_events_follow_the_clip(replay: Replay, tiny_model: Path) -> 
     assert states[-1].state == "absent" and states[-1].label is None
     assert events[0].previous is None and events[-1].current is None
     assert [s.seq for s in states] == sorted(s.seq for s in states)
+    published = [m for r in results for m in (r.event, r.state) if m is not None]  # the order
+    assert [m.seq for m in published] == sorted(m.seq for m in published)  # the daemon sends
     assert pipeline.stats.cycles == len(frames[::2])
 
 

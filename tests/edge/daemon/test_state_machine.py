@@ -56,11 +56,11 @@ def test_pause_publishes_paused_ends_the_emotion_and_resume_starts_afresh(
     paused, event = pipeline.pause(t)
     assert paused.state == "paused" and not problems(validator("state"), paused.to_dict())
     assert event is not None and (event.previous, event.current) == (reported, None)
-    assert event.previous_duration_s == pytest.approx(1.5) and event.seq > paused.seq
+    assert event.previous_duration_s == pytest.approx(1.5) and event.seq < paused.seq
     assert not problems(validator("event"), event.to_dict())
     assert pipeline.pause(t + 1)[1] is None  # nothing reported any more: no second event
     resumed = pipeline.cycle(frames[start + 1], frames[start + 1].t)
-    assert resumed.state is not None and resumed.state.seq > event.seq  # at once
+    assert resumed.state is not None and resumed.state.seq > paused.seq  # at once
     assert resumed.event is not None and resumed.event.previous is None  # a fresh start
 
 

@@ -37,6 +37,9 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a number JSON allows")
 
 
+JSON_WHITESPACE = " \t\n\r"  # RFC 8259 section 2
+
+
 def _finite(text: str) -> float:
     value = float(text)
     if not math.isfinite(value):
@@ -46,12 +49,14 @@ def _finite(text: str) -> float:
 
 def decode_json(raw: bytes, max_depth: int = DEFAULT_MAX_DEPTH) -> Any:
     """Parse untrusted JSON: ValueError for non-UTF-8 bytes, nesting deeper than
-    `max_depth`, NaN/Infinity and numbers that overflow to infinity (empty means {})."""
+    `max_depth`, NaN/Infinity and numbers that overflow to infinity (empty, or JSON's own
+    whitespace alone, means {}; other characters Python counts as space, such as \x1c, are
+    no JSON)."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as error:
         raise ValueError(f"not UTF-8 (byte {error.start})") from None
-    if not text.strip():
+    if not text.strip(JSON_WHITESPACE):
         return {}
     if nesting_depth(text) > max_depth:
         raise ValueError(f"nested deeper than {max_depth} levels")

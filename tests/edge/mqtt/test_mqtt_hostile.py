@@ -77,9 +77,11 @@ def test_hostile_payloads_are_rejected_and_the_device_keeps_answering(
 
 def test_decode_json_names_the_problem() -> None:
     assert decode_json(b"") == {} and decode_json(b' {"hz": 2.5} ') == {"hz": 2.5}
+    assert decode_json(b" \t\r\n") == {}  # JSON's whitespace alone is empty
     assert decode_json(b'{"a": "[[[[[[[[[[\\"[[["}') == {"a": '[[[[[[[[[["[[['}
     for raw, words in [(b"[" * 5000, "nested deeper"), (b'{"hz": NaN}', "NaN"),
-                       (b"[1e400]", "finite"), (b"\x80", "UTF-8")]:  # fmt: skip
+                       (b"[1e400]", "finite"), (b"\x80", "UTF-8"), (b"\x1c", "Expecting value"),
+                       (" \u0085 ".encode(), "Expecting value")]:  # fmt: skip
         try:
             decode_json(raw)
         except ValueError as error:

@@ -177,6 +177,12 @@ def _configure_pack(actions: argparse._SubParsersAction) -> None:
         help="splits to pack, comma-separated (train,val: what training reads)",
     )
     p.add_argument("--part-mb", type=float, default=40.0, help="largest part in MB (default 40)")
+    p.add_argument(
+        "--no-encoder-states",
+        action="store_true",
+        help="leave out the speech encoder's state of each clip (by default packed, about 3 kB "
+        "a clip, so that --audio-encoder-kd trains where the encoder is not installed)",
+    )
     p.add_argument("--cache-dir", help="decoded-corpus cache (default ~/.cache/emoedge)")
 
 
@@ -184,6 +190,7 @@ def _run_pack(args: argparse.Namespace) -> int:
     from distill.corpora import SPLITS
     from distill.data import face_corpus, speech_corpus
     from distill.pack import describe, write_pack
+    from distill.speech_encoder import encoder_states
     from edge.audio.frontend import AudioConfig
 
     splits = [s for s in args.splits.split(",") if s]
@@ -194,14 +201,18 @@ def _run_pack(args: argparse.Namespace) -> int:
         raise UsageError(f"--part-mb {args.part_mb}: a positive size expected")
     cache = Path(args.cache_dir) if args.cache_dir else None
     audio_cfg = AudioConfig()
+    speech = speech_corpus([Path(p) for p in args.speech], audio_cfg, cache)
     manifest = write_pack(
         Path(args.out),
         face_corpus(Path(args.faces), cache),
-        speech_corpus([Path(p) for p in args.speech], audio_cfg, cache),
+        speech,
         audio_cfg.sample_rate,
         splits,
         args.part_mb,
         sources={"faces": args.faces, "speech": args.speech},
+        encoder_states=None
+        if args.no_encoder_states
+        else encoder_states(speech.data, audio_cfg.sample_rate, cache),
     )
     print(describe(Path(args.out), manifest))
     return 0

@@ -21,17 +21,22 @@ from distill.cache import (
 from distill.config import TrainConfig
 from distill.corpora import load_corpus, load_speech
 from distill.distributed import Cluster
-from distill.pack import is_pack, pack_digest, read_pack
+from distill.pack import is_pack, pack_digest, read_encoder_states, read_pack
+from distill.speech_encoder import clip_keys, store_states
 from edge.audio.frontend import AudioConfig
 from edge.core.errors import DataError, UsageError
 
 
 def from_pack(pack: Path, modality: str, sample_rate: int, cache_dir: Path | None) -> Decoded:
-    """The faces or speech of a data pack (distill.pack), decoded once into the cache."""
+    """The faces or speech of a data pack (distill.pack), decoded once into the cache; the
+    speech encoder's states it carries go to the cache's state store."""
     cache = (cache_dir or default_cache_dir()) / f"pack-{pack_digest(pack)}-{modality}.npz"
     decoded = load_decoded(cache)
     if decoded is None:
         decoded = read_pack(pack, modality, sample_rate)
+        states = read_encoder_states(pack) if modality == "audio" else None
+        if states is not None:
+            store_states(clip_keys(decoded.data), states, cache_dir)
         save_decoded(cache, decoded)
     return decoded
 

@@ -6,7 +6,8 @@ PACK/manifest.json lists every array (codec, dtype, shape, byte range in the str
 part (size, SHA-256); PACK/part-000, part-001, … are one byte stream cut in pieces. Reading
 checks every part and decodes the arrays into the same `Decoded` the corpus folders give:
 faces as the same uint8 arrays, speech as the same int16 samples at the same sample rate
-(what the decoded-corpus cache holds), with labels, splits, persons, corpora and FER+ votes.
+(what the decoded-corpus cache holds), with labels, splits, persons, corpora and FER+ votes,
+and, unless packed without them, each clip's state in the pretrained speech encoder.
 
 Codecs, all lossless, then lzma:
 - faces: each pixel minus the median edge predictor of JPEG-LS (LOCO-I) from its left, upper
@@ -22,7 +23,7 @@ import hashlib
 import io
 import json
 import lzma
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -105,20 +106,25 @@ CODECS = {
 # -- writing ----------------------------------------------------------------------------------
 
 
-def _arrays(modality: str, decoded: Decoded) -> Iterator[tuple[str, str, np.ndarray]]:
-    """(name, codec, array) of everything a modality's Decoded holds."""
+def _arrays(
+    modality: str, decoded: Decoded, encoder_states: np.ndarray | None
+) -> Iterator[tuple[str, str, np.ndarray]]:
+    """(name, codec, array) of everything a modality's Decoded holds, and the speech's encoder
+    states when there are any."""
     if modality == "face":
         yield "face/data", "faces", decoded.data
     else:
         pcm, offsets = pcm_arrays(decoded.data)
         yield "audio/pcm", "pcm", pcm
         yield "audio/offsets", "npy", offsets
+        if encoder_states is not None:
+            yield "audio/encoder", "npy", encoder_states
     for key in META:
         yield f"{modality}/{key}", "npy", getattr(decoded, key)
 
 
-def _select(decoded: Decoded, splits: Sequence[str]) -> Decoded:
-    return decoded.take(np.flatnonzero(np.isin(decoded.splits, list(splits))))
+def _in_splits(decoded: Decoded, splits: Sequence[str]) -> np.ndarray:
+    return np.flatnonzero(np.isin(decoded.splits, list(splits)))
 
 
 def write_pack(
@@ -129,18 +135,23 @@ def write_pack(
     splits: Sequence[str] = ("train", "val", "test"),
     part_mb: float = 40.0,
     sources: dict | None = None,
+    encoder_states: np.ndarray | None = None,
 ) -> dict:
     """Write the samples of `splits` to the pack folder `out` (its earlier parts removed);
-    returns the manifest."""
+    returns the manifest. `encoder_states` (one row per clip of `speech`), when given, travel
+    as audio/encoder: the speech encoder's states (distill.speech_encoder), so that training
+    with --audio-encoder-kd needs no encoder where the pack is read."""
     if part_mb <= 0:
         raise ValueError("part_mb must be positive")
-    chosen = {"face": _select(faces, splits), "audio": _select(speech, splits)}
+    chosen = {m: d.take(_in_splits(d, splits)) for m, d in (("face", faces), ("audio", speech))}
     for modality, decoded in chosen.items():
         if len(decoded) == 0:
             raise DataError(f"no {modality} samples in the split(s) {', '.join(splits)}")
+    if encoder_states is not None:
+        encoder_states = np.asarray(encoder_states, np.float32)[_in_splits(speech, splits)]
     stream, arrays = bytearray(), {}
     for modality, decoded in chosen.items():
-        for name, codec, array in _arrays(modality, decoded):
+        for name, codec, array in _arrays(modality, decoded, encoder_states):
             data = CODECS[codec][0](array)
             arrays[name] = {
                 "codec": codec,
@@ -228,6 +239,24 @@ def read_pack(pack: Path, modality: str, sample_rate: int | None = None) -> Deco
             f"{pack}: speech at {manifest['sample_rate']} Hz, the model's front end expects "
             f"{sample_rate} Hz (pack again)"
         )
+    array = _reader(pack, manifest)
+    meta = {key: array(f"{modality}/{key}") for key in META}
+    if modality == "face":
+        return Decoded(array("face/data"), **meta)
+    return Decoded(waves_from_pcm(array("audio/pcm"), array("audio/offsets")), **meta)
+
+
+def read_encoder_states(pack: Path) -> np.ndarray | None:
+    """The speech encoder's states of the pack's clips (in read_pack's order), or None when it
+    was packed without them."""
+    manifest = read_manifest(pack)
+    if "audio/encoder" not in manifest["arrays"]:
+        return None
+    return _reader(pack, manifest)("audio/encoder")
+
+
+def _reader(pack: Path, manifest: dict) -> Callable[[str], np.ndarray]:
+    """A function decoding one named array of the pack (its parts read and checked once)."""
     stream = read_parts(pack, manifest)
 
     def array(name: str) -> np.ndarray:
@@ -235,10 +264,7 @@ def read_pack(pack: Path, modality: str, sample_rate: int | None = None) -> Deco
         data = stream[spec["offset"] : spec["offset"] + spec["length"]]
         return CODECS[spec["codec"]][1](data, spec["shape"]).astype(np.dtype(spec["dtype"]))
 
-    meta = {key: array(f"{modality}/{key}") for key in META}
-    if modality == "face":
-        return Decoded(array("face/data"), **meta)
-    return Decoded(waves_from_pcm(array("audio/pcm"), array("audio/offsets")), **meta)
+    return array
 
 
 def describe(pack: Path, manifest: dict) -> str:
@@ -247,6 +273,8 @@ def describe(pack: Path, manifest: dict) -> str:
         f"{modality}: " + ", ".join(f"{n} {split}" for split, n in counts.items())
         for modality, counts in manifest["counts"].items()
     ]
+    if "audio/encoder" in manifest["arrays"]:
+        lines.append("speech-encoder states of every clip")
     total = sum(part["bytes"] for part in manifest["parts"])
     lines.append(f"{len(manifest['parts'])} part(s), {total / 1e6:.1f} MB in {pack}:")
     lines += [f"  {part['name']}  {part['bytes'] / 1e6:.1f} MB" for part in manifest["parts"]]

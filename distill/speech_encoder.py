@@ -30,6 +30,7 @@ MEL_BANDS = 40
 TARGET_DBFS = -30.0
 PARTIAL_FRAMES = 160  # 1.6 s windows …
 PARTIALS_PER_S = 1.25  # … every 0.8 s
+STORE_PREFIX = "speech-encoder-states-"
 
 
 def _encoder() -> torch.nn.LSTM:
@@ -65,25 +66,53 @@ def _normalise_volume(wave: np.ndarray) -> np.ndarray:
     return wave * max(gain, 1.0)
 
 
+def clip_keys(waves: Sequence[np.ndarray]) -> list[str]:
+    """Each wave's key in the state store: a digest of the encoder version and its samples."""
+    return [
+        hashlib.sha1(VERSION.encode() + np.ascontiguousarray(w, np.float32).tobytes()).hexdigest()[
+            :20
+        ]
+        for w in waves
+    ]
+
+
+def stored_states(cache_dir: Path | None = None) -> dict[str, np.ndarray]:
+    """Every state in the cache's stores (speech-encoder-*.npz: keys and states), by clip key."""
+    found: dict[str, np.ndarray] = {}
+    for store in sorted((cache_dir or default_cache_dir()).glob(f"{STORE_PREFIX}*.npz")):
+        with np.load(store) as z:
+            found.update(zip(z["keys"].tolist(), z["states"], strict=True))
+    return found
+
+
+def store_states(keys: Sequence[str], states: np.ndarray, cache_dir: Path | None = None) -> None:
+    """Add states to the cache (one more store file, written atomically), e.g. a data pack's,
+    so that training where the encoder is absent finds them."""
+    folder = cache_dir or default_cache_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    name = hashlib.sha1("|".join(keys).encode()).hexdigest()[:16]
+    store = folder / f"{STORE_PREFIX}{name}.npz"
+    with open(store.with_suffix(".tmp"), "wb") as f:
+        np.savez(f, keys=np.array(keys), states=np.asarray(states, np.float32))
+    store.with_suffix(".tmp").replace(store)
+
+
 def encoder_states(
     waves: Sequence[np.ndarray], sample_rate: int, cache_dir: Path | None = None
 ) -> np.ndarray:
-    """(N, 768) float32: each wave's averaged, L2-normalised encoder state (cached by the
-    waves' content)."""
+    """(N, 768) float32: each wave's averaged, L2-normalised encoder state, from the cache's
+    stores where a clip has one; the others are encoded (which needs the encoder's weights)
+    and stored."""
     if sample_rate != SAMPLE_RATE:
         raise UsageError(f"the speech encoder reads {SAMPLE_RATE} Hz audio, not {sample_rate} Hz")
-    digest = hashlib.sha1(f"{VERSION}|{len(waves)}".encode())
-    for wave in waves:
-        digest.update(np.ascontiguousarray(wave, np.float32).tobytes())
-    cache = (cache_dir or default_cache_dir()) / f"speech-encoder-{digest.hexdigest()[:16]}.npy"
-    if cache.exists():
-        return np.load(cache)
-    states = _compute(waves)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    with open(cache.with_suffix(".tmp"), "wb") as f:
-        np.save(f, states)
-    cache.with_suffix(".tmp").replace(cache)
-    return states
+    keys = clip_keys(waves)
+    known = stored_states(cache_dir)
+    missing = sorted({k: i for i, k in enumerate(keys) if k not in known}.values())
+    if missing:
+        computed = _compute([waves[i] for i in missing])
+        store_states([keys[i] for i in missing], computed, cache_dir)
+        known.update(zip((keys[i] for i in missing), computed, strict=True))
+    return np.stack([known[k] for k in keys]) if keys else np.zeros((0, ENCODER_DIM), np.float32)
 
 
 def _compute(waves: Sequence[np.ndarray]) -> np.ndarray:

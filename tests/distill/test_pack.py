@@ -15,9 +15,11 @@ from distill.pack import (
     decode_pcm,
     encode_faces,
     encode_pcm,
+    read_encoder_states,
     read_pack,
     write_pack,
 )
+from distill.speech_encoder import encoder_states
 from edge.audio.frontend import AudioConfig
 from edge.cli import main
 from edge.core.errors import DataError, UsageError
@@ -109,6 +111,20 @@ def test_training_data_from_a_pack_is_the_folders(packed, tiny_corpora, tmp_path
     assert len(list(tmp_path.glob("pack-*.npz"))) == 2
 
 
+def test_the_pack_brings_the_speech_encoder_states_along(packed, tiny_corpora, tmp_path) -> None:
+    """Read where nothing was encoded, the pack's states fill the cache's store, so training
+    with --audio-encoder-kd there encodes nothing (no resemblyzer needed)."""
+    _, speech, pack = packed
+    waves = speech_corpus(speech, AudioConfig(), tiny_corpora.cache).data
+    expected = encoder_states(waves, 16000, tiny_corpora.cache)  # stored when packing
+    assert np.array_equal(read_encoder_states(pack), expected)
+    load_speech_split([pack], "train", AudioConfig(), tmp_path)
+    stores = sorted(tmp_path.glob("speech-encoder-states-*.npz"))
+    assert len(stores) == 1
+    assert np.array_equal(encoder_states(waves, 16000, tmp_path), expected)
+    assert sorted(tmp_path.glob("speech-encoder-states-*.npz")) == stores  # nothing encoded
+
+
 def test_a_missing_or_damaged_part_is_a_data_error(packed, tmp_path) -> None:
     import shutil
 
@@ -135,6 +151,7 @@ def test_a_pack_of_some_splits_and_misuse(tiny_corpora: Corpora, tmp_path, capsy
     manifest = write_pack(pack, faces, audio, 16000, ("train", "val"))
     assert manifest["counts"]["audio"] == {"train": 7, "val": 7}
     assert len(manifest["parts"]) == 1
+    assert read_encoder_states(pack) is None  # packed without them
     with pytest.raises(DataError, match="no faces in the 'test' split"):
         load_faces(pack, "test", tmp_path)
     with pytest.raises(UsageError, match="stands alone"):

@@ -471,7 +471,7 @@ def test_the_voice_stage_trains_a_projection_to_the_speech_encoder_and_resumes_i
     assert run_emoedge("distill", *common, *stage) == 0
     first = torch.load(tmp_path / "a" / "last.pt", weights_only=True)
     assert first["aux"]["weight"].shape == (768, TINY["student"]["attn_dim"])
-    assert list(tiny_corpora.cache.glob("speech-encoder-*.npy"))
+    assert list(tiny_corpora.cache.glob("speech-encoder-states-*.npz"))
     assert run_emoedge("distill", *common, *stage, "--epochs", "2", "--resume") == 0
     second = torch.load(tmp_path / "a" / "last.pt", weights_only=True)
     assert second["epoch"] == 1 and not torch.equal(first["aux"]["weight"], second["aux"]["weight"])

@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 
 from distill.cache import read_audio
-from distill.speech_encoder import ENCODER_DIM, encoder_states
+from distill.speech_encoder import (
+    ENCODER_DIM,
+    clip_keys,
+    encoder_states,
+    store_states,
+    stored_states,
+)
 from edge.core.errors import UsageError
 
 ACTORS = {"Actor_01": "male", "Actor_03": "male", "Actor_02": "female", "Actor_04": "female"}
@@ -27,9 +33,17 @@ def test_the_encoder_states_tell_voices_apart_and_are_cached(shared_data, tmp_pa
     np.fill_diagonal(similarity, -np.inf)
     nearest = similarity.argmax(1)
     assert all(sexes[i] == sexes[j] for i, j in enumerate(nearest))
-    (cached,) = tmp_path.glob("speech-encoder-*.npy")
-    np.save(cached, states + 1)  # a second call reads the cache instead of encoding again
+    # the states are stored by each clip's content: other values stored under the same keys
+    # are what a second call returns (read, not encoded), and a new clip is encoded alone
+    (store,) = tmp_path.glob("speech-encoder-states-*.npz")
+    store.unlink()
+    store_states(clip_keys(waves), states + 1, tmp_path)
     assert np.array_equal(encoder_states(waves, 16000, tmp_path), states + 1)
+    louder = waves[0] * 2
+    again = encoder_states([waves[1], louder], 16000, tmp_path)
+    assert np.array_equal(again[0], states[1] + 1)
+    assert len(stored_states(tmp_path)) == 17 and len(list(tmp_path.glob("*.npz"))) == 2
+    np.testing.assert_allclose(again[1], states[0], atol=1e-5)  # volume is normalised first
 
 
 def test_the_encoder_refuses_another_sample_rate(tmp_path) -> None:

@@ -34,10 +34,15 @@ def _configure_export(p: argparse.ArgumentParser) -> None:
         "--calib-speech", type=Path, nargs="+", help="calibration speech (train split; --speech)"
     )
     p.add_argument("--calib-samples", type=int, default=300, help="int8 calibration inputs")
-    p.add_argument("--eval-faces", type=Path, help="validation faces (test split; --faces)")
     p.add_argument(
-        "--eval-speech", type=Path, nargs="+", help="validation speech (test split; --speech)"
+        "--eval-split",
+        choices=("test", "val"),
+        default="test",
+        help="split the artifacts are validated on (val: to choose export settings, such as "
+        "--calib-samples, without looking at the test split; the bundle takes test only)",
     )
+    p.add_argument("--eval-faces", type=Path, help="validation faces (--faces)")
+    p.add_argument("--eval-speech", type=Path, nargs="+", help="validation speech (--speech)")
     p.add_argument(
         "--max-int8-drop", type=float, default=1.0, help="fail when int8 loses more fused points"
     )
@@ -77,6 +82,7 @@ def _run_export(args: argparse.Namespace) -> int:
             max_int8_drop=args.max_int8_drop,
             min_agreement=args.min_agreement,
             cache_dir=args.cache_dir,
+            eval_split=args.eval_split,
         )
     )
     print((args.out / "report.md").read_text())

@@ -39,6 +39,7 @@ class ExportOptions:
     max_int8_drop: float = 1.0
     min_agreement: float = 98.0
     cache_dir: Path | None = None
+    eval_split: str = "test"
 
 
 def speech_names(speech: Path | list[Path]) -> str:
@@ -93,7 +94,7 @@ def export_checkpoint(opts: ExportOptions) -> dict:
         opts.checkpoint, sha256_file(opts.checkpoint), meta["arch"], audio_cfg, face_cfg
     )
     sets = build_eval_sets(
-        *load_data(opts.eval_faces, opts.eval_speech, "test", audio_cfg, opts.cache_dir),
+        *load_data(opts.eval_faces, opts.eval_speech, opts.eval_split, audio_cfg, opts.cache_dir),
         audio_cfg,
     )
     calibration = None
@@ -125,7 +126,7 @@ def export_checkpoint(opts: ExportOptions) -> dict:
         "eval": {
             "faces": str(opts.eval_faces),
             "speech": speech_names(opts.eval_speech),
-            "split": "test",
+            "split": opts.eval_split,
             "samples": ref["n"],
         },
         "calibration": None

@@ -93,13 +93,13 @@ def _cell(value, fmt: str = "{}") -> str:
 
 def markdown(report: dict) -> str:
     """report.md: the source, one table row per artifact, failures and the gate verdict."""
-    src = report["source"]
+    src, ev = report["source"], report["eval"]
     lines = [
         f"# Export report: {src['arch']} `{Path(src['checkpoint']).name}`",
         "",
         f"Checkpoint sha256 `{src['sha256'][:16]}…` · created {report['created']} · "
-        f"test split of `{report['eval']['faces']}` + `{report['eval']['speech']}` "
-        f"({report['eval']['samples']} samples) · latency: median, batch 1, 1 thread.",
+        f"{ev['split']} split of `{ev['faces']}` + `{ev['speech']}` "
+        f"({ev['samples']} samples) · latency: median, batch 1, 1 thread.",
         "",
         "| artifact | backend | size KiB | int8/float | face % | audio % | fused % | "
         "Δ fused | agree % | max Δlogit | latency ms |",

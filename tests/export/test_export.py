@@ -146,6 +146,39 @@ def test_report_names_the_calibration_split_and_the_gate(
     assert "passed" in text
 
 
+def test_an_export_validated_on_the_val_split_says_so_and_is_not_bundled(
+    tiny_corpora: Corpora,
+    student_checkpoint: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """--eval-split val scores the validation split's inputs (to choose export settings without
+    the test split); the bundle refuses such an export, since the default model's report is the
+    test split's."""
+    from distill.data import load_data
+    from distill.pairing import build_eval_sets
+    from edge.audio.frontend import AudioConfig
+    from export.bundle import main as bundle_main
+
+    out = tmp_path / "export"
+    args = ["--formats", "onnx", "--out", out, "--eval-split", "val", *tiny_corpora.args()]
+    assert run_emoedge("export", student_checkpoint, *args) == 0
+    report = json.loads((out / "report.json").read_text())
+    val_sets = build_eval_sets(
+        *load_data(
+            tiny_corpora.faces, tiny_corpora.speech, "val", AudioConfig(), tiny_corpora.cache
+        ),
+        AudioConfig(),
+    )
+    assert report["eval"]["split"] == "val"
+    assert report["eval"]["samples"] == sum(len(s) for s in val_sets)
+    assert (out / "report.md").read_text().count("· val split of") == 1
+    capsys.readouterr()
+    assert bundle_main([str(out), str(tmp_path / "default")]) == ModelError.exit_code
+    assert "validated on the val split" in capsys.readouterr().err
+    assert not (tmp_path / "default").exists()
+
+
 def test_calibration_draws_every_mask_from_the_training_split(tiny_corpora: Corpora) -> None:
     from edge.audio.frontend import AudioConfig
     from edge.vision.face import FaceConfig

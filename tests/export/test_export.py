@@ -50,14 +50,18 @@ def test_onnx_and_tflite_artifacts_carry_no_exporter_debug_data(exported_student
         assert b"distill.models" not in blob and b"serving_default" in blob, name
 
 
-def test_tflite_int8_keeps_the_late_fusion_head_in_float(exported_student: Exported) -> None:
-    """From the branches' log-softmax on (temperatures, entropy, gates, the fused sum) no
-    tensor is int8; the backbone before it is."""
+def test_tflite_int8_keeps_the_voice_convolutions_and_the_late_fusion_head_in_float(
+    exported_student: Exported,
+) -> None:
+    """The face's convolutions are int8; the voice's (every convolution that reads the audio
+    input and not the face) are float, and from the branches' log-softmax on (temperatures,
+    entropy, gates, the fused sum) no tensor is int8."""
     from ai_edge_litert import schema_py_generated as schema
     from ai_edge_litert.tools import flatbuffer_utils
 
     model = flatbuffer_utils.read_model(str(exported_student.out / "tflite-int8" / "model.tflite"))
     graph = model.subgraphs[0]
+    ops = list(graph.operators)
 
     def builtin(op) -> int:
         code = model.operatorCodes[op.opcodeIndex]
@@ -67,9 +71,22 @@ def test_tflite_int8_keeps_the_late_fusion_head_in_float(exported_student: Expor
         tensors = [*op.inputs, *op.outputs]
         return any(graph.tensors[i].type == schema.TensorType.INT8 for i in tensors if i >= 0)
 
-    ops = list(graph.operators)
+    def reads(name: bytes) -> set[int]:
+        """The operators that read the graph input `name`, directly or not."""
+        (reached,) = [i for i in graph.inputs if graph.tensors[i].name.endswith(name)]
+        reached, found = {reached}, set()
+        for k, op in enumerate(ops):  # operators are stored in execution order
+            if reached.intersection(op.inputs):
+                reached.update(op.outputs)
+                found.add(k)
+        return found
+
+    convs = {k for k, op in enumerate(ops) if builtin(op) in (
+        schema.BuiltinOperator.CONV_2D, schema.BuiltinOperator.DEPTHWISE_CONV_2D)}  # fmt: skip
+    face, voice = reads(b"face"), reads(b"audio")
+    assert (face - voice) & convs and all(int8(ops[k]) for k in (face - voice) & convs)
+    assert (voice - face) & convs and not any(int8(ops[k]) for k in (voice - face) & convs)
     head = next(i for i, op in enumerate(ops) if builtin(op) == schema.BuiltinOperator.LOG_SOFTMAX)
-    assert any(int8(op) for op in ops[:head])
     assert not any(int8(op) for op in ops[head:])
 
 

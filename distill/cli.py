@@ -66,6 +66,13 @@ def _configure_distill(p: argparse.ArgumentParser) -> None:
         "encoder's state of the clip (distill.speech_encoder; needs resemblyzer); default 0",
     )
     p.add_argument(
+        "--audio-encoder-centre",
+        choices=["none", "speaker"],
+        help="with --audio-encoder-kd: the encoder states as they are (none, default) or less "
+        "each training speaker's mean state (speaker), so that the voice matches how a clip "
+        "differs from its speaker's other clips rather than who speaks",
+    )
+    p.add_argument(
         "--fusion",
         choices=["concat", "late"],
         help="student fusion head: concat (MLP over both features) or late (gated sum of "

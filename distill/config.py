@@ -52,6 +52,7 @@ class TrainConfig:
     speech_augment: str = "full"
     audio_mixstyle: float = 0.0
     audio_encoder_kd: float = 0.0
+    audio_encoder_centre: str = "none"
     audio_bank: int = 8
     max_eval_faces: int = 0
     threads: int = 0
@@ -97,6 +98,12 @@ class TrainConfig:
             raise UsageError(
                 "--audio-encoder-kd: the voice's own stages (audio, crosscorpus) use it"
             )
+        if self.audio_encoder_centre not in ("none", "speaker"):
+            raise UsageError(
+                f"--audio-encoder-centre {self.audio_encoder_centre!r}: none or speaker expected"
+            )
+        if self.audio_encoder_centre != "none" and not self.audio_encoder_kd:
+            raise UsageError("--audio-encoder-centre needs --audio-encoder-kd (a weight > 0)")
         if self.speech_augment not in PRESETS:
             raise UsageError(
                 f"speech_augment {self.speech_augment!r}: allowed values are {', '.join(PRESETS)}"

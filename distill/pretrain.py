@@ -10,7 +10,8 @@ With `--teacher`, the loss adds Hinton distillation from the teacher's own outpu
 modality (`--kd-alpha`, `--kd-temperature`) on the same augmented inputs. With
 `--audio-encoder-kd W`, the audio stage adds W × (1 − cosine similarity) between the voice's
 attended audio, through a linear projection trained alongside (never exported), and the clip's
-state in a speech encoder pretrained on many speakers (distill.speech_encoder).
+state in a speech encoder pretrained on many speakers (distill.speech_encoder); with
+`--audio-encoder-centre speaker`, that state less its speaker's mean over the training clips.
 
 With the other modality masked the model never reads it, so `EmotionModel.face_logits` and
 `audio_logits` are exactly the model's single-modality outputs without running the other
@@ -40,7 +41,7 @@ from distill.models import EmotionModel, distillation_loss
 from distill.pairing import AudioTrainSet, EvalSet, audio_sets, face_sets
 from distill.run import load_teacher
 from distill.speech_augment import PRESETS
-from distill.speech_encoder import ENCODER_DIM, encoder_states
+from distill.speech_encoder import ENCODER_DIM, centre_by_speaker, encoder_states
 from edge.audio.frontend import AudioConfig
 from edge.core.errors import DataError
 from edge.core.labels import NUM_CLASSES
@@ -177,6 +178,8 @@ def audio_stage(
     states = None
     if cfg.audio_encoder_kd:
         encoded = encoder_states(train.data, audio_cfg.sample_rate, cfg.cache_path)
+        if cfg.audio_encoder_centre == "speaker":
+            encoded = centre_by_speaker(encoded, train.corpora, train.persons)
         states = torch.from_numpy(encoded).to(cluster.device)
 
     def batches(epoch: int, gen: torch.Generator) -> Iterator[Batch]:

@@ -130,3 +130,14 @@ def _compute(waves: Sequence[np.ndarray]) -> np.ndarray:
         state = hidden.permute(1, 0, 2).reshape(len(partials), -1).mean(0).numpy()
         states[i] = state / max(float(np.linalg.norm(state)), 1e-8)
     return states
+
+
+def centre_by_speaker(states: np.ndarray, corpora: np.ndarray, persons: np.ndarray) -> np.ndarray:
+    """Each state less the mean state of its speaker (a person of a corpus) over `states`: what
+    sets a clip apart from the same speaker's other clips (emotion, words), not the voice."""
+    centred = np.array(states, np.float32)
+    speakers = np.char.add(np.char.add(corpora.astype(str), "/"), persons.astype(str))
+    for speaker in np.unique(speakers):
+        mine = speakers == speaker
+        centred[mine] -= centred[mine].mean(0)
+    return centred

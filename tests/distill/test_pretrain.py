@@ -359,6 +359,10 @@ def test_ema_decay_out_of_range_is_a_usage_error(tiny_corpora: Corpora, tmp_path
             ["--stage", "fused", "--audio-encoder-kd", "1"],
             "--audio-encoder-kd: the voice's own stages (audio, crosscorpus) use it",
         ),
+        (
+            ["--audio-encoder-centre", "speaker"],
+            "--audio-encoder-centre needs --audio-encoder-kd (a weight > 0)",
+        ),
     ],
 )
 def test_bad_voice_training_option_is_a_usage_error(

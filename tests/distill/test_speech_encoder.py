@@ -8,6 +8,7 @@ import pytest
 from distill.cache import read_audio
 from distill.speech_encoder import (
     ENCODER_DIM,
+    centre_by_speaker,
     clip_keys,
     encoder_states,
     store_states,
@@ -49,3 +50,15 @@ def test_the_encoder_states_tell_voices_apart_and_are_cached(shared_data, tmp_pa
 def test_the_encoder_refuses_another_sample_rate(tmp_path) -> None:
     with pytest.raises(UsageError, match="16000 Hz audio, not 8000 Hz"):
         encoder_states([np.zeros(8000, np.float32)], 8000, tmp_path)
+
+
+def test_centring_by_speaker_removes_each_speakers_mean_state() -> None:
+    """Speakers are a corpus's persons: EmoDB's 03 and RAVDESS's 03 are two people."""
+    rng = np.random.default_rng(0)
+    states = rng.normal(size=(6, 4)).astype(np.float32)
+    corpora = np.array(["emodb", "emodb", "ravdess", "ravdess", "ravdess", "urdu"])
+    persons = np.array(["03", "03", "03", "03", "01", "SM5"])
+    centred = centre_by_speaker(states, corpora, persons)
+    for rows in ([0, 1], [2, 3]):
+        np.testing.assert_allclose(centred[rows], states[rows] - states[rows].mean(0), atol=1e-6)
+    np.testing.assert_allclose(centred[[4, 5]], 0.0, atol=1e-6)  # alone: nothing sets it apart

@@ -49,7 +49,7 @@ def bundle(export_dir: Path, dest: Path) -> dict[str, str]:
     if not report_file.is_file():
         raise ModelError(f"{report_file} not found: run `emoedge export` into {export_dir} first")
     report = json.loads(report_file.read_text())
-    split = report["eval"].get("split", "test")
+    split = report["eval"]["split"]
     if split != "test":
         raise ModelError(
             f"{export_dir} was validated on the {split} split; the bundled model's report must "

@@ -28,8 +28,6 @@ from edge.mqtt.messages import EmotionEvent, EmotionState
 from edge.vision.detect import Detection, FaceDetector
 from edge.vision.track import FaceTracker
 
-Own = dict[str, np.ndarray | None]  # each modality's own probabilities (None: not used)
-
 
 @dataclass(frozen=True)
 class ModelInputs:
@@ -107,16 +105,17 @@ class Pipeline:
         mask = used_mask(np.array([box is not None, voiced], dtype=np.float32), self.fusion)
         return ModelInputs(self._blank_face if face is None else face, audio, mask, box)
 
-    def predict(self, inputs: ModelInputs) -> tuple[np.ndarray | None, Own]:
+    def predict(self, inputs: ModelInputs) -> tuple[np.ndarray | None, np.ndarray | None]:
         """Class probabilities (7,) by the fusion mode, or None when the modalities it uses
-        are missing; and each used modality's own probabilities (for the state)."""
+        are missing; and the model's output rows (3, 7), from which a state takes what each
+        modality said (edge.core.fusion.modality_predictions, only when one is published)."""
         if not inputs.mask.any():
-            return None, {"face": None, "voice": None}
+            return None, None
         rows = self.stats.timed(
             "inference", self.runner.outputs, inputs.face[None], inputs.audio[None],
             inputs.mask[None],
         )[0]  # fmt: skip
-        return fuse(rows, inputs.mask, self.fusion), modality_predictions(rows, inputs.mask)
+        return fuse(rows, inputs.mask, self.fusion), rows
 
     def set_fusion(self, fusion: FusionConfig) -> None:
         """Use another fusion mode or voice weight from the next cycle on."""
@@ -136,7 +135,7 @@ class Pipeline:
     def cycle(self, frame: Frame | None, t: float) -> CycleResult:
         """One full cycle at time `t` (monotonic) for `frame` (None without a camera)."""
         inputs = self.inputs(frame, t)
-        probs, own = self.predict(inputs)
+        probs, rows = self.predict(inputs)
         start = self.stats.clock()
         if probs is None:
             self.smoother.reset()
@@ -148,7 +147,7 @@ class Pipeline:
         change = self.policy.update(label, confidence, t)
         state = event = None
         if change is not None or self.policy.heartbeat_due(t):
-            state = self._state(inputs, smoothed, own)
+            state = self._state(inputs, smoothed, rows)
             self.policy.state_published(t)
         if change is not None:
             event = self._event(change, state)
@@ -160,12 +159,14 @@ class Pipeline:
         self.seq += 1
         return self.seq
 
-    def _state(self, inputs: ModelInputs, smoothed: np.ndarray | None, own: Own) -> EmotionState:
+    def _state(
+        self, inputs: ModelInputs, smoothed: np.ndarray | None, rows: np.ndarray | None
+    ) -> EmotionState:
         """The state of this moment (edge.mqtt.messages.STATES): what is seen now, its smoothed
-        probabilities, what each modality said, and the reported label while something is
-        seen."""
+        probabilities, what each modality said (from the model's output `rows`), and the
+        reported label while something is seen."""
         epoch_ms, seq = int(time.time() * 1000), self._next_seq()
-        if smoothed is None:
+        if smoothed is None or rows is None:
             return EmotionState.blank("absent", epoch_ms, seq, self.model_id, self.fusion.mode)
         label = self.policy.reported
         confidence = 0.0 if label is None else float(smoothed[LABELS.index(label)])
@@ -179,7 +180,9 @@ class Pipeline:
             seq=seq,
             model_id=self.model_id,
             state="uncertain" if label is None else "present",
-            by_modality={name: top_label(p) for name, p in own.items()},
+            by_modality={
+                name: top_label(p) for name, p in modality_predictions(rows, inputs.mask).items()
+            },
             fusion=self.fusion.mode,
         )
 

@@ -285,33 +285,71 @@ def build_eval_sets(
     cfg: AudioConfig,
     pairs_per_clip: int = PAIRS_PER_CLIP,
     seed: int = EVAL_SEED,
+    ferplus_pairs: bool = False,
 ) -> list[EvalSet]:
     """Face-only (all faces; and against the FER+ majority), audio-only (all clips), fused
-    pairs (each clip with `pairs_per_clip` same-class faces, seeded) and the pairs with one
-    modality masked; with several speech corpora also each corpus's audio-only and pairs
-    ('fused[emodb]', 'fused_audio_missing[emodb]', …)."""
+    pairs (each clip with `pairs_per_clip` faces of its class by FER2013's labels, seeded) and
+    the pairs with one modality masked; with several speech corpora also each corpus's
+    audio-only and pairs ('fused[emodb]', 'fused_audio_missing[emodb]', …). With
+    `ferplus_pairs` and faces with votes, the pairs again with faces whose FER+ majority is the
+    clip's class ('fused_ferplus', 'fused_ferplus_audio_missing', …): the pairs scored on the
+    labels the faces are trained for (faces without a majority are never drawn)."""
     feats = clip_features(audio, cfg)
-    sets = [*face_sets(faces, cfg), *audio_sets(audio, cfg, feats)]
+    sets = [
+        *face_sets(faces, cfg),
+        *audio_sets(audio, cfg, feats),
+        *paired_sets("fused", faces.data, faces.labels, audio, feats, pairs_per_clip, seed),
+    ]
+    if ferplus_pairs and faces.votes.any():
+        majority, _ = majority_labels(faces.votes)
+        sets += paired_sets(
+            "fused_ferplus", faces.data, majority, audio, feats, pairs_per_clip, seed
+        )
+    return sets
+
+
+def paired_sets(
+    name: str,
+    face_data: np.ndarray,
+    face_labels: np.ndarray,
+    audio: Decoded,
+    feats: np.ndarray,
+    pairs_per_clip: int,
+    seed: int,
+) -> list[EvalSet]:
+    """Each clip with `pairs_per_clip` faces whose label (−1: none) is its class, drawn with
+    `seed`; as `name`, `name`_audio_missing and `name`_face_missing, over every clip and per
+    corpus. A clip whose class has no face is left out and counted."""
     rng = np.random.default_rng(seed)
     face_idx, clip_idx = [], []
+    paired = np.zeros(len(audio), bool)
     for c, label in enumerate(audio.labels):
-        pool = np.flatnonzero(faces.labels == label)
+        pool = np.flatnonzero(face_labels == label)
         if len(pool) == 0:
             continue
         face_idx += list(rng.choice(pool, pairs_per_clip, replace=len(pool) < pairs_per_clip))
         clip_idx += [c] * pairs_per_clip
-    if not face_idx:
-        return sets
-    fi, ci = np.array(face_idx), np.array(clip_idx)
-    for suffix, rows in corpus_groups(audio.corpora[ci]):
+        paired[c] = True
+    fi, ci = np.array(face_idx, np.int64), np.array(clip_idx, np.int64)
+    sets = []
+    for suffix, clips in corpus_groups(audio.corpora):
+        rows = clips[ci]
+        if not rows.any():
+            continue
         f, c = fi[rows], ci[rows]
-        for name, mask in (
-            ("fused", [1.0, 1.0]),
-            ("fused_audio_missing", [1.0, 0.0]),
-            ("fused_face_missing", [0.0, 1.0]),
+        unpaired = int((clips & ~paired).sum())
+        excluded = {"clips_without_faces_of_their_class": unpaired} if unpaired else {}
+        for masked, mask in (
+            ("", [1.0, 1.0]),
+            ("_audio_missing", [1.0, 0.0]),
+            ("_face_missing", [0.0, 1.0]),
         ):
             m = np.tile(mask, (len(f), 1)).astype(np.float32)
-            sets.append(EvalSet(name + suffix, faces.data[f], feats[c], m, audio.labels[c]))
+            sets.append(
+                EvalSet(
+                    name + masked + suffix, face_data[f], feats[c], m, audio.labels[c], excluded
+                )
+            )
     return sets
 
 

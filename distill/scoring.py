@@ -23,6 +23,9 @@ ROWS = (
     ("fused", "fused (class-paired)"),
     ("fused_audio_missing", "fused pairs, audio masked"),
     ("fused_face_missing", "fused pairs, face masked"),
+    ("fused_ferplus", "fused (paired by FER+ majority)"),
+    ("fused_ferplus_audio_missing", "FER+ pairs, audio masked"),
+    ("fused_ferplus_face_missing", "FER+ pairs, face masked"),
     ("av_fused", "same-person clips, fused"),
     ("av_face", "same-person clips, face"),
     ("av_voice", "same-person clips, voice"),
@@ -70,7 +73,7 @@ def score_model(
     with each clip's predictions."""
     predict, audio_cfg, face_cfg, name = load_predictor(model, backend)
     face_data, audio_data = load_data(faces, speech, split, audio_cfg, cache_dir)
-    sets = build_eval_sets(face_data, audio_data, audio_cfg)
+    sets = build_eval_sets(face_data, audio_data, audio_cfg, ferplus_pairs=True)
     result = {"model": str(model), "runtime": name, "split": split}
     if av is not None:
         inputs = av_inputs(load_av_clips(av), audio_cfg, face_cfg)

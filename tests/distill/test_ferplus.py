@@ -9,7 +9,7 @@ import pytest
 from distill.cache import Decoded, decode_faces
 from distill.corpora import load_corpus
 from distill.ferplus import VOTE_COLUMNS, majority_labels, training_targets
-from distill.pairing import PairedTrainSet, face_sets
+from distill.pairing import PairedTrainSet, build_eval_sets, face_sets
 from edge.audio.frontend import AudioConfig
 from edge.core.errors import DataError
 from edge.core.labels import LABELS
@@ -82,6 +82,49 @@ def test_the_fused_stage_pairs_a_face_by_a_class_drawn_from_its_votes() -> None:
     unvoted_fear = decoded([fear], votes()[None], np.zeros((1, 48, 48), np.uint8))
     with pytest.raises(ValueError, match=f"no training clips for classes \\[{fear}\\]"):
         PairedTrainSet(unvoted_fear, speech, AudioConfig())
+
+
+def test_evaluation_pairs_faces_by_their_fer_label_and_again_by_their_majority() -> None:
+    happy, sad, angry, fear = (LABELS.index(c) for c in ("happy", "sad", "angry", "fear"))
+    face_labels = [happy, happy, sad, sad, angry, fear]
+    faces = decoded(
+        face_labels,
+        np.stack(
+            [
+                votes(happiness=8, neutral=2),  # agrees with its label
+                votes(sadness=7, happiness=3),  # labelled happy, the crowd says sad
+                votes(happiness=6, sadness=4),  # labelled sad, the crowd says happy
+                votes(sadness=5, anger=5),  # tie: never drawn by majority
+                votes(anger=9, fear=1),
+                votes(),  # no votes: never drawn by majority
+            ]
+        ),
+        # each face's pixels are its index, so that a pair names the face it drew
+        np.repeat(np.arange(6, dtype=np.uint8), 48 * 48).reshape(6, 48, 48),
+    )
+    majority = {0: happy, 1: sad, 2: happy, 4: angry}
+    rng = np.random.default_rng(0)
+    clip_labels = [happy, sad, angry, fear, happy, sad]
+    speech = decoded(
+        clip_labels,
+        np.zeros((6, len(VOTE_COLUMNS)), np.int16),
+        [rng.normal(0, 0.1, 16000).astype(np.float32) for _ in clip_labels],
+    )
+    speech.corpora = np.array(["ravdess"] * 4 + ["emodb"] * 2)
+    sets = {s.name: s for s in build_eval_sets(faces, speech, AudioConfig(), 5, ferplus_pairs=True)}
+    assert "fused_ferplus" not in {s.name for s in build_eval_sets(faces, speech, AudioConfig(), 5)}
+    drawn = {name: sets[name].faces[:, 0, 0].astype(int) for name in ("fused", "fused_ferplus")}
+    assert [face_labels[f] for f in drawn["fused"]] == sets["fused"].labels.tolist()
+    assert len(sets["fused"]) == 6 * 5 and not sets["fused"].excluded
+    # the fear clip has no face whose majority is fear: left out of the FER+ pairs and counted
+    assert [majority[f] for f in drawn["fused_ferplus"]] == sets["fused_ferplus"].labels.tolist()
+    assert set(drawn["fused_ferplus"]) == {0, 1, 2, 4} and len(drawn["fused_ferplus"]) == 5 * 5
+    assert sets["fused_ferplus"].excluded == {"clips_without_faces_of_their_class": 1}
+    assert sets["fused_ferplus[ravdess]"].excluded == {"clips_without_faces_of_their_class": 1}
+    assert not sets["fused_ferplus[emodb]"].excluded and len(sets["fused_ferplus[emodb]"]) == 10
+    for masked, mask in (("_audio_missing", [1, 0]), ("_face_missing", [0, 1])):
+        one = sets["fused_ferplus" + masked]
+        assert (one.faces == sets["fused_ferplus"].faces).all() and (one.mask == mask).all()
 
 
 def test_majority_excludes_ties_and_non_emotions_and_counts_them() -> None:

@@ -9,7 +9,7 @@ import torch
 
 from distill.checkpoint import load_checkpoint
 from distill.corpora import load_speech
-from distill.crosscorpus import folds, ravdess_statement
+from distill.crosscorpus import fold_scores, folds, ravdess_statement, table
 from tests.fixtures_export import make_checkpoint, run_emoedge
 from tests.tiny_corpora import Corpora, write_emodb, write_ravdess
 
@@ -97,3 +97,24 @@ def test_the_teacher_is_scored_on_the_voice_alone(tiny_corpora: Corpora, tmp_pat
     assert results[0]["calibration"] is None and "pairs" not in emodb
     assert emodb["clips"] == 18 and 0 <= emodb["voice_uar"] <= 100
     assert "| without-emodb | emodb | 18 |" in (out / "crosscorpus.md").read_text()
+
+
+def test_a_fold_scores_the_fusion_criterion_on_the_fer_plus_pairs_too() -> None:
+    def acc(value: float) -> dict:
+        return {"accuracy": value, "uar": value, "ece": 1.0, "n": 10}
+
+    metrics = {
+        "audio_only": acc(30.0),
+        **{f"fused{m}": acc(v) for m, v in (("", 61.0), ("_audio_missing", 60.0))},
+        "fused_face_missing": acc(30.0),
+        **{f"fused_ferplus{m}": acc(v) for m, v in (("", 65.5), ("_audio_missing", 67.0))},
+        "fused_ferplus_face_missing": acc(30.0),
+    }
+    scored = fold_scores(metrics)
+    assert scored["fusion_ok"] and scored["pairs_fused"] == 61.0
+    voted = {"face": 67.0, "voice": 30.0, "fused": 65.5, "fusion_ok": False}
+    assert scored["ferplus_pairs"] == voted
+    row = table([{"fold": "without-emodb", "groups": {"emodb": scored}}]).splitlines()[2]
+    assert row.endswith("| yes | 67.00 | 65.50 | no |")
+    single = {k: v for k, v in metrics.items() if "ferplus" not in k}
+    assert "ferplus_pairs" not in fold_scores(single)

@@ -46,6 +46,13 @@ def decoded(labels: list[int], rows: np.ndarray, data) -> Decoded:
     return Decoded(data, np.array(labels), text, text, text, rows)
 
 
+def speech_clips(labels: list[int]) -> Decoded:
+    """One second of quiet noise per label, without votes."""
+    rng = np.random.default_rng(0)
+    waves = [rng.normal(0, 0.1, 16000).astype(np.float32) for _ in labels]
+    return decoded(labels, np.zeros((len(labels), len(VOTE_COLUMNS)), np.int16), waves)
+
+
 def test_the_fused_stage_pairs_a_face_by_a_class_drawn_from_its_votes() -> None:
     happy, sad, angry, fear = (LABELS.index(c) for c in ("happy", "sad", "angry", "fear"))
     faces = decoded(
@@ -60,13 +67,7 @@ def test_the_fused_stage_pairs_a_face_by_a_class_drawn_from_its_votes() -> None:
         ),
         np.zeros((4, 48, 48), np.uint8),
     )
-    rng = np.random.default_rng(0)
-    speech_labels = [happy, sad, angry, happy, sad, angry]
-    speech = decoded(
-        speech_labels,
-        np.zeros((6, len(VOTE_COLUMNS)), np.int16),
-        [rng.normal(0, 0.1, 16000).astype(np.float32) for _ in speech_labels],
-    )
+    speech = speech_clips([happy, sad, angry, happy, sad, angry])
     paired = PairedTrainSet(faces, speech, AudioConfig())
     assert len(paired) == 3
     drawn: dict[int, list[int]] = {0: [], 1: [], 3: []}
@@ -103,13 +104,7 @@ def test_evaluation_pairs_faces_by_their_fer_label_and_again_by_their_majority()
         np.repeat(np.arange(6, dtype=np.uint8), 48 * 48).reshape(6, 48, 48),
     )
     majority = {0: happy, 1: sad, 2: happy, 4: angry}
-    rng = np.random.default_rng(0)
-    clip_labels = [happy, sad, angry, fear, happy, sad]
-    speech = decoded(
-        clip_labels,
-        np.zeros((6, len(VOTE_COLUMNS)), np.int16),
-        [rng.normal(0, 0.1, 16000).astype(np.float32) for _ in clip_labels],
-    )
+    speech = speech_clips([happy, sad, angry, fear, happy, sad])
     speech.corpora = np.array(["ravdess"] * 4 + ["emodb"] * 2)
     sets = {s.name: s for s in build_eval_sets(faces, speech, AudioConfig(), 5, ferplus_pairs=True)}
     assert "fused_ferplus" not in {s.name for s in build_eval_sets(faces, speech, AudioConfig(), 5)}

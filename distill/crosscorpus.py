@@ -24,10 +24,12 @@ from __future__ import annotations
 
 import json
 import logging
+import platform
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import cache, partial
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -218,12 +220,35 @@ def mean_loco_uar(results: list[dict]) -> float:
     )
 
 
+# the numeric packages a fold's numbers may depend on besides the code, seed and data: the
+# environment is built from version ranges, and reruns of the same seeds have differed by
+# several points per corpus (docs/voice-cross-corpus.md), so each run records them
+NUMERIC_PACKAGES = ("torch", "numpy", "scipy", "librosa", "soundfile", "soxr", "resemblyzer")
+
+
+def environment() -> dict[str, str | None]:
+    """Python, the machine and the version of each of NUMERIC_PACKAGES (None: not installed)."""
+
+    def version(name: str) -> str | None:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return None
+
+    return {
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        **{name: version(name) for name in NUMERIC_PACKAGES},
+    }
+
+
 def _faces(cfg: TrainConfig, split: str) -> Decoded:
     return load_faces(Path(cfg.faces), split, cfg.cache_path, cfg.max_eval_faces)
 
 
 def crosscorpus(cfg: TrainConfig) -> dict:
-    """Run every fold of the protocol; writes OUT/crosscorpus.json and OUT/crosscorpus.md."""
+    """Run every fold of the protocol; writes OUT/crosscorpus.json, OUT/crosscorpus.md and
+    OUT/environment.json (the versions that produced them)."""
     if any(is_pack(p) for p in cfg.speech_paths):
         raise UsageError("--stage crosscorpus reads the speech corpus folders, not a data pack")
     samples = load_speech(cfg.speech_paths)
@@ -231,5 +256,6 @@ def crosscorpus(cfg: TrainConfig) -> dict:
     results = [run_fold(cfg, fold, samples, faces) for fold in folds(samples)]
     out = Path(cfg.out)
     (out / "crosscorpus.json").write_text(json.dumps(results, indent=1))
+    (out / "environment.json").write_text(json.dumps(environment(), indent=1))
     (out / "crosscorpus.md").write_text(table(results) + "\n")
     return {"best_val_score": mean_loco_uar(results), "history": results}

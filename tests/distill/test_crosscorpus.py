@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import torch
 
 from distill.checkpoint import load_checkpoint
@@ -71,6 +72,8 @@ def test_the_protocol_trains_a_fresh_voice_per_fold_and_reports_it(
         emodb["pairs_fused"] >= max(emodb["pairs_face"], emodb["pairs_voice"]) - 1
     )
     assert "Leave-one-corpus-out mean voice UAR" in (out / "crosscorpus.md").read_text()
+    versions = json.loads((out / "environment.json").read_text())
+    assert versions["torch"] == torch.__version__ and versions["numpy"] == np.__version__
     init_model, _ = load_checkpoint(init)
     fold_model, meta = load_checkpoint(out / "without-emodb" / "best.pt")
     assert meta["train_config"]["reset_audio"]

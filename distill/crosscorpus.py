@@ -24,12 +24,10 @@ from __future__ import annotations
 
 import json
 import logging
-import platform
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import cache, partial
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +45,7 @@ from distill.models import LateFusionHead
 from distill.pack import is_pack
 from distill.pairing import audio_sets, build_eval_sets
 from distill.pretrain import audio_stage
+from distill.provenance import environment
 from edge.audio.frontend import AudioConfig
 from edge.core.errors import DataError, UsageError
 from edge.vision.face import FaceConfig
@@ -218,28 +217,6 @@ def mean_loco_uar(results: list[dict]) -> float:
             ]
         )
     )
-
-
-# the numeric packages a fold's numbers may depend on besides the code, seed and data: the
-# environment is built from version ranges, and reruns of the same seeds have differed by
-# several points per corpus (docs/voice-cross-corpus.md), so each run records them
-NUMERIC_PACKAGES = ("torch", "numpy", "scipy", "librosa", "soundfile", "soxr", "resemblyzer")
-
-
-def environment() -> dict[str, str | None]:
-    """Python, the machine and the version of each of NUMERIC_PACKAGES (None: not installed)."""
-
-    def version(name: str) -> str | None:
-        try:
-            return metadata.version(name)
-        except metadata.PackageNotFoundError:
-            return None
-
-    return {
-        "python": platform.python_version(),
-        "machine": platform.machine(),
-        **{name: version(name) for name in NUMERIC_PACKAGES},
-    }
 
 
 def _faces(cfg: TrainConfig, split: str) -> Decoded:

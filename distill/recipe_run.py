@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from distill.config import TrainConfig
+from distill.provenance import environment
 from distill.recipe import RUNTIME_ONLY, Recipe, Step
 from edge.core.errors import EmoedgeError, GateError, UsageError
 
@@ -252,14 +253,14 @@ def flags(options: dict[str, Any]) -> list[str]:
     return argv
 
 
-def machine() -> dict[str, str]:
-    """The device a training stage runs on (as distill.distributed.join chooses it) and the
-    PyTorch version."""
+def machine() -> dict[str, str | None]:
+    """The device a training stage runs on (as distill.distributed.join chooses it), the
+    PyTorch it imports and the rest of distill.provenance.environment."""
     import torch
 
     cuda = torch.cuda.is_available()
     device = f"cuda ({torch.cuda.get_device_name(0)})" if cuda else "cpu"
-    return {"device": device, "torch": torch.__version__}
+    return {**environment(), "device": device, "torch": torch.__version__}
 
 
 def table(recipe: Recipe, records: dict) -> str:

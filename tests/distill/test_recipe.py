@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from distill.cli import DISTILL, train_config
@@ -84,6 +85,7 @@ def test_a_recipe_runs_every_stage_then_skips_them_and_refuses_a_changed_one(
     for r in first.values():
         assert r["seconds"] >= 0 and r["started"] <= r["finished"] and r["device"] == "cpu"
         assert r["torch"] and r["attempts"] == 1 and r["seed"] == 3
+        assert r["numpy"] == np.__version__ and r["python"]
     # the scale halves the epochs; the options, the command and the history say so
     face = first["face"]
     assert face["options"]["epochs"] == 1 and face["options"]["faces"] == str(tiny_corpora.faces)

@@ -1,0 +1,27 @@
+"""What produced a run's numbers besides the code, its seed and its data: the Python, the
+machine and the numeric packages. The environment is built from version ranges, and reruns of
+the same cross-corpus seeds have differed by several points per corpus
+(docs/voice-cross-corpus.md), so runs record them."""
+
+from __future__ import annotations
+
+import platform
+from importlib import metadata
+
+NUMERIC_PACKAGES = ("torch", "numpy", "scipy", "librosa", "soundfile", "soxr", "resemblyzer")
+
+
+def environment() -> dict[str, str | None]:
+    """Python, the machine and the version of each of NUMERIC_PACKAGES (None: not installed)."""
+
+    def version(name: str) -> str | None:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return None
+
+    return {
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        **{name: version(name) for name in NUMERIC_PACKAGES},
+    }

@@ -36,7 +36,10 @@ STORE_PREFIX = "speech-encoder-states-"
 def _encoder() -> torch.nn.LSTM:
     """The pretrained encoder's LSTM, read from the resemblyzer wheel's weights (the package
     itself is not imported: its voice-activity dependency fails to import on current
-    setuptools, and only the weights and the front end below are needed)."""
+    setuptools, and only the weights and the front end below are needed). Built under a forked
+    random state: the LSTM's throwaway initialisation would otherwise advance the global
+    generator, and a seeded run would train differently when the states had to be computed
+    than when they were read from the cache."""
     spec = importlib.util.find_spec("resemblyzer")
     if spec is None or not spec.submodule_search_locations:
         raise UsageError(
@@ -44,7 +47,8 @@ def _encoder() -> torch.nn.LSTM:
         )
     weights = Path(next(iter(spec.submodule_search_locations))) / "pretrained.pt"
     state = torch.load(weights, map_location="cpu", weights_only=True)["model_state"]
-    lstm = torch.nn.LSTM(MEL_BANDS, 256, 3, batch_first=True)
+    with torch.random.fork_rng(devices=[]):
+        lstm = torch.nn.LSTM(MEL_BANDS, 256, 3, batch_first=True)
     lstm.load_state_dict({k[len("lstm.") :]: v for k, v in state.items() if k.startswith("lstm.")})
     return lstm.eval()
 

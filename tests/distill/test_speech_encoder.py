@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from distill.cache import read_audio
 from distill.speech_encoder import (
@@ -45,6 +46,17 @@ def test_the_encoder_states_tell_voices_apart_and_are_cached(shared_data, tmp_pa
     assert np.array_equal(again[0], states[1] + 1)
     assert len(stored_states(tmp_path)) == 17 and len(list(tmp_path.glob("*.npz"))) == 2
     np.testing.assert_allclose(again[1], states[0], atol=1e-5)  # volume is normalised first
+
+
+def test_encoding_leaves_the_global_random_state_as_it_was(shared_data, tmp_path) -> None:
+    """A seeded run trains alike whether the states are computed or read from the cache."""
+    wave = read_audio(next((shared_data / "ravdess" / "Actor_01").glob("*.flac")), 16000)
+    torch.manual_seed(0)
+    encoder_states([wave], 16000, tmp_path)  # computed
+    computed_then = torch.rand(4)
+    torch.manual_seed(0)
+    encoder_states([wave], 16000, tmp_path)  # read
+    assert torch.equal(torch.rand(4), computed_then)
 
 
 def test_the_encoder_refuses_another_sample_rate(tmp_path) -> None:

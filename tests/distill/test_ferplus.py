@@ -120,6 +120,8 @@ def test_evaluation_pairs_faces_by_their_fer_label_and_again_by_their_majority()
     for masked, mask in (("_audio_missing", [1, 0]), ("_face_missing", [0, 1])):
         one = sets["fused_ferplus" + masked]
         assert (one.faces == sets["fused_ferplus"].faces).all() and (one.mask == mask).all()
+        # the masked sets share the pairs' inputs instead of copying them
+        assert one.faces is sets["fused_ferplus"].faces and one.audio is sets["fused_ferplus"].audio
 
 
 def test_majority_excludes_ties_and_non_emotions_and_counts_them() -> None:

@@ -37,7 +37,7 @@ from distill.data import epoch_loader, load_faces, speech_corpus
 from distill.distributed import Cluster
 from distill.ferplus import training_targets
 from distill.fit import Batch, Stage
-from distill.models import EmotionModel, distillation_loss
+from distill.models import EmotionModel, LateFusionHead, distillation_loss
 from distill.pairing import AudioTrainSet, EvalSet, audio_sets, face_sets
 from distill.run import load_teacher
 from distill.speech_augment import PRESETS
@@ -222,7 +222,8 @@ def single_modality_stage(
     batches: Callable[[int, torch.Generator], Iterator[Batch]],
 ) -> Stage:
     """A stage on one modality's own logits: (class-weighted, or per-corpus restricted)
-    cross-entropy, mixed with distillation from the teacher's logits for that modality."""
+    cross-entropy, mixed with distillation from the teacher's logits for that modality. The
+    other modality's branch (and its logits in a late-fusion head) is left as it is."""
     log.info(
         "%s pre-training: %d training samples · val %d",
         modality,
@@ -247,6 +248,11 @@ def single_modality_stage(
         kd = distillation_loss(logits, soft, targets, cfg.kd_temperature, alpha=1.0)
         return cfg.kd_alpha * kd + (1 - cfg.kd_alpha) * own
 
+    other = "audio" if modality == "face" else "face"
+    if isinstance(model.head, LateFusionHead):
+        # the other modality's logits run under a zero mask: their gradients are zeros, which
+        # would let weight decay shrink them through every epoch of this stage
+        getattr(model.head, f"{other}_logits").requires_grad_(False)
     return Stage(
         modality,
         OneModality(model, modality),
@@ -255,5 +261,6 @@ def single_modality_stage(
         loss,
         val_sets,
         lambda metrics: round(score(metrics), 2),
+        frozen=(other,),
         record_uar=True,
     )

@@ -174,6 +174,27 @@ def test_audio_stage_and_joining_separately_trained_paths(tiny_corpora: Corpora,
             assert torch.equal(value, after[name]), name
 
 
+@pytest.mark.parametrize(("modality", "other"), [("audio", "face"), ("face", "audio")])
+def test_a_single_modality_stage_leaves_the_other_modalitys_logits_as_they_were(
+    tiny_corpora: Corpora, tmp_path, modality: str, other: str
+) -> None:
+    """Each modality's stage computes the other's logits under a zero mask (zero gradients):
+    even a strong weight decay must not shrink them."""
+    init = make_checkpoint(tmp_path / "init.pt", "student", fusion="late")
+    args = ["--arch", "student", "--init", init, "--stage", modality, "--epochs", "1"]
+    args += ["--batch-size", "8", "--workers", "0", "--weight-decay", "0.5", "--lr", "0.05"]
+    assert run_emoedge("distill", *args, "--out", tmp_path / "run", *tiny_corpora.args()) == 0
+    for prefix in (f"{other}.", f"head.{other}_logits."):
+        before, after = state(init, prefix), state(tmp_path / "run" / "best.pt", prefix)
+        assert before and all(torch.equal(v.half().float(), after[k]) for k, v in before.items())
+    # while its own logits did train
+    own = f"head.{modality}_logits."
+    assert state(init, own).keys() and any(
+        not torch.equal(v.half().float(), state(tmp_path / "run" / "best.pt", own)[k])
+        for k, v in state(init, own).items()
+    )
+
+
 def test_fusion_and_init_audio_misuse_are_usage_errors(
     tiny_corpora: Corpora, tmp_path, capsys
 ) -> None:

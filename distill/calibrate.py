@@ -12,7 +12,12 @@ validation split, everything else fixed:
 2. the reliability-aware fusion (distill.models.LateFusionHead): the gate weights, which turn
    each branch's certainty on an input into its weight, fitted by cross-entropy on the
    validation split's class-paired pairs together with the same pairs with shuffled voices
-   (with_uninformative_voices), with a weak pull towards equal gates. The fused bias is set to
+   (with_uninformative_voices), with a weak pull towards equal gates. The shuffled pairs weigh
+   λ times the real ones, λ the smallest of SHUFFLED_VOICE_WEIGHTS for which the fitted fusion
+   costs the face at most GUARD_ALLOWANCE points on the validation pairs with voices shuffled
+   afresh (fit_guarded_fusion): validation alone says how far the voice may be trusted when it
+   says nothing (a fit at 1 : 1 trusted a strong validation voice enough to cost the face 2.4
+   points on a held-out corpus, docs/voice-cross-corpus.md). The fused bias is set to
    zero and not fitted: validation voices come from the training corpora, so a class bias
    fitted there learns their confusions and shifts every fused prediction on speech from
    elsewhere (leave-one-corpus-out with RAVDESS held out: fused 56.4 % against the face's
@@ -90,21 +95,25 @@ def fit_fusion(
     voice: torch.Tensor,
     labels: torch.Tensor,
     prior: float = 1e-3,
+    sample_weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Gate weights (2, 3) of `head` minimising the cross-entropy of its fusion of calibrated
-    log-probabilities `face`, `voice` on fused pairs, plus `prior` times the squared distance
-    from equal unit gates (keeps a fit on a few separable pairs finite). The head itself is
-    left unchanged."""
+    log-probabilities `face`, `voice` on fused pairs (a weighted mean where `sample_weights`
+    are given), plus `prior` times the squared distance from equal unit gates (keeps a fit on a
+    few separable pairs finite). The head itself is left unchanged."""
     start = head.reliability.clone()
     weights = start.clone().requires_grad_(True)
     optimizer = torch.optim.LBFGS([weights], max_iter=200, line_search_fn="strong_wolfe")
     both = torch.ones(len(face), 2)
+    if sample_weights is None:
+        sample_weights = torch.ones(len(face))
+    sample_weights = sample_weights / sample_weights.sum()
 
     def closure() -> torch.Tensor:
         optimizer.zero_grad()
         with gate_weights(head, weights):
-            loss = F.cross_entropy(head.fuse(face, voice, both), labels)
-        loss = loss + prior * (weights - start).square().sum()
+            losses = F.cross_entropy(head.fuse(face, voice, both), labels, reduction="none")
+        loss = (sample_weights * losses).sum() + prior * (weights - start).square().sum()
         loss.backward()
         return loss
 
@@ -121,8 +130,63 @@ def with_uninformative_voices(
     chance while still sounding sure, and a fusion fitted on good voices alone then drags the
     face down (leave-one-corpus-out, MODEL_CARD.md). Fitted on both halves, the gates weigh the
     voice by what it adds across both and lean on the face's own certainty."""
-    order = torch.randperm(len(voice), generator=torch.Generator().manual_seed(seed))
-    return torch.cat([face, face]), torch.cat([voice, voice[order]]), torch.cat([labels, labels])
+    shuffled = shuffled_voices(voice, seed)
+    return torch.cat([face, face]), torch.cat([voice, shuffled]), torch.cat([labels, labels])
+
+
+def shuffled_voices(voice: torch.Tensor, seed: int) -> torch.Tensor:
+    """The voices in a seeded random order among the pairs."""
+    return voice[torch.randperm(len(voice), generator=torch.Generator().manual_seed(seed))]
+
+
+SHUFFLED_VOICE_WEIGHTS = (1, 2, 4, 8, 16, 32)
+GUARD_ALLOWANCE = 1.0  # points: the fusion criterion's allowance (MODEL_CARD.md)
+GUARD_CHECK_SEEDS = (100, 101, 102, 103)  # shuffles other than the fit's (seed 0)
+
+
+@torch.no_grad()
+def cost_to_the_face(
+    head: LateFusionHead,
+    weights: torch.Tensor,
+    face: torch.Tensor,
+    voice: torch.Tensor,
+    labels: torch.Tensor,
+) -> float:
+    """Points of accuracy the fusion with gate `weights` loses against the face alone when the
+    pairs' voices are shuffled (mean over GUARD_CHECK_SEEDS shuffles): what trusting a voice
+    that says nothing costs."""
+    face_accuracy = (face.argmax(1) == labels).float().mean()
+    both = torch.ones(len(face), 2)
+    losses = []
+    with gate_weights(head, weights):
+        for seed in GUARD_CHECK_SEEDS:
+            fused = head.fuse(face, shuffled_voices(voice, seed), both)
+            losses.append(face_accuracy - (fused.argmax(1) == labels).float().mean())
+    return round(100 * float(torch.stack(losses).mean()), 2)
+
+
+def fit_guarded_fusion(
+    head: LateFusionHead, face: torch.Tensor, voice: torch.Tensor, labels: torch.Tensor
+) -> tuple[torch.Tensor, dict]:
+    """Gate weights fitted on the pairs and the same pairs with shuffled voices weighted λ : 1
+    (the smallest λ of SHUFFLED_VOICE_WEIGHTS whose fusion costs the face at most
+    GUARD_ALLOWANCE points with voices shuffled afresh, else the largest), and a record of λ
+    and the cost of every λ tried."""
+    doubled = with_uninformative_voices(face, voice, labels)
+    cost: dict[int, float] = {}
+    for weight in SHUFFLED_VOICE_WEIGHTS:
+        sample_weights = torch.cat([torch.ones(len(face)), torch.full((len(face),), float(weight))])
+        fitted = fit_fusion(head, *doubled, sample_weights=sample_weights)
+        cost[weight] = cost_to_the_face(head, fitted, face, voice, labels)
+        if cost[weight] <= GUARD_ALLOWANCE:
+            break
+    record = {
+        "shuffled_voice_weight": weight,
+        "cost_to_the_face": cost,
+        "allowance": GUARD_ALLOWANCE,
+        "met": cost[weight] <= GUARD_ALLOWANCE,
+    }
+    return fitted, record
 
 
 @contextmanager
@@ -197,12 +261,13 @@ def calibrate_model(
     face_lp = F.log_softmax(face_pairs / t[0], 1)
     voice_lp = F.log_softmax(voice_pairs / t[1], 1)
     labels = torch.from_numpy(pairs.labels).long()
-    weights = fit_fusion(head, *with_uninformative_voices(face_lp, voice_lp, labels))
+    weights, guard = fit_guarded_fusion(head, face_lp, voice_lp, labels)
     with torch.no_grad():
         head.reliability.copy_(weights)
     return {
         "temperatures": [round(x, 4) for x in temperatures],
         "reliability": [[round(float(w), 4) for w in row] for row in weights],
+        "fusion_guard": guard,
         "ece": {k: round(v, 2) for k, v in ece.items()},
         **correction,
     }

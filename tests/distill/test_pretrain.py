@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch.optim.swa_utils import AveragedModel
 
-from distill.calibrate import fit_fusion, fit_temperature
+from distill.calibrate import fit_fusion, fit_temperature, gate_weights
 from distill.checkpoint import load_checkpoint
 from distill.config import TrainConfig
 from distill.fused import batch_loss
@@ -253,6 +253,52 @@ def test_fit_fusion_trusts_the_informative_modality() -> None:
     assert after < before
 
 
+def test_weighted_fit_fusion_is_the_fit_on_repeated_pairs() -> None:
+    gen = torch.Generator().manual_seed(1)
+    head = build_model("student", TINY["student"] | {"fusion": "late"}).head
+    labels = torch.randint(0, 7, (300,), generator=gen)
+    face, voice = (torch.log_softmax(torch.randn(300, 7, generator=gen), 1) for _ in range(2))
+    weights = torch.cat([torch.ones(200), torch.full((100,), 3.0)])
+    weighted = fit_fusion(head, face, voice, labels, sample_weights=weights)
+    repeated = torch.cat([torch.arange(200)] + [torch.arange(200, 300)] * 3)
+    plain = fit_fusion(head, face[repeated], voice[repeated], labels[repeated])
+    torch.testing.assert_close(weighted, plain, atol=1e-3, rtol=1e-3)
+
+
+def _pairs(voice_signal: float) -> tuple[torch.Tensor, ...]:
+    """Log-probabilities of a fair face (57 % accurate) and of a voice whose accuracy grows
+    with `voice_signal` (18 % at 0.2, 85 % at 2.5), on 3,000 pairs."""
+    gen = torch.Generator().manual_seed(0)
+    labels = torch.randint(0, 7, (3000,), generator=gen)
+    onehot = torch.nn.functional.one_hot(labels, 7).float()
+    face = torch.log_softmax(1.5 * onehot + torch.randn(3000, 7, generator=gen), 1)
+    voice = torch.log_softmax(2 * (voice_signal * onehot + torch.randn(3000, 7, generator=gen)), 1)
+    return face, voice, labels
+
+
+def test_guarded_fusion_weighs_shuffled_voices_until_a_silent_voice_costs_little() -> None:
+    from distill.calibrate import GUARD_ALLOWANCE, cost_to_the_face, fit_guarded_fusion
+
+    head = build_model("student", TINY["student"] | {"fusion": "late"}).head
+    face, voice, labels = _pairs(voice_signal=2.5)
+    weights, record = fit_guarded_fusion(head, face, voice, labels)
+    cost, chosen = record["cost_to_the_face"], record["shuffled_voice_weight"]
+    # a strong, sure voice fitted 1 : 1 drags the face down when it is shuffled ...
+    assert cost[1] > GUARD_ALLOWANCE and chosen > 1 and record["met"]
+    # ... the chosen weight is the first within the allowance, and the returned gates are its fit
+    assert list(cost) == [w for w in (1, 2, 4, 8, 16, 32) if w <= chosen]
+    assert cost[chosen] <= GUARD_ALLOWANCE
+    assert cost_to_the_face(head, weights, face, voice, labels) == cost[chosen]
+    # the guarded fusion still uses the voice where it is real
+    with torch.no_grad(), gate_weights(head, weights):
+        fused = head.fuse(face, voice, torch.ones(len(face), 2)).argmax(1)
+    assert (fused == labels).float().mean() > (face.argmax(1) == labels).float().mean() + 0.05
+
+    # a weak voice costs the face nothing even at 1 : 1
+    _, weak = fit_guarded_fusion(head, *_pairs(voice_signal=0.2))
+    assert weak["shuffled_voice_weight"] == 1 and weak["met"]
+
+
 def test_fit_temperature_recovers_the_temperature_of_overconfident_logits() -> None:
     gen = torch.Generator().manual_seed(0)
     labels = torch.randint(0, 7, (4000,), generator=gen)
@@ -276,6 +322,8 @@ def test_calibrate_stage_fits_temperatures_and_fusion_on_validation(
     (record,) = meta["history"]
     assert record["stage"] == "calibrate" and "fused" in meta["metrics"]["val"]
     assert set(record["ece"]) == {"face_before", "face_after", "voice_before", "voice_after"}
+    guard = record["fusion_guard"]
+    assert list(guard["cost_to_the_face"])[-1] == str(guard["shuffled_voice_weight"])
     temperatures = model.head.log_temperature.exp()
     assert (temperatures > 0).all() and not torch.equal(temperatures, torch.ones(2))
     # checkpoints store fp16: compare at its resolution (11 significant bits of log T)

@@ -176,13 +176,17 @@ def run_fold(
 
 
 def table(results: list[dict]) -> str:
-    """The protocol's results as a Markdown table, one row per scored group."""
+    """The protocol's results as a Markdown table, one row per scored group (guard λ: the
+    weight the fold's calibration gave the shuffled voices, distill.calibrate)."""
     lines = [
         "| fold | scored on | clips | voice acc % | voice UAR % | pairs: face % | voice % "
-        "| fused % | fused ≥ best − 1 | FER+ pairs: face % | fused % | fused ≥ best − 1 |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---|",
+        "| fused % | fused ≥ best − 1 | FER+ pairs: face % | fused % | fused ≥ best − 1 "
+        "| guard λ |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---|---:|",
     ]
     for fold in results:
+        guard = (fold.get("calibration") or {}).get("fusion_guard")
+        weight = guard["shuffled_voice_weight"] if guard else "–"
         for group, r in fold["groups"].items():
             pairs = (
                 f"{r['pairs_face']:.2f} | {r['pairs_voice']:.2f} | {r['pairs_fused']:.2f} | "
@@ -199,7 +203,7 @@ def table(results: list[dict]) -> str:
             )
             lines.append(
                 f"| {fold['fold']} | {group} | {r['clips']} | {r['voice_accuracy']:.2f} | "
-                f"{r['voice_uar']:.2f} | {pairs} |"
+                f"{r['voice_uar']:.2f} | {pairs} | {weight} |"
             )
     lines += ["", f"Leave-one-corpus-out mean voice UAR: {mean_loco_uar(results):.2f} %"]
     return "\n".join(lines)

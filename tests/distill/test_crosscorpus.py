@@ -72,6 +72,8 @@ def test_the_protocol_trains_a_fresh_voice_per_fold_and_reports_it(
         emodb["pairs_fused"] >= max(emodb["pairs_face"], emodb["pairs_voice"]) - 1
     )
     assert "Leave-one-corpus-out mean voice UAR" in (out / "crosscorpus.md").read_text()
+    guard = results[0]["calibration"]["fusion_guard"]
+    assert guard["shuffled_voice_weight"] in (1, 2, 4, 8, 16, 32)
     versions = json.loads((out / "environment.json").read_text())
     assert versions["torch"] == torch.__version__ and versions["numpy"] == np.__version__
     init_model, _ = load_checkpoint(init)
@@ -99,7 +101,8 @@ def test_the_teacher_is_scored_on_the_voice_alone(tiny_corpora: Corpora, tmp_pat
     emodb = results[0]["groups"]["emodb"]
     assert results[0]["calibration"] is None and "pairs" not in emodb
     assert emodb["clips"] == 18 and 0 <= emodb["voice_uar"] <= 100
-    assert "| without-emodb | emodb | 18 |" in (out / "crosscorpus.md").read_text()
+    table_text = (out / "crosscorpus.md").read_text()
+    assert "| without-emodb | emodb | 18 |" in table_text and "| – | – |" in table_text
 
 
 def test_a_fold_scores_the_fusion_criterion_on_the_fer_plus_pairs_too() -> None:
@@ -117,7 +120,8 @@ def test_a_fold_scores_the_fusion_criterion_on_the_fer_plus_pairs_too() -> None:
     assert scored["fusion_ok"] and scored["pairs_fused"] == 61.0
     voted = {"face": 67.0, "voice": 30.0, "fused": 65.5, "fusion_ok": False}
     assert scored["ferplus_pairs"] == voted
-    row = table([{"fold": "without-emodb", "groups": {"emodb": scored}}]).splitlines()[2]
-    assert row.endswith("| yes | 67.00 | 65.50 | no |")
+    guard = {"fusion_guard": {"shuffled_voice_weight": 8}}
+    fold = {"fold": "without-emodb", "calibration": guard, "groups": {"emodb": scored}}
+    assert table([fold]).splitlines()[2].endswith("| yes | 67.00 | 65.50 | no | 8 |")
     single = {k: v for k, v in metrics.items() if "ferplus" not in k}
     assert "ferplus_pairs" not in fold_scores(single)

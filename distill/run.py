@@ -24,7 +24,13 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from distill.checkpoint import load_checkpoint, plain_data, save_checkpoint
 from distill.config import TrainConfig
 from distill.distributed import Cluster
-from distill.models import EmotionModel, build_model, count_parameters, model_config
+from distill.models import (
+    EmotionModel,
+    LateFusionHead,
+    build_model,
+    count_parameters,
+    model_config,
+)
 from edge.audio.frontend import AudioConfig
 from edge.core.errors import UsageError
 from edge.vision.face import FaceConfig
@@ -83,6 +89,9 @@ def prepare_model(cfg: TrainConfig) -> EmotionModel:
     if cfg.reset_audio:
         fresh_model = build_model(cfg.arch, model_config(model))
         copy_matching_weights(fresh_model, model, AUDIO_PATH)
+        if isinstance(model.head, LateFusionHead):  # a fresh voice has no calibration yet
+            with torch.no_grad():
+                model.head.log_temperature[1] = 0.0
         log.info("audio path (%s) from fresh weights (--reset-audio)", ", ".join(AUDIO_PATH))
     return model
 

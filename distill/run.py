@@ -85,15 +85,24 @@ def prepare_model(cfg: TrainConfig) -> EmotionModel:
                 f"--init-audio {cfg.init_audio}: its audio path does not fit this model "
                 f"({', '.join(missing)})"
             )
+        copy_voice_temperature(audio, model)
         log.info("audio path (%s) from %s", ", ".join(AUDIO_PATH), cfg.init_audio)
     if cfg.reset_audio:
         fresh_model = build_model(cfg.arch, model_config(model))
         copy_matching_weights(fresh_model, model, AUDIO_PATH)
-        if isinstance(model.head, LateFusionHead):  # a fresh voice has no calibration yet
-            with torch.no_grad():
-                model.head.log_temperature[1] = 0.0
+        copy_voice_temperature(fresh_model, model)
         log.info("audio path (%s) from fresh weights (--reset-audio)", ", ".join(AUDIO_PATH))
     return model
+
+
+@torch.no_grad()
+def copy_voice_temperature(source: EmotionModel, model: EmotionModel) -> None:
+    """Give `model` the calibrated voice temperature of the model its audio path came from
+    (1, uncalibrated, where that is not a late-fusion model): the temperature belongs to that
+    voice, and a voice stage trains through it."""
+    if isinstance(model.head, LateFusionHead):
+        own = isinstance(source.head, LateFusionHead)
+        model.head.log_temperature[1] = source.head.log_temperature[1] if own else 0.0
 
 
 def load_teacher(cfg: TrainConfig, cluster: Cluster) -> EmotionModel | None:

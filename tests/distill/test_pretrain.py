@@ -531,6 +531,25 @@ def test_a_seeded_voice_stage_is_reproducible(tiny_corpora: Corpora, tmp_path) -
     assert a.keys() == b.keys() and all(torch.equal(v, b[k]) for k, v in a.items())
 
 
+def test_the_voice_temperature_comes_with_the_audio_path(tmp_path) -> None:
+    from distill.run import prepare_model
+
+    def calibrated(name: str, log_t: float):
+        path = make_checkpoint(tmp_path / f"{name}.pt", "student", fusion="late")
+        saved = torch.load(path, weights_only=True)
+        saved["state_dict"]["head.log_temperature"][1] = log_t
+        torch.save(saved, path)
+        return path
+
+    init, voice = calibrated("init", 0.3), calibrated("voice", -0.2)
+    joined = prepare_model(TrainConfig(arch="student", init=str(init), init_audio=str(voice)))
+    assert joined.head.log_temperature[1].item() == pytest.approx(-0.2, abs=1e-3)
+    fresh = prepare_model(TrainConfig(arch="student", init=str(init), reset_audio=True))
+    assert fresh.head.log_temperature[1].item() == 0.0
+    kept = prepare_model(TrainConfig(arch="student", init=str(init)))
+    assert kept.head.log_temperature[1].item() == pytest.approx(0.3, abs=1e-3)
+
+
 def test_encoder_matching_adds_the_weighted_cosine_distance() -> None:
     model = build_model("student", TINY["student"]).eval()
     matching = EncoderMatching(model, weight=0.5)

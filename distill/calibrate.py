@@ -157,12 +157,12 @@ def cost_to_the_face(
     that says nothing costs."""
     face_accuracy = (face.argmax(1) == labels).float().mean()
     both = torch.ones(len(face), 2)
-    losses = []
+    drops = []
     with gate_weights(head, weights):
         for seed in GUARD_CHECK_SEEDS:
             fused = head.fuse(face, shuffled_voices(voice, seed), both)
-            losses.append(face_accuracy - (fused.argmax(1) == labels).float().mean())
-    return round(100 * float(torch.stack(losses).mean()), 2)
+            drops.append(face_accuracy - (fused.argmax(1) == labels).float().mean())
+    return round(100 * float(torch.stack(drops).mean()), 2)
 
 
 def fit_guarded_fusion(

@@ -63,15 +63,22 @@ log = logging.getLogger(__name__)
 
 @torch.no_grad()
 def branch_logits(
-    model: EmotionModel, es: EvalSet, face_cfg: FaceConfig
+    model: EmotionModel, es: EvalSet, face_cfg: FaceConfig, batch_size: int = 256
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The uncalibrated face and voice logits of a late-fusion model for an evaluation set."""
+    """The uncalibrated face and voice logits of a late-fusion model for an evaluation set,
+    computed `batch_size` samples at a time."""
     model.eval()
     head = model.head
     assert isinstance(head, LateFusionHead)
-    faces = faces_to_input(torch.from_numpy(np.ascontiguousarray(es.faces)), face_cfg)
-    audio = torch.from_numpy(np.ascontiguousarray(es.audio))
-    return head.branch_logits(*model.features(faces, audio, torch.ones(len(faces), 2)))
+    face_logits, voice_logits = [], []
+    for i in range(0, len(es), batch_size):
+        sl = slice(i, i + batch_size)
+        faces = faces_to_input(torch.from_numpy(np.ascontiguousarray(es.faces[sl])), face_cfg)
+        audio = torch.from_numpy(np.ascontiguousarray(es.audio[sl]))
+        face, voice = head.branch_logits(*model.features(faces, audio, torch.ones(len(faces), 2)))
+        face_logits.append(face)
+        voice_logits.append(voice)
+    return torch.cat(face_logits), torch.cat(voice_logits)
 
 
 def fit_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:

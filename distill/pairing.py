@@ -195,13 +195,38 @@ class _BankClips(Dataset):
         return self.source.clip_variants(clip)
 
 
+@dataclass(frozen=True, eq=False)
+class Rows:
+    """The rows `index` of `base`, gathered only when sliced: the inputs of many pairs that
+    share a few clips and faces, without a copy per pair (ten pairs a clip of RAVDESS's 1,440
+    clips would be 0.7 GB of audio features for each pairing and corpus group)."""
+
+    base: np.ndarray
+    index: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, key: slice | np.ndarray | tuple) -> np.ndarray:
+        rows, within = (key[0], key[1:]) if isinstance(key, tuple) else (key, ())
+        return self.base[(self.index[rows], *within)]
+
+    def __array__(self, dtype: np.dtype | None = None, copy: bool | None = None) -> np.ndarray:
+        return np.asarray(self.base[self.index], dtype=dtype)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self.index), *self.base.shape[1:])
+
+
 @dataclass
 class EvalSet:
-    """Fixed model inputs: face (N,1,48,48) as uint8, audio (N,T,39), mask (N,2), labels (N,)."""
+    """Fixed model inputs: face (N,48,48) as uint8, audio (N,T,39), mask (N,2), labels (N,);
+    faces and audio are arrays or `Rows` of one (read by slices)."""
 
     name: str
-    faces: np.ndarray
-    audio: np.ndarray
+    faces: np.ndarray | Rows
+    audio: np.ndarray | Rows
     mask: np.ndarray
     labels: np.ndarray
     excluded: dict[str, int] = field(default_factory=dict)  # samples left out, by reason
@@ -339,9 +364,9 @@ def paired_sets(
         f, c = fi[rows], ci[rows]
         unpaired = int((clips & ~paired).sum())
         excluded = {"clips_without_faces_of_their_class": unpaired} if unpaired else {}
-        # one copy of the paired inputs for the three masks (evaluation never writes them):
-        # ten pairs a clip of RAVDESS's 1,440 clips are 0.7 GB of audio features
-        faces, voices, labels = face_data[f], feats[c], audio.labels[c]
+        # the pairs' inputs as rows of the faces and of the clips' features, shared by the
+        # three masks and the corpus groups (evaluation never writes them)
+        faces, voices, labels = Rows(face_data, f), Rows(feats, c), audio.labels[c]
         for masked, mask in (
             ("", [1.0, 1.0]),
             ("_audio_missing", [1.0, 0.0]),

@@ -9,7 +9,7 @@ import pytest
 from distill.cache import Decoded, decode_faces
 from distill.corpora import load_corpus
 from distill.ferplus import VOTE_COLUMNS, majority_labels, training_targets
-from distill.pairing import PairedTrainSet, build_eval_sets, face_sets
+from distill.pairing import PairedTrainSet, Rows, build_eval_sets, face_sets
 from edge.audio.frontend import AudioConfig
 from edge.core.errors import DataError
 from edge.core.labels import LABELS
@@ -119,7 +119,8 @@ def test_evaluation_pairs_faces_by_their_fer_label_and_again_by_their_majority()
     assert not sets["fused_ferplus[emodb]"].excluded and len(sets["fused_ferplus[emodb]"]) == 10
     for masked, mask in (("_audio_missing", [1, 0]), ("_face_missing", [0, 1])):
         one = sets["fused_ferplus" + masked]
-        assert (one.faces == sets["fused_ferplus"].faces).all() and (one.mask == mask).all()
+        assert (np.asarray(one.faces) == np.asarray(sets["fused_ferplus"].faces)).all()
+        assert (one.mask == mask).all()
         # the masked sets share the pairs' inputs instead of copying them
         assert one.faces is sets["fused_ferplus"].faces and one.audio is sets["fused_ferplus"].audio
 
@@ -177,3 +178,23 @@ def test_real_ferplus_votes_cover_the_documented_faces(shared_data) -> None:
     labels, excluded = majority_labels(test)
     assert len(test) == 3552 and (labels >= 0).sum() == 3325
     assert excluded["tie"] + excluded["non_emotion"] == 3552 - 3325
+
+
+def test_paired_inputs_are_rows_of_the_clips_features_read_only_where_sliced() -> None:
+    base = np.arange(5 * 3 * 2, dtype=np.float32).reshape(5, 3, 2)
+    index = np.array([4, 4, 0, 2, 4, 1])
+    rows, gathered = Rows(base, index), base[index]
+    assert len(rows) == 6 and rows.shape == gathered.shape
+    assert (rows[1:4] == gathered[1:4]).all() and (rows[:, 0, 1] == gathered[:, 0, 1]).all()
+    assert (rows[3, 1] == gathered[3, 1]).all() and (
+        rows[np.array([5, 0])] == gathered[[5, 0]]
+    ).all()
+    assert (np.ascontiguousarray(rows) == gathered).all()
+    happy = LABELS.index("happy")
+    faces = decoded(
+        [happy] * 3, np.zeros((3, len(VOTE_COLUMNS)), np.int16), np.zeros((3, 48, 48), np.uint8)
+    )
+    speech = speech_clips([happy] * 4)
+    pairs = {s.name: s for s in build_eval_sets(faces, speech, AudioConfig(), 5)}["fused"]
+    # one feature array for the 4 clips, not a copy of a clip's features for each of its 5 pairs
+    assert isinstance(pairs.audio, Rows) and len(pairs.audio.base) == 4 and len(pairs) == 20

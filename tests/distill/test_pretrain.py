@@ -497,6 +497,27 @@ def test_prior_correction_is_chosen_on_validation_and_folded_into_the_face_head(
     assert tried[tau] == max(tried.values()) and set(tried) >= {0.0, 0.5, 1.0}
 
 
+def test_branch_logits_are_the_same_computed_in_batches() -> None:
+    from distill.calibrate import branch_logits
+    from distill.pairing import EvalSet
+    from edge.vision.face import FaceConfig
+
+    torch.manual_seed(0)
+    model = build_model("student", TINY["student"] | {"fusion": "late"}).eval()
+    rng = np.random.default_rng(0)
+    es = EvalSet(
+        "fused",
+        rng.integers(0, 255, (23, 48, 48), dtype=np.uint8),
+        rng.normal(size=(23, 298, 39)).astype(np.float32),
+        np.ones((23, 2), np.float32),
+        np.arange(23) % 7,
+    )
+    whole = branch_logits(model, es, FaceConfig(), batch_size=64)
+    batched = branch_logits(model, es, FaceConfig(), batch_size=5)
+    for one, other in zip(whole, batched, strict=True):
+        assert one.shape == (23, 7) and torch.allclose(one, other, atol=1e-5)
+
+
 def test_uninformative_voices_double_the_pairs_with_the_voices_shuffled() -> None:
     from distill.calibrate import with_uninformative_voices
 

@@ -27,7 +27,14 @@ SPEECH_HELP = (
 
 
 def _configure_distill(p: argparse.ArgumentParser) -> None:
-    from distill.config import ARCHS, DEFAULT_FACES, DEFAULT_SPEECH, STAGES, TrainConfig
+    from distill.config import (
+        ARCHS,
+        DEFAULT_FACES,
+        DEFAULT_SPEECH,
+        ENCODER_CENTRES,
+        STAGES,
+        TrainConfig,
+    )
     from distill.speech_augment import PRESETS
 
     # every option defaults to None, TrainConfig's default then applies: an option that is not
@@ -67,10 +74,11 @@ def _configure_distill(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--audio-encoder-centre",
-        choices=["none", "speaker"],
-        help="with --audio-encoder-kd: the encoder states as they are (none, default) or less "
+        choices=list(ENCODER_CENTRES),
+        help="with --audio-encoder-kd: the encoder states as they are (none, default), less "
         "each training speaker's mean state (speaker), so that the voice matches how a clip "
-        "differs from its speaker's other clips rather than who speaks",
+        "differs from its speaker's other clips rather than who speaks, or z-normalised by "
+        "each training corpus's mean and deviation (corpus)",
     )
     p.add_argument(
         "--fusion",

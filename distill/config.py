@@ -13,6 +13,9 @@ ARCHS = ("teacher", "student")
 # face / audio: one path pre-trained alone; fused: both, optionally distilled from a teacher;
 # calibrate: a late-fusion student's temperatures and fusion; crosscorpus: the voice's protocol
 STAGES = ("face", "audio", "fused", "calibrate", "crosscorpus")
+# what --audio-encoder-kd's targets are: the encoder states as they are, less each training
+# speaker's mean, or standardised by each training corpus
+ENCODER_CENTRES = ("none", "speaker", "corpus")
 DEFAULT_FACES = "../shared/data/fer2013"
 # every speech corpus of ../shared/data (see its README): the voice trains on all of them
 DEFAULT_SPEECH = ("../shared/data/ravdess", "../shared/data/emodb", "../shared/data/urdu")
@@ -98,9 +101,10 @@ class TrainConfig:
             raise UsageError(
                 "--audio-encoder-kd: the voice's own stages (audio, crosscorpus) use it"
             )
-        if self.audio_encoder_centre not in ("none", "speaker"):
+        if self.audio_encoder_centre not in ENCODER_CENTRES:
             raise UsageError(
-                f"--audio-encoder-centre {self.audio_encoder_centre!r}: none or speaker expected"
+                f"--audio-encoder-centre {self.audio_encoder_centre!r}: "
+                f"{', '.join(ENCODER_CENTRES)} expected"
             )
         if self.audio_encoder_centre != "none" and not self.audio_encoder_kd:
             raise UsageError("--audio-encoder-centre needs --audio-encoder-kd (a weight > 0)")

@@ -41,7 +41,12 @@ from distill.models import EmotionModel, LateFusionHead, distillation_loss
 from distill.pairing import AudioTrainSet, EvalSet, audio_sets, face_sets
 from distill.run import load_teacher
 from distill.speech_augment import PRESETS
-from distill.speech_encoder import ENCODER_DIM, centre_by_speaker, encoder_states
+from distill.speech_encoder import (
+    ENCODER_DIM,
+    centre_by_speaker,
+    encoder_states,
+    standardise_by_corpus,
+)
 from edge.audio.frontend import AudioConfig
 from edge.core.errors import DataError
 from edge.core.labels import NUM_CLASSES
@@ -180,6 +185,8 @@ def audio_stage(
         encoded = encoder_states(train.data, audio_cfg.sample_rate, cfg.cache_path)
         if cfg.audio_encoder_centre == "speaker":
             encoded = centre_by_speaker(encoded, train.corpora, train.persons)
+        elif cfg.audio_encoder_centre == "corpus":
+            encoded = standardise_by_corpus(encoded, train.corpora)
         states = torch.from_numpy(encoded).to(cluster.device)
 
     def batches(epoch: int, gen: torch.Generator) -> Iterator[Batch]:

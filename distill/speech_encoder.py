@@ -145,3 +145,15 @@ def centre_by_speaker(states: np.ndarray, corpora: np.ndarray, persons: np.ndarr
         mine = speakers == speaker
         centred[mine] -= centred[mine].mean(0)
     return centred
+
+
+def standardise_by_corpus(states: np.ndarray, corpora: np.ndarray) -> np.ndarray:
+    """Each state z-normalised by its corpus's mean and deviation over `states`: the offsets a
+    corpus's recordings and language give every clip removed. A linear probe on the states so
+    normalised transfers across corpora 5.5 points better (docs/voice-cross-corpus.md)."""
+    standardised = np.array(states, np.float32)
+    for corpus in np.unique(corpora):
+        mine = corpora == corpus
+        rows = standardised[mine]
+        standardised[mine] = (rows - rows.mean(0)) / (rows.std(0) + 1e-6)
+    return standardised

@@ -12,6 +12,7 @@ from distill.speech_encoder import (
     centre_by_speaker,
     clip_keys,
     encoder_states,
+    standardise_by_corpus,
     store_states,
     stored_states,
 )
@@ -74,3 +75,18 @@ def test_centring_by_speaker_removes_each_speakers_mean_state() -> None:
     for rows in ([0, 1], [2, 3]):
         np.testing.assert_allclose(centred[rows], states[rows] - states[rows].mean(0), atol=1e-6)
     np.testing.assert_allclose(centred[[4, 5]], 0.0, atol=1e-6)  # alone: nothing sets it apart
+
+
+def test_standardising_by_corpus_gives_each_corpus_mean_0_and_deviation_1() -> None:
+    rng = np.random.default_rng(0)
+    corpora = np.array(["emodb"] * 5 + ["ravdess"] * 7)
+    states = rng.normal(size=(12, 4)).astype(np.float32)
+    states[corpora == "ravdess"] = states[corpora == "ravdess"] * 3 + 2  # another recording
+    standardised = standardise_by_corpus(states, corpora)
+    for corpus in ("emodb", "ravdess"):
+        rows = standardised[corpora == corpus]
+        np.testing.assert_allclose(rows.mean(0), 0.0, atol=1e-5)
+        np.testing.assert_allclose(rows.std(0), 1.0, atol=1e-4)
+    # within a corpus the clips keep their order and distances, up to the per-value scale
+    emodb = states[corpora == "emodb"]
+    np.testing.assert_allclose(standardised[:5], (emodb - emodb.mean(0)) / emodb.std(0), atol=1e-4)

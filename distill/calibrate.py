@@ -39,13 +39,13 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from distill.augment import faces_to_input
 from distill.checkpoint import save_checkpoint
 from distill.config import TrainConfig
 from distill.data import load_data, load_faces
 from distill.evaluate import (
     evaluate,
     expected_calibration_error,
+    predict_set,
     scores,
     summary_line,
     torch_predictor,
@@ -56,6 +56,7 @@ from distill.pairing import EvalSet, build_eval_sets
 from distill.run import prepare_model
 from edge.audio.frontend import AudioConfig
 from edge.core.errors import DataError, UsageError
+from edge.core.labels import NUM_CLASSES
 from edge.vision.face import FaceConfig
 
 log = logging.getLogger(__name__)
@@ -66,19 +67,17 @@ def branch_logits(
     model: EmotionModel, es: EvalSet, face_cfg: FaceConfig, batch_size: int = 256
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The uncalibrated face and voice logits of a late-fusion model for an evaluation set,
-    computed `batch_size` samples at a time."""
+    computed `batch_size` samples at a time (predict_set's batches)."""
     model.eval()
     head = model.head
     assert isinstance(head, LateFusionHead)
-    face_logits, voice_logits = [], []
-    for i in range(0, len(es), batch_size):
-        sl = slice(i, i + batch_size)
-        faces = faces_to_input(torch.from_numpy(np.ascontiguousarray(es.faces[sl])), face_cfg)
-        audio = torch.from_numpy(np.ascontiguousarray(es.audio[sl]))
-        face, voice = head.branch_logits(*model.features(faces, audio, torch.ones(len(faces), 2)))
-        face_logits.append(face)
-        voice_logits.append(voice)
-    return torch.cat(face_logits), torch.cat(voice_logits)
+
+    def both(face: np.ndarray, audio: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        inputs = (torch.from_numpy(face), torch.from_numpy(audio), torch.ones(len(face), 2))
+        return torch.cat(head.branch_logits(*model.features(*inputs)), 1).numpy()
+
+    logits = torch.from_numpy(predict_set(both, es, face_cfg, batch_size))
+    return logits[:, :NUM_CLASSES], logits[:, NUM_CLASSES:]
 
 
 def fit_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:

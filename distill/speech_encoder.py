@@ -139,21 +139,22 @@ def _compute(waves: Sequence[np.ndarray]) -> np.ndarray:
 def centre_by_speaker(states: np.ndarray, corpora: np.ndarray, persons: np.ndarray) -> np.ndarray:
     """Each state less the mean state of its speaker (a person of a corpus) over `states`: what
     sets a clip apart from the same speaker's other clips (emotion, words), not the voice."""
-    centred = np.array(states, np.float32)
     speakers = np.char.add(np.char.add(corpora.astype(str), "/"), persons.astype(str))
-    for speaker in np.unique(speakers):
-        mine = speakers == speaker
-        centred[mine] -= centred[mine].mean(0)
-    return centred
+    return _normalise_by_group(states, speakers, scale=False)
 
 
 def standardise_by_corpus(states: np.ndarray, corpora: np.ndarray) -> np.ndarray:
     """Each state z-normalised by its corpus's mean and deviation over `states`: the offsets a
     corpus's recordings and language give every clip removed. A linear probe on the states so
     normalised transfers across corpora 5.5 points better (docs/voice-cross-corpus.md)."""
-    standardised = np.array(states, np.float32)
-    for corpus in np.unique(corpora):
-        mine = corpora == corpus
-        rows = standardised[mine]
-        standardised[mine] = (rows - rows.mean(0)) / (rows.std(0) + 1e-6)
-    return standardised
+    return _normalise_by_group(states, corpora, scale=True)
+
+
+def _normalise_by_group(states: np.ndarray, groups: np.ndarray, scale: bool) -> np.ndarray:
+    """float32 states less their group's mean state and, with `scale`, over its deviation."""
+    normalised = np.array(states, np.float32)
+    for group in np.unique(groups):
+        mine = groups == group
+        rows = normalised[mine] - normalised[mine].mean(0)
+        normalised[mine] = rows / (normalised[mine].std(0) + 1e-6) if scale else rows
+    return normalised

@@ -6,9 +6,10 @@ validation split, everything else fixed:
    rarer emotions; `logits − τ·log prior` with τ chosen on validation (mean of accuracy and
    UAR, FER+ majority where there are votes; τ = 0 is kept when nothing helps);
 1. a temperature per branch (Guo et al. 2017), fitted by cross-entropy on that modality's own
-   validation set (face-only faces, audio-only clips of every speech corpus), so that each
-   branch's confidence means what it says; expected calibration error (ECE) before and after
-   is recorded;
+   validation set (the faces by their FER+ majority where there are votes, the labels the face
+   trains for, else by their single labels; audio-only clips of every speech corpus), so that
+   each branch's confidence means what it says; expected calibration error (ECE) before and
+   after is recorded;
 2. the reliability-aware fusion (distill.models.LateFusionHead): the gate weights, which turn
    each branch's certainty on an input into its weight, fitted by cross-entropy on the
    validation split's class-paired pairs together with the same pairs with shuffled voices
@@ -242,16 +243,16 @@ def calibrate_model(
     if missing:
         raise DataError(f"calibration needs validation {', '.join(sorted(missing))} data")
     correction: dict = {}
+    faces = by_name.get("face_only_ferplus", by_name["face_only"])
     if face_prior is not None:
-        faces = by_name.get("face_only_ferplus", by_name["face_only"])
         tau, tried = fit_prior_correction(model, faces, face_cfg, face_prior)
         with torch.no_grad():  # folded into the face head's bias
             head.face_logits[-1].bias -= float(tau) * torch.from_numpy(np.log(face_prior)).float()
         correction = {"prior_correction": {"tau": tau, "selected_on": faces.name, "tried": tried}}
     temperatures, ece = [], {}
-    for branch, (name, key) in enumerate((("face", "face_only"), ("voice", "audio_only"))):
-        raw = branch_logits(model, by_name[key], face_cfg)[branch]
-        labels = torch.from_numpy(by_name[key].labels).long()
+    for branch, (name, fitted_on) in enumerate((("face", faces), ("voice", by_name["audio_only"]))):
+        raw = branch_logits(model, fitted_on, face_cfg)[branch]
+        labels = torch.from_numpy(fitted_on.labels).long()
         temperatures.append(fit_temperature(raw, labels))
         for when, t in (("before", 1.0), ("after", temperatures[-1])):
             probs = (raw / t).softmax(1).numpy()
@@ -275,6 +276,7 @@ def calibrate_model(
         "reliability": [[round(float(w), 4) for w in row] for row in weights],
         "fusion_guard": guard,
         "ece": {k: round(v, 2) for k, v in ece.items()},
+        "face_temperature_fitted_on": faces.name,
         **correction,
     }
 

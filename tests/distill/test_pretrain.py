@@ -497,6 +497,41 @@ def test_prior_correction_is_chosen_on_validation_and_folded_into_the_face_head(
     assert tried[tau] == max(tried.values()) and set(tried) >= {0.0, 0.5, 1.0}
 
 
+def test_the_face_temperature_is_fitted_on_the_ferplus_majority_where_there_are_votes() -> None:
+    """The face trains on the crowd's votes: its confidence is calibrated against their majority
+    (face_only_ferplus), not against single labels that disagree with them for one face in
+    four; without votes, against the single labels."""
+    from distill.calibrate import branch_logits, calibrate_model
+    from distill.pairing import EvalSet
+    from edge.vision.face import FaceConfig
+
+    torch.manual_seed(0)
+    model = build_model("student", TINY["student"]).eval()
+    rng = np.random.default_rng(0)
+    n = 70
+    faces = rng.integers(0, 255, (n, 48, 48), dtype=np.uint8)
+    audio = rng.standard_normal((n, 298, 39)).astype(np.float32)
+    noise = rng.integers(0, 7, n)
+
+    def eval_set(name: str, labels: np.ndarray, mask: tuple[float, float]) -> EvalSet:
+        return EvalSet(name, faces, audio, np.tile(np.float32(mask), (n, 1)), labels)
+
+    agreeing = branch_logits(model, eval_set("x", noise, (1, 0)), FaceConfig())[0].argmax(1)
+    common = [eval_set("audio_only", noise, (0, 1)), eval_set("fused", noise, (1, 1))]
+    with_votes = [eval_set("face_only", noise, (1, 0)), *common]
+    with_votes.append(eval_set("face_only_ferplus", agreeing.numpy(), (1, 0)))
+    fitted = {}
+    for name, sets in (("votes", with_votes), ("labels", [with_votes[0], *common])):
+        trial = build_model("student", TINY["student"]).eval()
+        trial.load_state_dict(model.state_dict())
+        fitted[name] = calibrate_model(trial, sets, FaceConfig())
+    assert fitted["votes"]["face_temperature_fitted_on"] == "face_only_ferplus"
+    assert fitted["labels"]["face_temperature_fitted_on"] == "face_only"
+    # the face agrees with the majority everywhere: sharpened, where random labels flatten it
+    face_t = {name: record["temperatures"][0] for name, record in fitted.items()}
+    assert face_t["votes"] < 1.0 < face_t["labels"], face_t
+
+
 def test_branch_logits_are_the_same_computed_in_batches() -> None:
     from distill.calibrate import branch_logits
     from distill.pairing import EvalSet

@@ -35,7 +35,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PHOTO_ABOVE = 96  # px: the shorter side of a face image above which it is a photo, not a crop
-FACE_READING = "faces48;photos:device-detector"  # how images become faces (part of the cache key)
+# how images become faces (part of the cache key): photos cropped with the device's framing
+FACE_READING = "faces48;photos:device-detector;margin={margin};lift={lift}".format(
+    **FaceConfig().to_dict()
+)
 
 
 def default_cache_dir() -> Path:

@@ -101,4 +101,4 @@ def upgrade_gated_head(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor
 
 def front_end(meta: dict[str, Any]) -> tuple[AudioConfig, FaceConfig]:
     """The audio and face configs a checkpoint was trained with."""
-    return AudioConfig(**meta["audio"]), FaceConfig(**meta["face"])
+    return AudioConfig(**meta["audio"]), FaceConfig.from_dict(meta["face"])

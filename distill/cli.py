@@ -352,6 +352,13 @@ def _configure_evaluate(p: argparse.ArgumentParser) -> None:
         help="also score real same-person audio-visual clips (CREMA-D, or RAVDESS video with its "
         "speech) under FOLDER, all of them, with each clip's predictions",
     )
+    p.add_argument(
+        "--device-crop",
+        action="store_true",
+        help="also score the faces as the device sees them: each put into a larger frame, found "
+        "by the device's detector and cropped with the model's framing; reports the framing "
+        "the detector's boxes imply",
+    )
     p.add_argument("--cache-dir")
     p.add_argument("--json", type=Path, help="also write the metrics here")
     p.add_argument(
@@ -370,6 +377,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         backend=args.backend,
         cache_dir=Path(args.cache_dir) if args.cache_dir else None,
         av=args.av,
+        device_crop=args.device_crop,
     )
     print(table(metrics))
     if args.json:

@@ -7,8 +7,10 @@ from pathlib import Path
 import numpy as np
 
 from distill.avclips import AVInputs, av_inputs, load_av_clips
+from distill.cache import device_detector
 from distill.checkpoint import front_end, load_checkpoint
 from distill.data import load_data
+from distill.device_crop import device_crop_sets
 from distill.evaluate import Predictor, evaluate, predict_set, torch_predictor
 from distill.pairing import build_eval_sets
 from edge.audio.frontend import AudioConfig
@@ -19,6 +21,8 @@ from edge.vision.face import FaceConfig
 ROWS = (
     ("face_only", "face only"),
     ("face_only_ferplus", "face only, FER+ majority"),
+    ("face_only_device_crop", "face only, through the device's crop"),
+    ("face_only_ferplus_device_crop", "face only, FER+ majority, through the device's crop"),
     ("audio_only", "audio only"),
     ("fused", "fused (class-paired)"),
     ("fused_audio_missing", "fused pairs, audio masked"),
@@ -67,14 +71,21 @@ def score_model(
     backend: str | None = None,
     cache_dir: Path | None = None,
     av: Path | None = None,
+    device_crop: bool = False,
 ) -> dict:
     """Metrics of a model on the given split: every row of ROWS that the data allows; with
     `av`, also the real same-person clips under that folder (distill.avclips), all of them,
-    with each clip's predictions."""
+    with each clip's predictions; with `device_crop`, the face rows again through the device's
+    detector and crop, and the framing that would reproduce the faces (distill.device_crop)."""
     predict, audio_cfg, face_cfg, name = load_predictor(model, backend)
     face_data, audio_data = load_data(faces, speech, split, audio_cfg, cache_dir)
     sets = build_eval_sets(face_data, audio_data, audio_cfg, ferplus_pairs=True)
     result = {"model": str(model), "runtime": name, "split": split}
+    if device_crop:
+        cropped, implied = device_crop_sets(face_data, audio_cfg, face_cfg, device_detector())
+        sets += cropped
+        framing = {"margin": face_cfg.margin, "lift": face_cfg.lift}
+        result["device_crop"] = {"model_framing": framing, "implied_framing": implied}
     if av is not None:
         inputs = av_inputs(load_av_clips(av), audio_cfg, face_cfg)
         sets += inputs.sets()
@@ -140,5 +151,12 @@ def table(result: dict) -> str:
         for k, m in result["metrics"].items()
         if m.get("excluded")
     ]
+    if result.get("device_crop"):
+        crop = result["device_crop"]
+        notes.append(
+            "device's crop: the model's framing {}, the detector's boxes imply {}".format(
+                crop["model_framing"], crop["implied_framing"]
+            )
+        )
     clips = ["", clip_table(result["av_clips"])] if result.get("av_clips") else []
     return "\n".join(lines + (["", *notes] if notes else []) + clips)

@@ -72,7 +72,7 @@ class Manifest:
 
     @property
     def face(self) -> FaceConfig:
-        return FaceConfig(**self.face_config)
+        return FaceConfig.from_dict(self.face_config)
 
     @property
     def model_path(self) -> Path:
@@ -154,7 +154,7 @@ def _check_shapes(data: dict[str, Any], where: str) -> None:
     """The tensors must be what the face and audio parameters produce: face (B, 1, size, size),
     audio (B, frames, features), mask (B, 2), output (B, 3, classes)."""
     try:
-        audio, face = AudioConfig(**data["audio"]), FaceConfig(**data["face"])
+        audio, face = AudioConfig(**data["audio"]), FaceConfig.from_dict(data["face"])
         expected = {
             "input 1 (face)": ("batch", 1, face.size, face.size),
             "input 2 (audio)": ("batch", audio.num_frames, audio.feature_dim),

@@ -137,7 +137,7 @@ class FaceTracker:
             gray = (self._reference[0] * self.face.std + self.face.mean) * 255.0
             self._template = np.clip(np.rint(gray), 0, 255).astype(np.uint8)
         height, width = image.shape[:2]
-        x0, y0, side = square_box(box.box, self.face.margin, width, height)
+        x0, y0, side = square_box(box.box, self.face, width, height)
         pad = int(round(side * SEARCH))
         rx0, ry0 = max(x0 - pad, 0), max(y0 - pad, 0)
         rx1, ry1 = min(x0 + side + pad, width), min(y0 + side + pad, height)

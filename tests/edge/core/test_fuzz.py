@@ -88,7 +88,7 @@ def test_config_values(entries: list) -> None:
 
 
 FRONT_END = st.sampled_from([
-    ("face", k) for k in ("size", "mean", "std", "margin")
+    ("face", k) for k in ("size", "mean", "std", "margin", "lift")
 ] + [("audio", k) for k in ("sample_rate", "window_s", "n_fft", "win_length", "hop_length",
                             "n_mels", "n_mfcc", "fmin", "fmax", "delta_width",
                             "vad_threshold_dbfs", "vad_min_voiced_fraction")])  # fmt: skip

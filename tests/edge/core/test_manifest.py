@@ -71,6 +71,17 @@ def test_round_trip_exposes_the_front_end_configs(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "a" / "manifest.json").read_text())["schema_version"] == 2
 
 
+def test_a_manifest_from_before_the_lift_crops_around_the_box_centre(tmp_path: Path) -> None:
+    """Artifacts exported before the crop's centre was lifted keep the framing they were made
+    with; a new contract is lifted by default."""
+    make_artifact(tmp_path)
+    data = json.loads((tmp_path / "manifest.json").read_text())
+    face = {k: v for k, v in data["face"].items() if k != "lift"}
+    edit(tmp_path, face=face)
+    assert load_manifest(tmp_path).face == FaceConfig(margin=0.2, lift=0.0)
+    assert FaceConfig().lift > 0
+
+
 def test_schema_lists_exactly_the_front_end_fields() -> None:
     props = schema()["properties"]
     assert set(props["audio"]["properties"]) == {f.name for f in fields(AudioConfig)}

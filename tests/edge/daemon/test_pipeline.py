@@ -195,11 +195,19 @@ def test_interval_zero_detects_on_every_cycle(replay: Replay, tiny_model: Path) 
     assert pipeline.tracker is not None and pipeline.tracker.detections == 5
 
 
+def test_the_crop_is_grown_by_the_margin_and_lifted_above_the_box() -> None:
+    box = (100.0, 100.0, 50.0, 50.0)  # centre (125, 125)
+    assert square_box(box, FaceConfig(margin=0.0, lift=0.0), 640, 480) == (100, 100, 50)
+    assert square_box(box, FaceConfig(margin=0.1, lift=0.0), 640, 480) == (95, 95, 60)
+    assert square_box(box, FaceConfig(margin=0.1, lift=0.2), 640, 480) == (95, 85, 60)
+    assert square_box((0.0, 0.0, 50.0, 50.0), FaceConfig(margin=0.1, lift=0.2), 640, 480)[1] == 0
+
+
 def test_crop_is_the_crop_of_the_gray_frame(replay: Replay) -> None:
     """crop_face converts only the crop to gray: the same input as converting the frame."""
     frames = replay[0]
     cfg, box = FaceConfig(), (70.3, 20.8, 80.1, 84.6)
     gray = to_gray(frames[3].image)
-    x0, y0, side = square_box(box, cfg.margin, gray.shape[1], gray.shape[0])
+    x0, y0, side = square_box(box, cfg, gray.shape[1], gray.shape[0])
     expected = normalize_face(resize_bilinear(gray[y0 : y0 + side, x0 : x0 + side], cfg.size), cfg)
     np.testing.assert_array_equal(crop_face(frames[3].image, box, cfg), expected)

@@ -1,0 +1,92 @@
+"""Faces as the device would see them (`emoedge evaluate --device-crop`).
+
+A model learns faces framed as its training crops are (FER2013: a tight crop with some
+forehead); on the device the face is cut from a camera frame around the detector's box, with
+the model's framing (FaceConfig's margin and lift). Here each evaluation face is put into a
+larger frame (upscaled UPSCALE times, its edges replicated around it), found by the device's
+detector and cropped as the device crops it: the face rows scored that way say what the framing
+costs, and the detector's boxes say which framing would reproduce the training crops.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from distill.cache import Decoded, gray_uint8
+from distill.ferplus import majority_labels
+from distill.pairing import EvalSet, face_sets
+from edge.audio.frontend import AudioConfig
+from edge.vision.detect import FaceDetector, largest_face
+from edge.vision.face import FaceConfig, crop_gray
+
+UPSCALE = 4  # a 48 px face becomes 192 px: a face the detector sees at its usual size
+BORDER = 0.5  # replicated edge around it, as a fraction of the upscaled side
+SUFFIX = "_device_crop"
+
+
+def in_a_frame(face: np.ndarray) -> np.ndarray:
+    """A gray face crop upscaled UPSCALE times (bicubic) inside a frame of its replicated
+    edges, as uint8."""
+    import cv2
+
+    side = face.shape[0] * UPSCALE
+    big = cv2.resize(face, (side, side), interpolation=cv2.INTER_CUBIC)
+    pad = int(side * BORDER)
+    return cv2.copyMakeBorder(big, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
+
+
+def detector_boxes(faces: np.ndarray, detector: FaceDetector) -> np.ndarray:
+    """The largest face box (x, y, w, h) the detector finds in each face's frame, in the
+    frame's pixels; NaN where it finds none."""
+    boxes = np.full((len(faces), 4), np.nan)
+    for i, face in enumerate(faces):
+        found = largest_face(detector, in_a_frame(face))
+        if found is not None:
+            boxes[i] = found.box
+    return boxes
+
+
+def implied_framing(boxes: np.ndarray, face_size: int) -> dict[str, float]:
+    """The margin and lift (FaceConfig's) that would cut each original face out of its frame
+    again, as medians over the faces found: the framing that reproduces the training crops."""
+    found = boxes[~np.isnan(boxes[:, 0])]
+    side = face_size * UPSCALE
+    centre = side * BORDER + side / 2
+    box_side = np.maximum(found[:, 2], found[:, 3])
+    margin = (side / box_side - 1) / 2
+    lift = (found[:, 1] + found[:, 3] / 2 - centre) / found[:, 3]
+    return {
+        "margin": round(float(np.median(margin)), 3),
+        "lift": round(float(np.median(lift)), 3),
+        "faces": len(found),
+    }
+
+
+def device_crops(faces: np.ndarray, boxes: np.ndarray, cfg: FaceConfig) -> np.ndarray:
+    """The device's crops (uint8, size × size) of the faces whose frame has a box."""
+    found = np.flatnonzero(~np.isnan(boxes[:, 0]))
+    crops = [gray_uint8(crop_gray(in_a_frame(faces[i]), tuple(boxes[i]), cfg)) for i in found]
+    return np.stack(crops) if crops else np.zeros((0, cfg.size, cfg.size), np.uint8)
+
+
+def device_crop_sets(
+    faces: Decoded, audio_cfg: AudioConfig, face_cfg: FaceConfig, detector: FaceDetector
+) -> tuple[list[EvalSet], dict[str, float]]:
+    """The face-only sets (distill.pairing.face_sets) again with every face through the
+    device's detector and crop ('face_only_device_crop', …; faces the detector misses are left
+    out and counted), and the framing the detector's boxes imply."""
+    boxes = detector_boxes(faces.data, detector)
+    found = ~np.isnan(boxes[:, 0])
+    if not found.any():
+        return [], {"faces": 0}
+    crops = device_crops(faces.data, boxes, face_cfg)
+    seen = replace(faces.take(np.flatnonzero(found)), data=crops)
+    missed = faces.take(np.flatnonzero(~found))
+    sets = face_sets(seen, audio_cfg)
+    for es in sets:
+        voted = es.name.endswith("_ferplus")
+        lost = int((majority_labels(missed.votes)[0] >= 0).sum()) if voted else len(missed.labels)
+        es.name, es.excluded = es.name + SUFFIX, {**es.excluded, "no_face_found": lost}
+    return sets, implied_framing(boxes, face_cfg.size)

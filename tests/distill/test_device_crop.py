@@ -1,0 +1,73 @@
+"""Faces as the device sees them: a face put into a larger frame, found by the device's
+detector and cropped with the model's framing; `emoedge evaluate --device-crop`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import edge
+from distill.avclips import frame_at
+from distill.cache import device_detector, device_face
+from distill.checkpoint import front_end, load_checkpoint
+from distill.device_crop import detector_boxes, device_crops, implied_framing
+from edge.vision.face import FaceConfig
+from tests.fixtures_export import run_emoedge
+from tests.tiny_corpora import Corpora
+
+CLIP = Path(edge.__file__).parent / "assets" / "crema-d" / "1001_DFA_ANG_XX.flv"
+
+
+@pytest.fixture(scope="module")
+def frame() -> np.ndarray:
+    return frame_at(CLIP, 1.0)  # a real person, 480×360
+
+
+@pytest.mark.parametrize("framing", [FaceConfig(), FaceConfig(margin=0.3, lift=0.0)])
+def test_a_face_cut_with_a_framing_gives_that_framing_back(
+    frame: np.ndarray, framing: FaceConfig
+) -> None:
+    detector = device_detector()
+    face = device_face(frame, detector, framing)
+    assert face is not None
+    boxes = detector_boxes(face[None], detector)
+    implied = implied_framing(boxes, framing.size)
+    assert implied["faces"] == 1
+    assert abs(implied["margin"] - framing.margin) < 0.05, implied
+    assert abs(implied["lift"] - framing.lift) < 0.05, implied
+    # re-cut with the same framing, it is the same face: far closer to it than a crop of the
+    # frame 0.1 wider and 0.1 higher
+    again = device_crops(face[None], boxes, framing)[0]
+    other = FaceConfig(margin=framing.margin + 0.1, lift=framing.lift + 0.1)
+    elsewhere = device_face(frame, detector, other)
+    distance = {
+        k: np.mean(np.abs(v.astype(int) - face))
+        for k, v in (("again", again), ("elsewhere", elsewhere))
+    }
+    assert distance["again"] < 0.7 * distance["elsewhere"], distance
+
+
+def test_evaluate_scores_the_faces_through_the_device_crop(
+    frame: np.ndarray, tiny_corpora: Corpora, tmp_path
+) -> None:
+    from PIL import Image
+
+    root = tmp_path / "faces"
+    (root / "angry").mkdir(parents=True)
+    Image.fromarray(device_face(frame, device_detector())).save(root / "angry" / "actor.png")
+    Image.fromarray(np.full((48, 48), 90, np.uint8)).save(root / "angry" / "wall.png")
+    out = tmp_path / "m.json"
+    args = ["--faces", root, "--speech", tiny_corpora.emodb, "--cache-dir", tiny_corpora.cache]
+    model = "distill/checkpoints/student.pt"
+    assert run_emoedge("evaluate", model, *args, "--device-crop", "--json", out) == 0
+    result = json.loads(out.read_text())
+    row = result["metrics"]["face_only_device_crop"]
+    assert row["n"] == 1 and row["excluded"] == {"no_face_found": 1}
+    assert result["metrics"]["face_only"]["n"] == 2
+    crop = result["device_crop"]
+    face = front_end(load_checkpoint(model)[1])[1]
+    assert crop["model_framing"] == {"margin": face.margin, "lift": face.lift}
+    assert crop["implied_framing"]["faces"] == 1

@@ -4,9 +4,10 @@ VENV := .venv
 EDGE_VENV := .venv-edge
 PIP_FLAGS := -q --disable-pip-version-check
 # System packages the tests talk to for real: the MQTT broker, PortAudio/ALSA, libsndfile,
-# systemd-analyze, openssl for test certificates.
+# systemd-analyze, openssl for test certificates, OpenCV's cascade files for the Haar fallback
+# detector.
 APT_PACKAGES := mosquitto mosquitto-clients portaudio19-dev libasound2-plugins alsa-utils \
-	libsndfile1 systemd openssl
+	libsndfile1 systemd openssl opencv-data
 
 .PHONY: test test-fast demo dist lint format system-deps check-arm64 clean default-model \
 	pack gpu-import

@@ -71,3 +71,25 @@ def test_evaluate_scores_the_faces_through_the_device_crop(
     face = front_end(load_checkpoint(model)[1])[1]
     assert crop["model_framing"] == {"margin": face.margin, "lift": face.lift}
     assert crop["implied_framing"]["faces"] == 1
+
+
+@pytest.mark.data
+def test_on_fer2013_faces_both_detectors_imply_the_models_framing(shared_data) -> None:
+    """The framing of a model (measured with BlazeFace) serves the Haar fallback too: its boxes,
+    in BlazeFace's convention, imply nearly the same margin and lift on the same faces."""
+    from distill.data import load_faces
+    from edge.core.config import DetectorConfig
+    from edge.core.errors import DeviceError
+    from edge.vision.detect import load_detector
+
+    try:
+        haar = load_detector(DetectorConfig(kind="haar"))
+    except DeviceError as error:
+        pytest.skip(f"no Haar detector here: {error}")
+    faces = load_faces(shared_data / "fer2013", "val").data[:400]
+    implied = {
+        kind: implied_framing(detector_boxes(faces, detector), 48)
+        for kind, detector in (("haar", haar), ("blazeface", device_detector()))
+    }
+    for key in ("margin", "lift"):
+        assert abs(implied["haar"][key] - implied["blazeface"][key]) < 0.03, implied

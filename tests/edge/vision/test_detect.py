@@ -73,3 +73,12 @@ def test_haar_fallback() -> None:
         assert "opencv-data" in str(error)
         pytest.skip(f"no cascade files here: {error}")
     assert largest_face(detector, sample_frame(0)) is not None
+
+
+def test_the_cascade_reports_boxes_as_blazeface_would() -> None:
+    from edge.vision.haar import BLAZEFACE_DROP, BLAZEFACE_SIDE, as_blazeface_box
+
+    box = as_blazeface_box(100.0, 50.0, 80.0, 80.0)  # centre (140, 90)
+    assert box.w == box.h == 80.0 * BLAZEFACE_SIDE
+    assert box.x + box.w / 2 == 140.0  # the same centre column
+    assert box.y + box.h / 2 == 90.0 + BLAZEFACE_DROP * 80.0  # lower

@@ -52,6 +52,8 @@ def implied_framing(boxes: np.ndarray, face_size: int) -> dict[str, float]:
     """The margin and lift (FaceConfig's) that would cut each original face out of its frame
     again, as medians over the faces found: the framing that reproduces the training crops."""
     found = boxes[~np.isnan(boxes[:, 0])]
+    if not len(found):
+        return {"faces": 0}
     side = face_size * UPSCALE
     centre = side * BORDER + side / 2
     box_side = np.maximum(found[:, 2], found[:, 3])
@@ -79,14 +81,18 @@ def device_crop_sets(
     out and counted), and the framing the detector's boxes imply."""
     boxes = detector_boxes(faces.data, detector)
     found = ~np.isnan(boxes[:, 0])
+    framing = implied_framing(boxes, face_cfg.size)
     if not found.any():
-        return [], {"faces": 0}
+        return [], framing
     crops = device_crops(faces.data, boxes, face_cfg)
     seen = replace(faces.take(np.flatnonzero(found)), data=crops)
     missed = faces.take(np.flatnonzero(~found))
+    lost = {  # the missed faces each set would have held
+        "face_only": len(missed.labels),
+        "face_only_ferplus": int((majority_labels(missed.votes)[0] >= 0).sum()),
+    }
     sets = face_sets(seen, audio_cfg)
     for es in sets:
-        voted = es.name.endswith("_ferplus")
-        lost = int((majority_labels(missed.votes)[0] >= 0).sum()) if voted else len(missed.labels)
-        es.name, es.excluded = es.name + SUFFIX, {**es.excluded, "no_face_found": lost}
-    return sets, implied_framing(boxes, face_cfg.size)
+        es.excluded = {**es.excluded, "no_face_found": lost[es.name]}
+        es.name += SUFFIX
+    return sets, framing

@@ -27,7 +27,7 @@ from distill.corpora import Sample
 from distill.ferplus import NUM_VOTES
 from edge.audio.frontend import AudioConfig, resample, to_mono_float
 from edge.core.errors import DataError
-from edge.vision.face import FaceConfig, crop_gray, resize_bilinear, to_gray
+from edge.vision.face import FaceConfig, crop_gray, resize_image, to_gray
 
 if TYPE_CHECKING:
     from edge.vision.detect import FaceDetector
@@ -35,8 +35,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PHOTO_ABOVE = 96  # px: the shorter side of a face image above which it is a photo, not a crop
-# how images become faces (part of the cache key): photos cropped with the device's framing
-FACE_READING = "faces48;photos:device-detector;margin={margin};lift={lift}".format(
+# how images become faces (part of the cache key): photos cropped with the device's framing,
+# images shrunk by area averaging (edge.vision.face.resize_image)
+FACE_READING = "faces48;photos:device-detector;margin={margin};lift={lift};shrink:area".format(
     **FaceConfig().to_dict()
 )
 
@@ -234,7 +235,7 @@ def decode_faces(samples: Sequence[Sample], cache_dir: Path | None = None) -> De
             if face is not None:
                 return face
             faceless.append(s.path.name)
-        return gray_uint8(resize_bilinear(to_gray(image), FaceConfig().size))
+        return gray_uint8(resize_image(to_gray(image), FaceConfig().size))
 
     kept, data = _decode_all(samples, decode, "images")
     if photos:

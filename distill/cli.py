@@ -359,6 +359,14 @@ def _configure_evaluate(p: argparse.ArgumentParser) -> None:
         "by the device's detector and cropped with the model's framing; reports the framing "
         "the detector's boxes imply",
     )
+    p.add_argument(
+        "--frame-noise",
+        type=float,
+        default=0.0,
+        metavar="SIGMA",
+        help="with --device-crop: add Gaussian noise of SIGMA gray levels to each frame, as a "
+        "camera's sensor does (seeded per face; default 0)",
+    )
     p.add_argument("--cache-dir")
     p.add_argument("--json", type=Path, help="also write the metrics here")
     p.add_argument(
@@ -369,6 +377,8 @@ def _configure_evaluate(p: argparse.ArgumentParser) -> None:
 def _run_evaluate(args: argparse.Namespace) -> int:
     from distill.scoring import score_model, table
 
+    if not args.frame_noise >= 0:
+        raise UsageError(f"--frame-noise {args.frame_noise}: gray levels, 0 or more")
     metrics = score_model(
         args.model,
         Path(args.faces),
@@ -377,7 +387,8 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         backend=args.backend,
         cache_dir=Path(args.cache_dir) if args.cache_dir else None,
         av=args.av,
-        device_crop=args.device_crop,
+        device_crop=args.device_crop or args.frame_noise > 0,
+        frame_noise=args.frame_noise,
     )
     print(table(metrics))
     if args.json:

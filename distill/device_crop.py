@@ -3,9 +3,11 @@
 A model learns faces framed as its training crops are (FER2013: a tight crop with some
 forehead); on the device the face is cut from a camera frame around the detector's box, with
 the model's framing (FaceConfig's margin and lift). Here each evaluation face is put into a
-larger frame (upscaled UPSCALE times, its edges replicated around it), found by the device's
-detector and cropped as the device crops it: the face rows scored that way say what the framing
-costs, and the detector's boxes say which framing would reproduce the training crops.
+larger frame (upscaled UPSCALE times, its edges replicated around it; optionally with a
+camera's sensor noise, Gaussian, at the frame's scale), found by the device's detector and
+cropped as the device crops it: the face rows scored that way say what the framing and the
+device's resampling cost, and the detector's boxes say which framing would reproduce the
+training crops.
 """
 
 from __future__ import annotations
@@ -26,23 +28,27 @@ BORDER = 0.5  # replicated edge around it, as a fraction of the upscaled side
 SUFFIX = "_device_crop"
 
 
-def in_a_frame(face: np.ndarray) -> np.ndarray:
+def in_a_frame(face: np.ndarray, noise: float = 0.0, seed: int = 0) -> np.ndarray:
     """A gray face crop upscaled UPSCALE times (bicubic) inside a frame of its replicated
-    edges, as uint8."""
+    edges, with Gaussian noise of `noise` gray levels (drawn from `seed`), as uint8."""
     import cv2
 
     side = face.shape[0] * UPSCALE
     big = cv2.resize(face, (side, side), interpolation=cv2.INTER_CUBIC)
     pad = int(side * BORDER)
-    return cv2.copyMakeBorder(big, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
+    frame = cv2.copyMakeBorder(big, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
+    if not noise:
+        return frame
+    grain = np.random.default_rng(seed).normal(0.0, noise, frame.shape)
+    return np.clip(np.rint(frame + grain), 0, 255).astype(np.uint8)
 
 
-def detector_boxes(faces: np.ndarray, detector: FaceDetector) -> np.ndarray:
-    """The largest face box (x, y, w, h) the detector finds in each face's frame, in the
-    frame's pixels; NaN where it finds none."""
+def detector_boxes(faces: np.ndarray, detector: FaceDetector, noise: float = 0.0) -> np.ndarray:
+    """The largest face box (x, y, w, h) the detector finds in each face's frame (face i's
+    noise drawn from seed i), in the frame's pixels; NaN where it finds none."""
     boxes = np.full((len(faces), 4), np.nan)
     for i, face in enumerate(faces):
-        found = largest_face(detector, in_a_frame(face))
+        found = largest_face(detector, in_a_frame(face, noise, i))
         if found is not None:
             boxes[i] = found.box
     return boxes
@@ -66,25 +72,35 @@ def implied_framing(boxes: np.ndarray, face_size: int) -> dict[str, float]:
     }
 
 
-def device_crops(faces: np.ndarray, boxes: np.ndarray, cfg: FaceConfig) -> np.ndarray:
-    """The device's crops (uint8, size × size) of the faces whose frame has a box."""
+def device_crops(
+    faces: np.ndarray, boxes: np.ndarray, cfg: FaceConfig, noise: float = 0.0
+) -> np.ndarray:
+    """The device's crops (uint8, size × size) of the faces whose frame has a box, from the
+    same frames as detector_boxes(…, noise)."""
     found = np.flatnonzero(~np.isnan(boxes[:, 0]))
-    crops = [gray_uint8(crop_gray(in_a_frame(faces[i]), tuple(boxes[i]), cfg)) for i in found]
+    crops = [
+        gray_uint8(crop_gray(in_a_frame(faces[i], noise, i), tuple(boxes[i]), cfg)) for i in found
+    ]
     return np.stack(crops) if crops else np.zeros((0, cfg.size, cfg.size), np.uint8)
 
 
 def device_crop_sets(
-    faces: Decoded, audio_cfg: AudioConfig, face_cfg: FaceConfig, detector: FaceDetector
+    faces: Decoded,
+    audio_cfg: AudioConfig,
+    face_cfg: FaceConfig,
+    detector: FaceDetector,
+    noise: float = 0.0,
 ) -> tuple[list[EvalSet], dict[str, float]]:
     """The face-only sets (distill.pairing.face_sets) again with every face through the
     device's detector and crop ('face_only_device_crop', …; faces the detector misses are left
-    out and counted), and the framing the detector's boxes imply."""
-    boxes = detector_boxes(faces.data, detector)
+    out and counted), each frame with `noise` gray levels of sensor noise, and the framing the
+    detector's boxes imply."""
+    boxes = detector_boxes(faces.data, detector, noise)
     found = ~np.isnan(boxes[:, 0])
     framing = implied_framing(boxes, face_cfg.size)
     if not found.any():
         return [], framing
-    crops = device_crops(faces.data, boxes, face_cfg)
+    crops = device_crops(faces.data, boxes, face_cfg, noise)
     seen = replace(faces.take(np.flatnonzero(found)), data=crops)
     missed = faces.take(np.flatnonzero(~found))
     lost = {  # the missed faces each set would have held

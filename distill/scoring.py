@@ -72,20 +72,27 @@ def score_model(
     cache_dir: Path | None = None,
     av: Path | None = None,
     device_crop: bool = False,
+    frame_noise: float = 0.0,
 ) -> dict:
     """Metrics of a model on the given split: every row of ROWS that the data allows; with
     `av`, also the real same-person clips under that folder (distill.avclips), all of them,
     with each clip's predictions; with `device_crop`, the face rows again through the device's
-    detector and crop, and the framing that would reproduce the faces (distill.device_crop)."""
+    detector and crop (each frame with `frame_noise` gray levels of sensor noise), and the
+    framing that would reproduce the faces (distill.device_crop)."""
     predict, audio_cfg, face_cfg, name = load_predictor(model, backend)
     face_data, audio_data = load_data(faces, speech, split, audio_cfg, cache_dir)
     sets = build_eval_sets(face_data, audio_data, audio_cfg, ferplus_pairs=True)
     result = {"model": str(model), "runtime": name, "split": split}
     if device_crop:
-        cropped, implied = device_crop_sets(face_data, audio_cfg, face_cfg, device_detector())
+        detector = device_detector()
+        cropped, implied = device_crop_sets(face_data, audio_cfg, face_cfg, detector, frame_noise)
         sets += cropped
         framing = {"margin": face_cfg.margin, "lift": face_cfg.lift}
-        result["device_crop"] = {"model_framing": framing, "implied_framing": implied}
+        result["device_crop"] = {
+            "model_framing": framing,
+            "implied_framing": implied,
+            "frame_noise": frame_noise,
+        }
     if av is not None:
         inputs = av_inputs(load_av_clips(av), audio_cfg, face_cfg)
         sets += inputs.sets()
@@ -153,9 +160,12 @@ def table(result: dict) -> str:
     ]
     if result.get("device_crop"):
         crop = result["device_crop"]
+        noise = crop.get("frame_noise", 0.0)
         notes.append(
-            "device's crop: the model's framing {}, the detector's boxes imply {}".format(
-                crop["model_framing"], crop["implied_framing"]
+            "device's crop{}: the model's framing {}, the detector's boxes imply {}".format(
+                f" (frames with sensor noise of {noise:g} gray levels)" if noise else "",
+                crop["model_framing"],
+                crop["implied_framing"],
             )
         )
     clips = ["", clip_table(result["av_clips"])] if result.get("av_clips") else []

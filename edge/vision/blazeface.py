@@ -19,7 +19,7 @@ from edge.core.config import DetectorConfig
 from edge.core.errors import DeviceError, ModelError
 from edge.core.opencv import optional_cv2
 from edge.vision.detect import Detection
-from edge.vision.face import resize_bilinear
+from edge.vision.face import resize_image
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets" / "blazeface"
 MODEL = ASSETS / "face_detection_short_range.tflite"
@@ -40,8 +40,9 @@ def anchors() -> np.ndarray:
 
 
 def _square_128(image: np.ndarray, x0: int, y0: int, side: int) -> np.ndarray:
-    """The image centred on a black side² square, resized (bilinear) to 128² RGB: with
-    OpenCV when it is there (uint8), else in numpy (float)."""
+    """The image centred on a black side² square, resized to 128² RGB: an area average where
+    it shrinks (a camera frame's detail and noise averaged, not aliased: edge.vision.face.
+    resize_image), with OpenCV when it is there (uint8), else in numpy (float)."""
     h, w = image.shape[:2]
     cv2 = optional_cv2()
     if cv2 is not None:
@@ -49,12 +50,13 @@ def _square_128(image: np.ndarray, x0: int, y0: int, side: int) -> np.ndarray:
             image = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
         pad = (y0, side - h - y0, x0, side - w - x0)
         square = cv2.copyMakeBorder(image[..., :3], *pad, cv2.BORDER_CONSTANT, value=0)
-        return cv2.resize(square, (SIZE, SIZE), interpolation=cv2.INTER_LINEAR)
+        flag = cv2.INTER_AREA if side >= SIZE else cv2.INTER_LINEAR
+        return cv2.resize(square, (SIZE, SIZE), interpolation=flag)
     if image.ndim == 2:
         image = np.repeat(image[..., None], 3, axis=2)
     square = np.zeros((side, side, 3), dtype=np.uint8)
     square[y0 : y0 + h, x0 : x0 + w] = image[..., :3]
-    return np.stack([resize_bilinear(square[..., c], SIZE) for c in range(3)], axis=-1)
+    return resize_image(square, SIZE)
 
 
 def letterbox(image: np.ndarray) -> tuple[np.ndarray, int, int, int]:

@@ -20,7 +20,7 @@ import numpy as np
 
 from edge.core.opencv import optional_cv2
 from edge.vision.detect import Detection, FaceDetector, largest_face
-from edge.vision.face import FaceConfig, crop_face, square_box, to_gray
+from edge.vision.face import FaceConfig, crop_face, resize_image, square_box, to_gray
 
 SEARCH = 0.25  # how far the anchor is searched for, as a fraction of the crop's side
 
@@ -135,7 +135,7 @@ class FaceTracker:
             return None
         if self._template is None:  # the anchor as 0..255 gray
             gray = (self._reference[0] * self.face.std + self.face.mean) * 255.0
-            self._template = np.clip(np.rint(gray), 0, 255).astype(np.uint8)
+            self._template = np.clip(np.rint(gray), 0, 255).astype(np.float32)
         height, width = image.shape[:2]
         x0, y0, side = square_box(box.box, self.face, width, height)
         pad = int(round(side * SEARCH))
@@ -144,7 +144,7 @@ class FaceTracker:
         scale = self.face.size / side
         size = (max(int(round((rx1 - rx0) * scale)), self.face.size),
                 max(int(round((ry1 - ry0) * scale)), self.face.size))  # fmt: skip
-        region = cv2.resize(to_gray(image[ry0:ry1, rx0:rx1]), size, interpolation=cv2.INTER_LINEAR)
+        region = resize_image(to_gray(image[ry0:ry1, rx0:rx1]), size)
         scores = cv2.matchTemplate(region, self._template, cv2.TM_SQDIFF)
         best_x, best_y = cv2.minMaxLoc(scores)[2]
         dx, dy = rx0 + best_x / scale - x0, ry0 + best_y / scale - y0

@@ -123,7 +123,7 @@ def test_face_photos_are_cropped_as_the_device_crops_them(tmp_path, caplog) -> N
     from distill.cache import device_face
     from edge.core.config import DetectorConfig
     from edge.vision.detect import load_detector
-    from edge.vision.face import resize_bilinear, to_gray
+    from edge.vision.face import resize_image, to_gray
 
     clip = Path(edge.__file__).parent / "assets" / "crema-d" / "1001_DFA_ANG_XX.flv"
     frame = frame_at(clip, 1.0)  # a real person, 480×360
@@ -137,7 +137,7 @@ def test_face_photos_are_cropped_as_the_device_crops_them(tmp_path, caplog) -> N
     by_name = dict(zip((s.path.name for s in samples), faces.data, strict=True))
     expected = device_face(frame, load_detector(DetectorConfig()))
     assert expected is not None and np.array_equal(by_name["person.png"], expected)
-    whole = np.clip(resize_bilinear(to_gray(frame), 48) + 0.5, 0, 255).astype(np.uint8)
+    whole = np.clip(resize_image(to_gray(frame), 48) + 0.5, 0, 255).astype(np.uint8)
     assert np.mean(np.abs(by_name["person.png"].astype(int) - whole)) > 10  # not the whole frame
     assert np.all(by_name["wall.png"] == 90)  # no face: the whole image
     assert "1 of 2 photos: the device's detector found no face" in caplog.text

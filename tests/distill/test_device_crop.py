@@ -13,7 +13,7 @@ import edge
 from distill.avclips import frame_at
 from distill.cache import device_detector, device_face
 from distill.checkpoint import front_end, load_checkpoint
-from distill.device_crop import detector_boxes, device_crops, implied_framing
+from distill.device_crop import detector_boxes, device_crops, implied_framing, in_a_frame
 from edge.vision.face import FaceConfig
 from tests.fixtures_export import run_emoedge
 from tests.tiny_corpora import Corpora
@@ -50,6 +50,20 @@ def test_a_face_cut_with_a_framing_gives_that_framing_back(
     assert distance["again"] < 0.7 * distance["elsewhere"], distance
 
 
+def test_sensor_noise_in_the_frame_hardly_reaches_the_crop(frame: np.ndarray) -> None:
+    """Noise of 8 gray levels in each pixel of the frame, seeded per face, is averaged away by
+    the device's 4× shrink to about 2 levels in the crop; the detector still finds the face."""
+    detector = device_detector()
+    face = device_face(frame, detector)
+    clean, noisy = in_a_frame(face), in_a_frame(face, 8.0, seed=3)
+    assert 7.0 < (noisy.astype(float) - clean).std() < 9.0
+    np.testing.assert_array_equal(noisy, in_a_frame(face, 8.0, seed=3))
+    assert not np.isnan(detector_boxes(face[None], detector, 8.0)).any()
+    boxes = detector_boxes(face[None], detector)  # the same box: only the noise differs
+    crops = {n: device_crops(face[None], boxes, FaceConfig(), n)[0] for n in (0.0, 8.0)}
+    assert (crops[8.0].astype(float) - crops[0.0]).std() < 8.0 / 3
+
+
 def test_evaluate_scores_the_faces_through_the_device_crop(
     frame: np.ndarray, tiny_corpora: Corpora, tmp_path
 ) -> None:
@@ -70,7 +84,19 @@ def test_evaluate_scores_the_faces_through_the_device_crop(
     crop = result["device_crop"]
     face = front_end(load_checkpoint(model)[1])[1]
     assert crop["model_framing"] == {"margin": face.margin, "lift": face.lift}
-    assert crop["implied_framing"]["faces"] == 1
+    assert crop["implied_framing"]["faces"] == 1 and crop["frame_noise"] == 0.0
+    # --frame-noise implies the device's crop and is recorded with it
+    assert run_emoedge("evaluate", model, *args, "--frame-noise", "6", "--json", out) == 0
+    result = json.loads(out.read_text())
+    assert result["device_crop"]["frame_noise"] == 6.0
+    assert result["metrics"]["face_only_device_crop"]["n"] == 1
+
+
+def test_a_negative_frame_noise_is_refused(tiny_corpora: Corpora, capsys) -> None:
+    args = ["--speech", tiny_corpora.emodb, "--cache-dir", tiny_corpora.cache]
+    code = run_emoedge("evaluate", "distill/checkpoints/student.pt", *args, "--frame-noise", "-1")
+    assert code != 0
+    assert "--frame-noise -1" in capsys.readouterr().err
 
 
 @pytest.mark.data

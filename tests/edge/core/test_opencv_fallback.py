@@ -32,11 +32,19 @@ def numpy_and_opencv(
         return with_cv2, work(*args)
 
 
-@pytest.mark.parametrize("shape", [(100, 100), (96, 96), (37, 53), (20, 20), (168, 224)])
-def test_resize_agrees(monkeypatch: pytest.MonkeyPatch, shape: tuple[int, int]) -> None:
+@pytest.mark.parametrize(
+    "shape", [(100, 100), (96, 96), (37, 53), (20, 20), (168, 224), (301, 301), (130, 150, 3)]
+)
+@pytest.mark.parametrize("size", [48, (64, 40)])
+def test_resize_agrees(
+    monkeypatch: pytest.MonkeyPatch, shape: tuple[int, ...], size: int | tuple[int, int]
+) -> None:
+    """Area average where both sides shrink, bilinear otherwise, in both implementations."""
     image = RNG.integers(0, 256, shape, dtype=np.uint8)
-    fast, slow = numpy_and_opencv(monkeypatch, face.resize_bilinear, image, 48)
-    assert fast.dtype == slow.dtype == np.float32 and fast.shape == slow.shape == (48, 48)
+    fast, slow = numpy_and_opencv(monkeypatch, face.resize_image, image, size)
+    width, height = (size, size) if isinstance(size, int) else size
+    assert fast.dtype == slow.dtype == np.float32
+    assert fast.shape == slow.shape == (height, width, *shape[2:])
     np.testing.assert_allclose(fast, slow, atol=1e-3)
 
 

@@ -25,7 +25,7 @@ from edge.vision.face import (
     FaceConfig,
     crop_face,
     normalize_face,
-    resize_bilinear,
+    resize_image,
     square_box,
     to_gray,
 )
@@ -209,5 +209,5 @@ def test_crop_is_the_crop_of_the_gray_frame(replay: Replay) -> None:
     cfg, box = FaceConfig(), (70.3, 20.8, 80.1, 84.6)
     gray = to_gray(frames[3].image)
     x0, y0, side = square_box(box, cfg, gray.shape[1], gray.shape[0])
-    expected = normalize_face(resize_bilinear(gray[y0 : y0 + side, x0 : x0 + side], cfg.size), cfg)
+    expected = normalize_face(resize_image(gray[y0 : y0 + side, x0 : x0 + side], cfg.size), cfg)
     np.testing.assert_array_equal(crop_face(frames[3].image, box, cfg), expected)

@@ -36,8 +36,8 @@ log = logging.getLogger(__name__)
 
 PHOTO_ABOVE = 96  # px: the shorter side of a face image above which it is a photo, not a crop
 # how images become faces (part of the cache key): photos cropped with the device's framing,
-# images shrunk by area averaging (edge.vision.face.resize_image)
-FACE_READING = "faces48;photos:device-detector;margin={margin};lift={lift};shrink:area".format(
+# images shrunk by area averaging (edge.vision.face.resize_image), turned upright by their EXIF
+FACE_READING = "faces48;photos:device-detector;margin={margin};lift={lift};shrink:area;exif".format(
     **FaceConfig().to_dict()
 )
 
@@ -92,12 +92,13 @@ def _key(samples: Sequence[Sample], extra: str) -> str:
 
 
 def read_image(path: Path) -> np.ndarray:
-    """An image file as RGB uint8 (height, width, 3)."""
-    from PIL import Image, UnidentifiedImageError
+    """An image file as RGB uint8 (height, width, 3), upright: a camera's EXIF orientation
+    (a phone's portrait photo stored sideways) is applied, as image viewers do."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
         with Image.open(path) as image:
-            return np.asarray(image.convert("RGB"))
+            return np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
     except (UnidentifiedImageError, OSError, ValueError) as error:
         raise DataError(f"unreadable image {path}: {error}") from None
 

@@ -142,3 +142,21 @@ def test_face_photos_are_cropped_as_the_device_crops_them(tmp_path, caplog) -> N
     assert np.all(by_name["wall.png"] == 90)  # no face: the whole image
     assert "1 of 2 photos: the device's detector found no face" in caplog.text
     assert "wall.png" in caplog.text
+
+
+def test_a_photo_stored_sideways_is_read_upright(tmp_path) -> None:
+    """A phone's portrait photo: pixels stored rotated, the EXIF orientation says how to turn
+    them; the loader turns them, so the detector sees the face upright."""
+    from PIL import Image
+
+    from distill.cache import read_image
+
+    upright = np.zeros((60, 40, 3), np.uint8)
+    upright[:10] = 255  # a white band at the top
+    stored = Image.fromarray(upright).transpose(Image.Transpose.ROTATE_90)  # 40 × 60, band left
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation 6: turn 90° clockwise to view
+    stored.save(tmp_path / "portrait.jpg", exif=exif, quality=95)
+    image = read_image(tmp_path / "portrait.jpg")
+    assert image.shape == (60, 40, 3)
+    assert image[:8].mean() > 200 and image[14:].mean() < 30

@@ -36,10 +36,11 @@ log = logging.getLogger(__name__)
 
 PHOTO_ABOVE = 96  # px: the shorter side of a face image above which it is a photo, not a crop
 # how images become faces (part of the cache key): photos cropped with the device's framing,
-# images shrunk by area averaging (edge.vision.face.resize_image), turned upright by their EXIF
-FACE_READING = "faces48;photos:device-detector;margin={margin};lift={lift};shrink:area;exif".format(
-    **FaceConfig().to_dict()
-)
+# images shrunk by area averaging (edge.vision.face.resize_image), turned upright by their EXIF,
+# faces levelled by their eyes
+FACE_READING = (
+    "faces48;photos:device-detector;margin={margin};lift={lift};shrink:area;exif;level"
+).format(**FaceConfig().to_dict())
 
 
 def default_cache_dir() -> Path:
@@ -121,7 +122,7 @@ def device_face(
 
     cfg = cfg or FaceConfig()
     found = largest_face(detector, image)
-    return None if found is None else gray_uint8(crop_gray(image, found.box, cfg))
+    return None if found is None else gray_uint8(crop_gray(image, found.box, cfg, found.roll))
 
 
 def gray_uint8(gray: np.ndarray) -> np.ndarray:

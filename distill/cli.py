@@ -367,6 +367,14 @@ def _configure_evaluate(p: argparse.ArgumentParser) -> None:
         help="with --device-crop: add Gaussian noise of SIGMA gray levels to each frame, as a "
         "camera's sensor does (seeded per face; default 0)",
     )
+    p.add_argument(
+        "--frame-tilt",
+        type=float,
+        default=0.0,
+        metavar="DEGREES",
+        help="with --device-crop: tilt each frame's face by DEGREES, as a leaning head (one face "
+        "clockwise, the next counter-clockwise; default 0)",
+    )
     p.add_argument("--cache-dir")
     p.add_argument("--json", type=Path, help="also write the metrics here")
     p.add_argument(
@@ -375,10 +383,14 @@ def _configure_evaluate(p: argparse.ArgumentParser) -> None:
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
+    from distill.device_crop import NO_EFFECTS, FrameEffects
     from distill.scoring import score_model, table
 
     if not args.frame_noise >= 0:
         raise UsageError(f"--frame-noise {args.frame_noise}: gray levels, 0 or more")
+    if not 0 <= args.frame_tilt <= 90:
+        raise UsageError(f"--frame-tilt {args.frame_tilt}: degrees from 0 to 90")
+    frame = FrameEffects(noise=args.frame_noise, tilt=args.frame_tilt)
     metrics = score_model(
         args.model,
         Path(args.faces),
@@ -387,8 +399,8 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         backend=args.backend,
         cache_dir=Path(args.cache_dir) if args.cache_dir else None,
         av=args.av,
-        device_crop=args.device_crop or args.frame_noise > 0,
-        frame_noise=args.frame_noise,
+        device_crop=args.device_crop or frame != NO_EFFECTS,
+        frame=frame,
     )
     print(table(metrics))
     if args.json:

@@ -3,16 +3,16 @@
 A model learns faces framed as its training crops are (FER2013: a tight crop with some
 forehead); on the device the face is cut from a camera frame around the detector's box, with
 the model's framing (FaceConfig's margin and lift). Here each evaluation face is put into a
-larger frame (upscaled UPSCALE times, its edges replicated around it; optionally with a
-camera's sensor noise, Gaussian, at the frame's scale), found by the device's detector and
-cropped as the device crops it: the face rows scored that way say what the framing and the
-device's resampling cost, and the detector's boxes say which framing would reproduce the
-training crops.
+larger frame (upscaled UPSCALE times, its edges replicated around it; optionally tilted, as a
+head leans, and with a camera's sensor noise, Gaussian, at the frame's scale: FrameEffects),
+found by the device's detector and cropped as the device crops it (levelled by the eyes, as the
+detector's defaults do): the face rows scored that way say what the framing and the device's
+resampling cost, and the detector's boxes say which framing would reproduce the training crops.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -28,29 +28,52 @@ BORDER = 0.5  # replicated edge around it, as a fraction of the upscaled side
 SUFFIX = "_device_crop"
 
 
-def in_a_frame(face: np.ndarray, noise: float = 0.0, seed: int = 0) -> np.ndarray:
+@dataclass(frozen=True)
+class FrameEffects:
+    """What a camera adds to the frames of the device-crop rows: the head tilted by `tilt`
+    degrees (clockwise for even-numbered faces, counter-clockwise for odd ones) and Gaussian
+    sensor noise of `noise` gray levels (seeded per face)."""
+
+    noise: float = 0.0
+    tilt: float = 0.0
+
+
+NO_EFFECTS = FrameEffects()
+
+
+def in_a_frame(face: np.ndarray, effects: FrameEffects = NO_EFFECTS, seed: int = 0) -> np.ndarray:
     """A gray face crop upscaled UPSCALE times (bicubic) inside a frame of its replicated
-    edges, with Gaussian noise of `noise` gray levels (drawn from `seed`), as uint8."""
+    edges, with the `effects` of face number `seed`, as uint8."""
     import cv2
 
     side = face.shape[0] * UPSCALE
     big = cv2.resize(face, (side, side), interpolation=cv2.INTER_CUBIC)
     pad = int(side * BORDER)
     frame = cv2.copyMakeBorder(big, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
-    if not noise:
+    if effects.tilt:
+        centre = (frame.shape[1] - 1) / 2, (frame.shape[0] - 1) / 2
+        angle = -effects.tilt if seed % 2 == 0 else effects.tilt  # OpenCV: counter-clockwise
+        turn = cv2.getRotationMatrix2D(centre, angle, 1.0)
+        frame = cv2.warpAffine(
+            frame, turn, frame.shape[::-1], flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE
+        )
+    if not effects.noise:
         return frame
-    grain = np.random.default_rng(seed).normal(0.0, noise, frame.shape)
+    grain = np.random.default_rng(seed).normal(0.0, effects.noise, frame.shape)
     return np.clip(np.rint(frame + grain), 0, 255).astype(np.uint8)
 
 
-def detector_boxes(faces: np.ndarray, detector: FaceDetector, noise: float = 0.0) -> np.ndarray:
+def detector_boxes(
+    faces: np.ndarray, detector: FaceDetector, effects: FrameEffects = NO_EFFECTS
+) -> np.ndarray:
     """The largest face box (x, y, w, h) the detector finds in each face's frame (face i's
-    noise drawn from seed i), in the frame's pixels; NaN where it finds none."""
-    boxes = np.full((len(faces), 4), np.nan)
+    effects drawn from seed i), in the frame's pixels, and its roll (N, 5); NaN where it finds
+    none."""
+    boxes = np.full((len(faces), 5), np.nan)
     for i, face in enumerate(faces):
-        found = largest_face(detector, in_a_frame(face, noise, i))
+        found = largest_face(detector, in_a_frame(face, effects, i))
         if found is not None:
-            boxes[i] = found.box
+            boxes[i] = (*found.box, found.roll)
     return boxes
 
 
@@ -73,13 +96,16 @@ def implied_framing(boxes: np.ndarray, face_size: int) -> dict[str, float]:
 
 
 def device_crops(
-    faces: np.ndarray, boxes: np.ndarray, cfg: FaceConfig, noise: float = 0.0
+    faces: np.ndarray, boxes: np.ndarray, cfg: FaceConfig, effects: FrameEffects = NO_EFFECTS
 ) -> np.ndarray:
     """The device's crops (uint8, size × size) of the faces whose frame has a box, from the
-    same frames as detector_boxes(…, noise)."""
+    same frames as detector_boxes(…, effects), levelled by each box's roll."""
     found = np.flatnonzero(~np.isnan(boxes[:, 0]))
     crops = [
-        gray_uint8(crop_gray(in_a_frame(faces[i], noise, i), tuple(boxes[i]), cfg)) for i in found
+        gray_uint8(
+            crop_gray(in_a_frame(faces[i], effects, i), tuple(boxes[i, :4]), cfg, boxes[i, 4])
+        )
+        for i in found
     ]
     return np.stack(crops) if crops else np.zeros((0, cfg.size, cfg.size), np.uint8)
 
@@ -89,18 +115,18 @@ def device_crop_sets(
     audio_cfg: AudioConfig,
     face_cfg: FaceConfig,
     detector: FaceDetector,
-    noise: float = 0.0,
+    effects: FrameEffects = NO_EFFECTS,
 ) -> tuple[list[EvalSet], dict[str, float]]:
     """The face-only sets (distill.pairing.face_sets) again with every face through the
     device's detector and crop ('face_only_device_crop', …; faces the detector misses are left
-    out and counted), each frame with `noise` gray levels of sensor noise, and the framing the
-    detector's boxes imply."""
-    boxes = detector_boxes(faces.data, detector, noise)
+    out and counted), each frame with the camera's `effects`, and the framing the detector's
+    boxes imply."""
+    boxes = detector_boxes(faces.data, detector, effects)
     found = ~np.isnan(boxes[:, 0])
     framing = implied_framing(boxes, face_cfg.size)
     if not found.any():
         return [], framing
-    crops = device_crops(faces.data, boxes, face_cfg, noise)
+    crops = device_crops(faces.data, boxes, face_cfg, effects)
     seen = replace(faces.take(np.flatnonzero(found)), data=crops)
     missed = faces.take(np.flatnonzero(~found))
     lost = {  # the missed faces each set would have held

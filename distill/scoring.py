@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,7 @@ from distill.avclips import AVInputs, av_inputs, load_av_clips
 from distill.cache import device_detector
 from distill.checkpoint import front_end, load_checkpoint
 from distill.data import load_data
-from distill.device_crop import device_crop_sets
+from distill.device_crop import NO_EFFECTS, FrameEffects, device_crop_sets
 from distill.evaluate import Predictor, evaluate, predict_set, torch_predictor
 from distill.pairing import build_eval_sets
 from edge.audio.frontend import AudioConfig
@@ -72,26 +73,26 @@ def score_model(
     cache_dir: Path | None = None,
     av: Path | None = None,
     device_crop: bool = False,
-    frame_noise: float = 0.0,
+    frame: FrameEffects = NO_EFFECTS,
 ) -> dict:
     """Metrics of a model on the given split: every row of ROWS that the data allows; with
     `av`, also the real same-person clips under that folder (distill.avclips), all of them,
     with each clip's predictions; with `device_crop`, the face rows again through the device's
-    detector and crop (each frame with `frame_noise` gray levels of sensor noise), and the
-    framing that would reproduce the faces (distill.device_crop)."""
+    detector and crop (each frame with the camera's effects `frame`), and the framing that
+    would reproduce the faces (distill.device_crop)."""
     predict, audio_cfg, face_cfg, name = load_predictor(model, backend)
     face_data, audio_data = load_data(faces, speech, split, audio_cfg, cache_dir)
     sets = build_eval_sets(face_data, audio_data, audio_cfg, ferplus_pairs=True)
     result = {"model": str(model), "runtime": name, "split": split}
     if device_crop:
         detector = device_detector()
-        cropped, implied = device_crop_sets(face_data, audio_cfg, face_cfg, detector, frame_noise)
+        cropped, implied = device_crop_sets(face_data, audio_cfg, face_cfg, detector, frame)
         sets += cropped
         framing = {"margin": face_cfg.margin, "lift": face_cfg.lift}
         result["device_crop"] = {
             "model_framing": framing,
             "implied_framing": implied,
-            "frame_noise": frame_noise,
+            "frame": asdict(frame),
         }
     if av is not None:
         inputs = av_inputs(load_av_clips(av), audio_cfg, face_cfg)
@@ -160,10 +161,10 @@ def table(result: dict) -> str:
     ]
     if result.get("device_crop"):
         crop = result["device_crop"]
-        noise = crop.get("frame_noise", 0.0)
+        effects = {k: v for k, v in crop.get("frame", {}).items() if v}
         notes.append(
             "device's crop{}: the model's framing {}, the detector's boxes imply {}".format(
-                f" (frames with sensor noise of {noise:g} gray levels)" if noise else "",
+                f" (frames with {effects})" if effects else "",
                 crop["model_framing"],
                 crop["implied_framing"],
             )

@@ -74,7 +74,7 @@ def sample_inputs(manifest: Manifest) -> tuple[Inputs, list[float]]:
     wave, rate = soundfile.read(str(sample / "sample.flac"), dtype="float32")
     wave = resample(to_mono_float(wave), rate, manifest.audio.sample_rate)
     audio = window_features(wave[: int(FRAME_S * manifest.audio.sample_rate)], manifest.audio)
-    face_input = crop_face(rgb, face.box, manifest.face)
+    face_input = crop_face(rgb, face.box, manifest.face, face.roll)
     inputs = (face_input[None], audio[None], np.ones((1, 2), np.float32))
     return inputs, [round(float(v), 2) for v in face.box]
 

@@ -262,6 +262,12 @@ class DetectorConfig:
         help="The detector runs at once when the face crop has changed by more than this (mean "
         "absolute difference of the gray crop): the face moved or left.",
     )
+    level: bool = setting(
+        True,
+        help="Turn each face upright by the line through its eyes before it is cut out: a "
+        "tilted head gives the model the upright face it learnt from. BlazeFace finds the eyes "
+        "(Haar does not: its faces are cut as boxed); needs OpenCV.",
+    )
 
 
 def _backend_options() -> dict[str, type]:

@@ -16,13 +16,16 @@ if TYPE_CHECKING:  # annotations only, so that the config can import DETECTORS
 
 @dataclass(frozen=True)
 class Detection:
-    """A face box in frame pixels (x, y, w, h) and the detector's confidence."""
+    """A face box in frame pixels (x, y, w, h), the detector's confidence and the face's roll:
+    the angle of the line through its eyes, in degrees clockwise from level (0 where the
+    detector sees no eyes or levelling is off)."""
 
     x: float
     y: float
     w: float
     h: float
     score: float
+    roll: float = 0.0
 
     @property
     def box(self) -> tuple[float, float, float, float]:

@@ -4,8 +4,9 @@ Detection is the pipeline's most expensive stage after the model. A face moves l
 two cycles, so the last box is reused until `interval_s` has passed; the crop it gives is
 compared with the crop taken right after the detection (the anchor). When they differ by more
 than `max_drift` (the face moved, turned or left), the anchor is searched for around the box
-(template matching through OpenCV, a small fraction of a detection's cost) and the box is
-moved to the best match; if even that crop differs by more than `max_drift`, or OpenCV is
+(template matching through OpenCV, a small fraction of a detection's cost; for a face turned
+level, the anchor as the frame holds it, before levelling) and the box is moved to the best
+match, keeping its roll; if even that crop differs by more than `max_drift`, or OpenCV is
 absent, the detection is brought forward to the current cycle. The tracker takes every crop
 it compares, so `locate` hands the pipeline both the box and the model's face input.
 """
@@ -20,7 +21,7 @@ import numpy as np
 
 from edge.core.opencv import optional_cv2
 from edge.vision.detect import Detection, FaceDetector, largest_face
-from edge.vision.face import FaceConfig, crop_face, resize_image, square_box, to_gray
+from edge.vision.face import FaceConfig, crop_face, crop_gray, resize_image, square_box, to_gray
 
 SEARCH = 0.25  # how far the anchor is searched for, as a fraction of the crop's side
 
@@ -65,7 +66,7 @@ class FaceTracker:
             return self._detect_and_anchor(image, t)
         if self.box is None:
             return None, None
-        crop = self.timer.timed("crop", crop_face, image, self.box.box, self.face)
+        crop = self.timer.timed("crop", crop_face, image, self.box.box, self.face, self.box.roll)
         followed = self.timer.timed("track", self.follow, image, crop)
         return self._detect_and_anchor(image, t) if followed is None else followed
 
@@ -75,8 +76,11 @@ class FaceTracker:
         box = self.timer.timed("detect", self.detect, image, t)
         if box is None:
             return None, None
-        crop = self.timer.timed("crop", crop_face, image, box.box, self.face)
-        self.anchor(crop)
+        crop = self.timer.timed("crop", crop_face, image, box.box, self.face, box.roll)
+        upright = (
+            self.timer.timed("track", crop_gray, image, box.box, self.face) if box.roll else None
+        )
+        self.anchor(crop, upright)
         return box, crop
 
     def due(self, t: float) -> bool:
@@ -92,10 +96,13 @@ class FaceTracker:
         self._detected_at = t
         return self.box
 
-    def anchor(self, crop: np.ndarray) -> None:
+    def anchor(self, crop: np.ndarray, upright: np.ndarray | None = None) -> None:
         """Remember the crop (model input) of a freshly detected box: later crops are compared
-        with it, and it is the template searched for when they drift."""
-        self._reference, self._template = crop, None
+        with it. The template searched for in the frame when they drift is the box's crop as
+        the frame holds it: `upright` (0..255 gray, not levelled) for a face that was turned
+        level, else the crop itself."""
+        self._reference = crop
+        self._template = None if upright is None else np.rint(upright).astype(np.float32)
 
     def drifted(self, crop: np.ndarray) -> bool:
         """True when `crop` differs from the anchored one by more than `max_drift` (mean
@@ -120,7 +127,7 @@ class FaceTracker:
         moved = self._recentred(image, self.box)
         if moved is None:
             return None
-        crop = crop_face(image, moved.box, self.face)
+        crop = crop_face(image, moved.box, self.face, moved.roll)
         if self.drifted(crop):
             return None
         self.box = moved

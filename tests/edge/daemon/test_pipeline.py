@@ -95,7 +95,7 @@ def test_model_sees_the_independently_computed_inputs(replay: Replay, tiny_model
     result = pipeline.cycle(frame, frame.t)
 
     box = largest_face(load_detector(DetectorConfig()), frame.image)
-    face = crop_face(frame.image, box.box, runner.manifest.face)
+    face = crop_face(frame.image, box.box, runner.manifest.face, box.roll)
     end = int(round(4.5 * rate))
     audio = window_features(wave[end - 3 * rate : end], runner.manifest.audio)
     expected = runner.predict(face[None], audio[None], np.array([[1.0, 1.0]], np.float32))[0]
@@ -170,7 +170,7 @@ def test_the_box_is_reused_until_the_interval_has_passed(replay: Replay, tiny_mo
     assert all(box is not None for box in boxes) and len({id(b) for b in boxes}) == 3
     assert boxes[9] is boxes[0] and boxes[29] is not boxes[0]
     later = results[5]  # the model is fed the crop of the reused box in the later frame
-    face = crop_face(frames[5].image, boxes[0].box, pipeline.face_cfg)
+    face = crop_face(frames[5].image, boxes[0].box, pipeline.face_cfg, boxes[0].roll)
     np.testing.assert_array_equal(later.inputs.face, face)
     assert pipeline.stats.snapshot()["latency"].keys() >= {"detect", "crop", "smoothing"}
 

@@ -61,3 +61,31 @@ def test_levelling_off_reports_no_roll() -> None:
     frame = turned(sample_frame(0), (112.0, 84.0), 20.0)
     face = largest_face(load_detector(DetectorConfig(level=False)), frame)
     assert face is not None and face.roll == 0.0
+
+
+def test_a_small_face_is_measured_again_on_the_region_around_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A face a sixth of the frame wide gets a second pass (its eyes are a few pixels apart in
+    the whole frame's 128 px), which measures the tilt; a face that fills much of the frame
+    does not."""
+    from edge.vision.blazeface import BlazeFaceDetector
+
+    detector = load_detector(DetectorConfig())
+    passes = []
+    first_pass = BlazeFaceDetector._faces
+
+    def counted(self: BlazeFaceDetector, image: np.ndarray) -> list:
+        passes.append(image.shape[:2])
+        return first_pass(self, image)
+
+    monkeypatch.setattr(BlazeFaceDetector, "_faces", counted)
+    frame = sample_frame(0)
+    upright = largest_face(detector, frame)
+    assert upright is not None and len(passes) == 1
+    wide = cv2.copyMakeBorder(frame, 84, 84, 112, 112, cv2.BORDER_REPLICATE)  # twice the frame
+    centre = (112 + upright.x + upright.w / 2, 84 + upright.y + upright.h / 2)
+    small = largest_face(detector, turned(wide, centre, 15.0))
+    assert small is not None and len(passes) == 3
+    assert max(passes[2]) <= 0.5 * max(passes[1])  # the second pass saw the region only
+    assert small.roll - upright.roll == pytest.approx(15.0, abs=5)

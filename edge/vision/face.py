@@ -67,14 +67,13 @@ def square_box(
 def _axis_weights(n_in: int, n_out: int, area: bool) -> np.ndarray:
     """The (n_out, n_in) matrix that resamples one axis: the share of each source pixel inside
     each output pixel's span (area), or bilinear weights with pixel centres aligned."""
-    weights = np.zeros((n_out, n_in), np.float32)
     rows = np.arange(n_out)
     if area:
         scale = n_in / n_out
-        left, right = rows * scale, (rows + 1) * scale
-        for j in range(n_in):
-            weights[:, j] = np.clip(np.minimum(right, j + 1) - np.maximum(left, j), 0, None)
-        return weights / scale
+        left, right, cols = rows[:, None] * scale, (rows[:, None] + 1) * scale, np.arange(n_in)
+        overlap = np.minimum(right, cols + 1) - np.maximum(left, cols)
+        return (np.clip(overlap, 0, None) / scale).astype(np.float32)
+    weights = np.zeros((n_out, n_in), np.float32)
     pos = np.clip((rows + 0.5) * n_in / n_out - 0.5, 0, n_in - 1)
     low = np.floor(pos).astype(int)
     high = np.minimum(low + 1, n_in - 1)

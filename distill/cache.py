@@ -15,7 +15,7 @@ import hashlib
 import logging
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,6 +26,7 @@ from tqdm import tqdm
 from distill.corpora import Sample
 from distill.ferplus import NUM_VOTES
 from edge.audio.frontend import AudioConfig, resample, to_mono_float
+from edge.core.config import DetectorConfig
 from edge.core.errors import DataError
 from edge.vision.face import FaceConfig, crop_gray, resize_image, to_gray
 
@@ -40,7 +41,8 @@ PHOTO_ABOVE = 96  # px: the shorter side of a face image above which it is a pho
 # faces levelled by their eyes
 FACE_READING = (
     "faces48;photos:device-detector;margin={margin};lift={lift};shrink:area;exif;level"
-).format(**FaceConfig().to_dict())
+    ";reach:{reach}"
+).format(**FaceConfig().to_dict(), reach=DetectorConfig().reach)
 
 
 def default_cache_dir() -> Path:
@@ -105,12 +107,13 @@ def read_image(path: Path) -> np.ndarray:
 
 
 @cache
-def device_detector() -> FaceDetector:
-    """The device's face detector with its default settings (loaded once, at the first use)."""
-    from edge.core.config import DetectorConfig
+def device_detector(reach: str | None = None) -> FaceDetector:
+    """The device's face detector with its default settings, BlazeFace's `reach` if given
+    (loaded once for each, at the first use)."""
     from edge.vision.detect import load_detector
 
-    return load_detector(DetectorConfig())
+    cfg = DetectorConfig()
+    return load_detector(cfg if reach is None else replace(cfg, reach=reach))
 
 
 def device_face(

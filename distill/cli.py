@@ -375,6 +375,20 @@ def _configure_evaluate(p: argparse.ArgumentParser) -> None:
         help="with --device-crop: tilt each frame's face by DEGREES, as a leaning head (one face "
         "clockwise, the next counter-clockwise; default 0)",
     )
+    p.add_argument(
+        "--frame-distance",
+        type=float,
+        default=1.0,
+        metavar="TIMES",
+        help="with --device-crop: the person TIMES as far from the camera, the face that much "
+        "smaller in the frame (1 to 8; default 1: the face half the frame's width)",
+    )
+    p.add_argument(
+        "--reach",
+        choices=("short", "full", "auto"),
+        help="with --device-crop: the detector's reach (detector.reach; default: the device's "
+        "default)",
+    )
     p.add_argument("--cache-dir")
     p.add_argument("--json", type=Path, help="also write the metrics here")
     p.add_argument(
@@ -390,7 +404,9 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         raise UsageError(f"--frame-noise {args.frame_noise}: gray levels, 0 or more")
     if not 0 <= args.frame_tilt <= 90:
         raise UsageError(f"--frame-tilt {args.frame_tilt}: degrees from 0 to 90")
-    frame = FrameEffects(noise=args.frame_noise, tilt=args.frame_tilt)
+    if not 1 <= args.frame_distance <= 8:
+        raise UsageError(f"--frame-distance {args.frame_distance}: times as far, from 1 to 8")
+    frame = FrameEffects(noise=args.frame_noise, tilt=args.frame_tilt, distance=args.frame_distance)
     metrics = score_model(
         args.model,
         Path(args.faces),
@@ -399,8 +415,9 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         backend=args.backend,
         cache_dir=Path(args.cache_dir) if args.cache_dir else None,
         av=args.av,
-        device_crop=args.device_crop or frame != NO_EFFECTS,
+        device_crop=args.device_crop or frame != NO_EFFECTS or args.reach is not None,
         frame=frame,
+        reach=args.reach,
     )
     print(table(metrics))
     if args.json:

@@ -74,18 +74,19 @@ def score_model(
     av: Path | None = None,
     device_crop: bool = False,
     frame: FrameEffects = NO_EFFECTS,
+    reach: str | None = None,
 ) -> dict:
     """Metrics of a model on the given split: every row of ROWS that the data allows; with
     `av`, also the real same-person clips under that folder (distill.avclips), all of them,
     with each clip's predictions; with `device_crop`, the face rows again through the device's
-    detector and crop (each frame with the camera's effects `frame`), and the framing that
-    would reproduce the faces (distill.device_crop)."""
+    detector (its default settings, `reach` if given) and crop (each frame with the camera's
+    effects `frame`), and the framing that would reproduce the faces (distill.device_crop)."""
     predict, audio_cfg, face_cfg, name = load_predictor(model, backend)
     face_data, audio_data = load_data(faces, speech, split, audio_cfg, cache_dir)
     sets = build_eval_sets(face_data, audio_data, audio_cfg, ferplus_pairs=True)
     result = {"model": str(model), "runtime": name, "split": split}
     if device_crop:
-        detector = device_detector()
+        detector = device_detector(reach)
         cropped, implied = device_crop_sets(face_data, audio_cfg, face_cfg, detector, frame)
         sets += cropped
         framing = {"margin": face_cfg.margin, "lift": face_cfg.lift}
@@ -93,6 +94,7 @@ def score_model(
             "model_framing": framing,
             "implied_framing": implied,
             "frame": asdict(frame),
+            "reach": detector.cfg.reach,
         }
     if av is not None:
         inputs = av_inputs(load_av_clips(av), audio_cfg, face_cfg)
@@ -161,10 +163,13 @@ def table(result: dict) -> str:
     ]
     if result.get("device_crop"):
         crop = result["device_crop"]
-        effects = {k: v for k, v in crop.get("frame", {}).items() if v}
+        plain = asdict(NO_EFFECTS)
+        effects = {k: v for k, v in crop.get("frame", {}).items() if v != plain.get(k)}
         notes.append(
-            "device's crop{}: the model's framing {}, the detector's boxes imply {}".format(
-                f" (frames with {effects})" if effects else "",
+            "device's crop ({} reach{}): the model's framing {}, the detector's boxes imply "
+            "{}".format(
+                crop.get("reach", "short"),
+                f", frames with {effects}" if effects else "",
                 crop["model_framing"],
                 crop["implied_framing"],
             )

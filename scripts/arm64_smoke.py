@@ -1,15 +1,17 @@
 """One real pass of the device pipeline, run by scripts/check-arm64.sh on x86 and in the arm64 root.
 
 Reads a frame with a face and the 3 s of speech that end at it from the bundled sample,
-detects the face with BlazeFace (LiteRT) and runs every artifact of the bundled default model
-that a runtime of the `edge` extra reads (.onnx through ONNX Runtime, .tflite through LiteRT)
-on face + voice. Uses only `edge`.
+detects the face with BlazeFace (LiteRT; the full-range model too, on the same frame centred
+on a wall four times its size, as a person four times as far away) and runs every artifact of
+the bundled default model that a runtime of the `edge` extra reads (.onnx through ONNX Runtime,
+.tflite through LiteRT) on face + voice. Uses only `edge`.
 
   --save REF.npz       keep the inputs and probabilities (the x86 reference run)
   --reference REF.npz  compare with them: inputs, and probabilities both on this machine's
                        inputs (end to end) and on the reference inputs (the runtime alone);
                        exit 1 when, on the reference inputs, a probability differs by more
-                       than --tolerance, or when end to end a label differs. (End to end, the
+                       than --tolerance, when end to end a label differs, or when the far
+                       face's box moves by more than FAR_BOX_PX. (End to end, the
                        detector's box may move by a fraction of a pixel between the two
                        machines; an int8 model's input quantisation can turn that into a few
                        hundredths of probability, so there only the label is held to.)
@@ -42,6 +44,9 @@ from edge.vision.detect import largest_face, load_detector
 from edge.vision.face import crop_face
 
 FRAME_S = 5.0  # the sample has a face in view and speech in the 3 s before this time
+SAMPLE = files("edge") / "assets" / "sample"
+FAR = 4  # the far face: the frame centred on a wall this many times its size
+FAR_BOX_PX = 2.0  # how far its box may move between machines
 EDGE_RUNTIMES = ("onnxruntime", "litert")  # what the `edge` extra installs
 PACKAGES = ("numpy", "onnxruntime", "ai-edge-litert", "opencv-python-headless", "soundfile")
 
@@ -59,19 +64,23 @@ def bundled_artifacts() -> list[Path]:
     ]
 
 
-def sample_inputs(manifest: Manifest) -> tuple[Inputs, list[float]]:
-    """Face crop and audio window at FRAME_S of the bundled sample (batch 1), and the face box."""
-    sample = files("edge") / "assets" / "sample"
-    video = cv2.VideoCapture(str(sample / "sample.avi"))
+def sample_frame() -> np.ndarray:
+    """The bundled sample's RGB frame at FRAME_S."""
+    video = cv2.VideoCapture(str(SAMPLE / "sample.avi"))
     video.set(cv2.CAP_PROP_POS_MSEC, FRAME_S * 1000)
     ok, bgr = video.read()
     if not ok:
         sys.exit("cannot read a frame of sample.avi")
-    rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def sample_inputs(manifest: Manifest) -> tuple[Inputs, list[float]]:
+    """Face crop and audio window at FRAME_S of the bundled sample (batch 1), and the face box."""
+    rgb = sample_frame()
     face = largest_face(load_detector(DetectorConfig()), rgb)
     if face is None:
         sys.exit("BlazeFace found no face in the sample frame")
-    wave, rate = soundfile.read(str(sample / "sample.flac"), dtype="float32")
+    wave, rate = soundfile.read(str(SAMPLE / "sample.flac"), dtype="float32")
     wave = resample(to_mono_float(wave), rate, manifest.audio.sample_rate)
     audio = window_features(wave[: int(FRAME_S * manifest.audio.sample_rate)], manifest.audio)
     face_input = crop_face(rgb, face.box, manifest.face, face.roll)
@@ -79,21 +88,42 @@ def sample_inputs(manifest: Manifest) -> tuple[Inputs, list[float]]:
     return inputs, [round(float(v), 2) for v in face.box]
 
 
+def far_face_box(rgb: np.ndarray) -> list[float]:
+    """The box BlazeFace's full-range model gives the face of `rgb` centred on a plain wall
+    four times its size (the short-range model finds none there)."""
+    h, w = rgb.shape[:2]
+    wall = np.full((FAR * h, FAR * w, 3), 110, np.uint8)
+    y, x = (FAR * h - h) // 2, (FAR * w - w) // 2
+    wall[y : y + h, x : x + w] = rgb
+    face = largest_face(load_detector(DetectorConfig(reach="full")), wall)
+    if face is None:
+        sys.exit(f"BlazeFace full-range found no face in the sample frame {FAR} times as far")
+    return [round(float(v), 2) for v in face.box]
+
+
 def _max_diff(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.abs(a - b).max())
 
 
 def compare(
-    reference: np.lib.npyio.NpzFile, inputs: Inputs, runners: dict, probs: dict, tolerance: float
+    reference: np.lib.npyio.NpzFile,
+    inputs: Inputs,
+    runners: dict,
+    probs: dict,
+    tolerance: float,
+    far_box: list[float],
 ) -> tuple[dict, list[str]]:
     """Differences to the reference run, and the ones beyond tolerance."""
     ref_inputs = (reference["face"], reference["audio"], reference["mask"])
     report: dict = {
         "face_input_max_abs_diff": _max_diff(inputs[0], ref_inputs[0]),
         "audio_input_max_abs_diff": _max_diff(inputs[1], ref_inputs[1]),
+        "far_face_box_max_abs_diff_px": _max_diff(np.array(far_box), reference["far_box"]),
         "tolerance": tolerance,
     }
     failures = []
+    if report["far_face_box_max_abs_diff_px"] > FAR_BOX_PX:
+        failures.append(f"the far face's box moved by more than {FAR_BOX_PX} px")
     for name, runner in runners.items():
         if name not in reference:
             failures.append(f"{name}: no reference probabilities")
@@ -155,12 +185,14 @@ def run() -> None:
     runners = {folder.name: load_artifact(folder) for folder in folders}
     first = next(iter(runners.values())).manifest
     inputs, box = sample_inputs(first)
+    far_box = far_face_box(sample_frame())
     probs = {name: runner.predict(*inputs)[0] for name, runner in runners.items()}
     result: dict = {
         "machine": platform.machine(),
         "python": platform.python_version(),
         "versions": {p: version(p) for p in PACKAGES},
         "face_box": box,
+        "far_face_box": far_box,
         "results": {
             name: {
                 "runtime": runner.name,
@@ -178,10 +210,20 @@ def run() -> None:
     if args.reference:
         with np.load(args.reference) as reference:
             result["compared_to"] = str(reference["machine"])
-            result["diff"], failures = compare(reference, inputs, runners, probs, args.tolerance)
+            result["diff"], failures = compare(
+                reference, inputs, runners, probs, args.tolerance, far_box
+            )
     if args.save:
         face, audio, mask = inputs
-        np.savez(args.save, face=face, audio=audio, mask=mask, machine=platform.machine(), **probs)
+        np.savez(
+            args.save,
+            face=face,
+            audio=audio,
+            mask=mask,
+            far_box=np.array(far_box),
+            machine=platform.machine(),
+            **probs,
+        )
     print(json.dumps(result, indent=2))
     if args.port:
         publish(args.host, args.port, args.topic, json.dumps(result))

@@ -235,6 +235,13 @@ class DetectorConfig:
         choices=DETECTORS,
         help="blazeface (bundled, LiteRT) or haar (OpenCV 4.x with the opencv-data cascades).",
     )
+    reach: str = setting(
+        "auto",
+        choices=("short", "full", "auto"),
+        help="BlazeFace's model: short-range (faces at least about a ninth of the frame's "
+        "width: within about 1.2 m of a 62-degree camera), full-range (down to about an "
+        "eighteenth: 2.4 m) or auto (short-range, then full-range where it finds no face).",
+    )
     min_size: float = setting(
         0.08,
         low=0.0,

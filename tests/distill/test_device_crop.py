@@ -21,6 +21,7 @@ from distill.device_crop import (
     implied_framing,
     in_a_frame,
 )
+from edge.core.config import DetectorConfig
 from edge.vision.face import FaceConfig
 from tests.fixtures_export import run_emoedge
 from tests.tiny_corpora import Corpora
@@ -115,15 +116,39 @@ def test_evaluate_scores_the_faces_through_the_device_crop(
     crop = result["device_crop"]
     face = front_end(load_checkpoint(model)[1])[1]
     assert crop["model_framing"] == {"margin": face.margin, "lift": face.lift}
-    assert crop["implied_framing"]["faces"] == 1 and crop["frame"] == {"noise": 0.0, "tilt": 0.0}
-    # --frame-noise implies the device's crop and is recorded with it
-    assert run_emoedge("evaluate", model, *args, "--frame-noise", "6", "--json", out) == 0
+    assert crop["implied_framing"]["faces"] == 1
+    assert crop["frame"] == {"noise": 0.0, "tilt": 0.0, "distance": 1.0}
+    assert crop["reach"] == DetectorConfig().reach
+    # --frame-noise implies the device's crop and is recorded with it, as is --reach
+    flags = ["--frame-noise", "6", "--reach", "short"]
+    assert run_emoedge("evaluate", model, *args, *flags, "--json", out) == 0
     result = json.loads(out.read_text())
-    assert result["device_crop"]["frame"] == {"noise": 6.0, "tilt": 0.0}
+    assert result["device_crop"]["frame"] == {"noise": 6.0, "tilt": 0.0, "distance": 1.0}
+    assert result["device_crop"]["reach"] == "short"
     assert result["metrics"]["face_only_device_crop"]["n"] == 1
 
 
-@pytest.mark.parametrize("flag", [("--frame-noise", "-1"), ("--frame-tilt", "120")])
+def test_a_face_farther_away_is_smaller_in_a_frame_of_the_same_size(frame: np.ndarray) -> None:
+    """At three times the distance the face is a third as wide, centred on a plain wall; the
+    full-range detector finds it there, and its box in the frame's pixels implies the same
+    framing as the near face's."""
+    detector = device_detector("full")
+    face = device_face(frame, device_detector())
+    near, far = in_a_frame(face), in_a_frame(face, FrameEffects(distance=3.0))
+    assert far.shape == near.shape
+    assert far[:60].std() == 0 and far[:, :60].std() == 0  # the wall
+    boxes = detector_boxes(np.stack([face, face]), detector)
+    far_boxes = detector_boxes(face[None], detector, FrameEffects(distance=3.0))
+    assert far_boxes[0, 2] == pytest.approx(boxes[0, 2] / 3, rel=0.2)
+    implied = implied_framing(far_boxes, face.shape[0], distance=3.0)
+    near_margin = implied_framing(boxes, face.shape[0])["margin"]
+    assert implied["margin"] == pytest.approx(near_margin, abs=0.1)
+
+
+@pytest.mark.parametrize(
+    "flag",
+    [("--frame-noise", "-1"), ("--frame-tilt", "120"), ("--frame-distance", "0.5")],
+)
 def test_a_frame_effect_out_of_range_is_refused(tiny_corpora: Corpora, capsys, flag) -> None:
     args = ["--speech", tiny_corpora.emodb, "--cache-dir", tiny_corpora.cache]
     code = run_emoedge("evaluate", "distill/checkpoints/student.pt", *args, *flag)

@@ -9,7 +9,7 @@ import pytest
 
 from edge.core.config import DetectorConfig
 from edge.core.errors import DeviceError
-from edge.vision.blazeface import ASSETS, anchors, non_max_suppression
+from edge.vision.blazeface import ASSETS, FULL_RANGE, anchors, non_max_suppression
 from edge.vision.detect import Detection, largest_face, load_detector
 from tests.fixtures_daemon import SAMPLE
 
@@ -34,6 +34,56 @@ def test_anchor_layout() -> None:
     assert a[0] == pytest.approx([0.5 / 16, 0.5 / 16]) and a[1] == pytest.approx(a[0])
     assert a[512] == pytest.approx([0.5 / 8, 0.5 / 8])  # first stride-16 cell
     assert (a > 0).all() and (a < 1).all()
+
+
+def test_full_range_anchor_layout() -> None:
+    a = anchors(FULL_RANGE)
+    assert a.shape == (2304, 2)  # 48 × 48 cells at stride 4, one anchor each, row by row
+    assert a[0] == pytest.approx([0.5 / 48, 0.5 / 48])
+    assert a[1] == pytest.approx([1.5 / 48, 0.5 / 48])
+    assert a[48] == pytest.approx([0.5 / 48, 1.5 / 48])
+
+
+def on_a_wall(frame: np.ndarray, times: int) -> tuple[np.ndarray, int, int]:
+    """The frame centred on a plain wall `times` its size (the person that much farther
+    away), and where it sits (x, y)."""
+    h, w = frame.shape[:2]
+    wall = np.full((h * times, w * times, 3), 110, np.uint8)
+    y, x = (h * times - h) // 2, (w * times - w) // 2
+    wall[y : y + h, x : x + w] = frame
+    return wall, x, y
+
+
+def detector(reach: str) -> object:
+    return load_detector(DetectorConfig(reach=reach))
+
+
+def test_both_reaches_box_a_face_alike() -> None:
+    """The full-range model's boxes come in the short-range model's convention, the one a
+    model's framing is measured in: same centre and side within a tenth of the side."""
+    short, full = (largest_face(detector(r), sample_frame(0)) for r in ("short", "full"))
+    assert short is not None and full is not None
+    assert full.w == pytest.approx(short.w, rel=0.1)
+    assert abs((full.x + full.w / 2) - (short.x + short.w / 2)) < 0.1 * short.w
+    assert abs((full.y + full.h / 2) - (short.y + short.h / 2)) < 0.1 * short.w
+
+
+def test_a_face_far_from_the_camera_needs_the_full_range_model() -> None:
+    """The sample's face in a frame four times as large (about 19 px of the short-range
+    model's 128): only the full-range model finds it; `auto` falls back to it there, and
+    where the short-range model finds the face, auto's box is the short-range one (the roll,
+    measured again on the region around the face, may come from either)."""
+    near = sample_frame(0)
+    far, x, y = on_a_wall(near, 4)
+    assert largest_face(detector("short"), far) is None
+    face = largest_face(detector("full"), far)
+    assert face is not None
+    box = largest_face(detector("short"), near)
+    assert abs(face.x + face.w / 2 - (x + box.x + box.w / 2)) < 0.2 * box.w
+    assert abs(face.y + face.h / 2 - (y + box.y + box.h / 2)) < 0.2 * box.w
+    assert largest_face(detector("auto"), far).box == face.box
+    assert largest_face(detector("auto"), near).box == box.box
+    assert largest_face(detector("auto"), sample_frame(100)) is None  # nobody there
 
 
 def test_nms_keeps_the_best_of_overlapping_boxes() -> None:

@@ -240,7 +240,8 @@ class DetectorConfig:
         choices=("short", "full", "auto"),
         help="BlazeFace's model: short-range (faces at least about a ninth of the frame's "
         "width: within about 1.2 m of a 62-degree camera), full-range (down to about an "
-        "eighteenth: 2.4 m) or auto (short-range, then full-range where it finds no face).",
+        "eighteenth: 2.4 m) or auto (short-range; full-range where that finds no face, or only "
+        "faces narrower than a sixth of the frame, which it boxes too wide).",
     )
     min_size: float = setting(
         0.08,

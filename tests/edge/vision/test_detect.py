@@ -86,6 +86,19 @@ def test_a_face_far_from_the_camera_needs_the_full_range_model() -> None:
     assert largest_face(detector("auto"), sample_frame(100)) is None  # nobody there
 
 
+def test_a_face_at_the_edge_of_the_short_range_is_boxed_by_the_full_range_model() -> None:
+    """Three times as far, the short-range model still finds the sample's face in this frame
+    (about 22 px of its 128) but boxes it too wide; `auto` takes the full-range box there,
+    which keeps the face's size."""
+    near = largest_face(detector("short"), sample_frame(3))
+    far = on_a_wall(sample_frame(3), 3)[0]
+    short, full = (largest_face(detector(r), far) for r in ("short", "full"))
+    assert near is not None and short is not None and full is not None
+    assert short.w > 1.1 * near.w
+    assert full.w == pytest.approx(near.w, rel=0.15)
+    assert largest_face(detector("auto"), far).box == full.box
+
+
 def test_nms_keeps_the_best_of_overlapping_boxes() -> None:
     boxes = np.array(
         [[0.1, 0.1, 0.5, 0.5, 0.7], [0.12, 0.1, 0.52, 0.5, 0.9], [0.6, 0.6, 0.9, 0.9, 0.8]],

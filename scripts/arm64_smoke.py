@@ -74,9 +74,9 @@ def sample_frame() -> np.ndarray:
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
-def sample_inputs(manifest: Manifest) -> tuple[Inputs, list[float]]:
-    """Face crop and audio window at FRAME_S of the bundled sample (batch 1), and the face box."""
-    rgb = sample_frame()
+def sample_inputs(manifest: Manifest, rgb: np.ndarray) -> tuple[Inputs, list[float]]:
+    """Face crop of the sample's frame `rgb` (at FRAME_S) and the bundled sample's audio window
+    that ends there (batch 1), and the face box."""
     face = largest_face(load_detector(DetectorConfig()), rgb)
     if face is None:
         sys.exit("BlazeFace found no face in the sample frame")
@@ -184,8 +184,9 @@ def run() -> None:
         sys.exit(f"arm64_smoke: no ONNX or TFLite artifact under {DEFAULT_MODELS}")
     runners = {folder.name: load_artifact(folder) for folder in folders}
     first = next(iter(runners.values())).manifest
-    inputs, box = sample_inputs(first)
-    far_box = far_face_box(sample_frame())
+    rgb = sample_frame()
+    inputs, box = sample_inputs(first, rgb)
+    far_box = far_face_box(rgb)
     probs = {name: runner.predict(*inputs)[0] for name, runner in runners.items()}
     result: dict = {
         "machine": platform.machine(),

@@ -7,16 +7,19 @@ bundled default model.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.fixtures_export import TINY
+from tests.fixtures_mqtt import Broker, MessageLog
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "edge" / "assets" / "sample"
@@ -129,3 +132,33 @@ def finish(proc: subprocess.Popen, timeout: float = 60) -> tuple[int, str, str]:
         out, err = proc.communicate()
         raise AssertionError(f"emoedge did not finish in {timeout} s:\n{err}") from None
     return proc.returncode, out, err
+
+
+def clip_states(
+    video: Path, audio: Path, tmp_path: Path, broker: Broker, **overrides: dict[str, Any]
+) -> list[dict]:
+    """Every state the real daemon (`emoedge run`: file sources, the bundled default model on
+    ONNX Runtime at 10 Hz, a state at least every 0.2 s) publishes over `broker` while it plays one
+    clip, decoded; config tables overridable. The daemon must exit cleanly."""
+    prefix = f"clip{uuid.uuid4().hex[:8]}"
+    config: dict[str, Any] = {
+        "device_id": "clip",
+        "camera": {"source": "file", "path": str(video)},
+        "microphone": {"source": "file", "path": str(audio)},
+        "model": {"artifact": "default", "backend": "onnxruntime", "threads": 1},
+        "rates": {"inference_hz": 10.0},
+        "events": {"threshold": 0.0, "hold_s": 0.0, "heartbeat_s": 0.2},
+        "queues": {"max_audio_wait_s": 5.0},
+        "mqtt": {**broker.mqtt_table(prefix=prefix), "discovery": False},
+        **overrides,
+    }
+    topic = f"{prefix}/clip/state"
+    log = MessageLog(broker, topic)
+    try:
+        code, _, err = finish(
+            emoedge("run", "--config", str(write_toml(tmp_path / "c.toml", config))), 120
+        )
+    finally:
+        log.close()
+    assert code == 0, err
+    return [json.loads(payload) for payload in log.on(topic)]

@@ -224,9 +224,8 @@ class BlazeFaceDetector:
         """The face's roll measured again on the region around it (REFINE times its box),
         where its eyes span more of the model's input: a face a fifth of the frame wide has its
         eyes about 8 px apart in the whole frame's 128 px (short-range), and one pixel there
-        is 7°. The
-        first pass's roll where the region would not show the face at least twice as large
-        (a face that fills much of the frame) or the second pass finds no face."""
+        is 7°. The first pass's roll where the region would not show the face at least twice
+        as large (a face that fills much of the frame) or the second pass finds no face."""
         height, width = image.shape[:2]
         cx, cy, half = face.x + face.w / 2, face.y + face.h / 2, REFINE * max(face.w, face.h) / 2
         if 2 * half > max(height, width) / 2:

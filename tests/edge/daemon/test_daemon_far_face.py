@@ -6,8 +6,6 @@ together; the short-range model alone sees no face in the same video."""
 
 from __future__ import annotations
 
-import json
-import uuid
 from pathlib import Path
 
 import cv2
@@ -15,8 +13,7 @@ import numpy as np
 import pytest
 
 import edge
-from tests.fixtures_daemon import emoedge, finish, write_toml
-from tests.fixtures_mqtt import MessageLog
+from tests.fixtures_daemon import clip_states
 
 CLIP = Path(edge.__file__).parent / "assets" / "crema-d" / "1001_DFA_ANG_XX"
 FARTHER = 3
@@ -53,27 +50,9 @@ def video(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.parametrize("reach", ["auto", "short"])
 def test_the_daemon_finds_a_face_far_from_the_camera(video, tmp_path, mqtt_broker, reach):
-    prefix = f"far{uuid.uuid4().hex[:8]}"
-    config = {
-        "device_id": "far",
-        "camera": {"source": "file", "path": str(video)},
-        "microphone": {"source": "file", "path": str(CLIP.with_suffix(".wav"))},
-        "model": {"artifact": "default", "backend": "onnxruntime", "threads": 1},
-        "detector": {"reach": reach},
-        "rates": {"inference_hz": 10.0},
-        "events": {"threshold": 0.0, "hold_s": 0.0, "heartbeat_s": 0.2},
-        "queues": {"max_audio_wait_s": 5.0},
-        "mqtt": {**mqtt_broker.mqtt_table(prefix=prefix), "discovery": False},
-    }
-    log = MessageLog(mqtt_broker, f"{prefix}/far/state")
-    try:
-        code, _, err = finish(
-            emoedge("run", "--config", str(write_toml(tmp_path / "c.toml", config))), 120
-        )
-    finally:
-        log.close()
-    assert code == 0, err
-    states = [json.loads(p) for p in log.on(f"{prefix}/far/state")]
+    states = clip_states(
+        video, CLIP.with_suffix(".wav"), tmp_path, mqtt_broker, detector={"reach": reach}
+    )
     assert states, "nothing was published"
     seen = [s for s in states if s["modalities"]["face"]]
     if reach == "short":

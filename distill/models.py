@@ -364,6 +364,24 @@ class DepthwiseSeparable(nn.Module):
         return x + y if self.residual else y
 
 
+def face_block_positions(
+    stem: int, old: tuple[tuple[int, int], ...], new: tuple[tuple[int, int], ...]
+) -> list[int] | None:
+    """Where each of the `old` face blocks (width, stride) after a `stem` sits among the `new`
+    ones, when `new` is `old` with residual blocks (stride 1, width kept) inserted anywhere: a
+    deeper face that can start from a trained one, its new blocks near identity
+    (start_near_identity). None when `new` is not such a deepening of `old`."""
+    positions: list[int] = []
+    width = stem  # the input width of the next new block
+    for i, block in enumerate(new):
+        if len(positions) < len(old) and block == old[len(positions)]:
+            positions.append(i)
+        elif block != (width, 1):
+            return None
+        width = block[0]
+    return positions if len(positions) == len(old) else None
+
+
 class FaceDSCNN(nn.Module):
     """Depthwise-separable face CNN: stem, blocks (width, stride), global average pool.
 

@@ -27,8 +27,10 @@ from distill.distributed import Cluster
 from distill.models import (
     EmotionModel,
     LateFusionHead,
+    Student,
     build_model,
     count_parameters,
+    face_block_positions,
     model_config,
 )
 from edge.audio.frontend import AudioConfig
@@ -64,7 +66,7 @@ def prepare_model(cfg: TrainConfig) -> EmotionModel:
     if meta["arch"] != cfg.arch:
         raise UsageError(f"--init {cfg.init} is a {meta['arch']} checkpoint, not {cfg.arch}")
     model = build_model(cfg.arch, {**meta["config"], **cfg.model_config})
-    fresh = copy_matching_weights(init, model)
+    fresh = copy_matching_weights(weights_for(init, model), model)
     log.info(
         "%s: %d parameters, initialised from %s%s",
         cfg.arch,
@@ -118,12 +120,39 @@ def load_teacher(cfg: TrainConfig, cluster: Cluster) -> EmotionModel | None:
 AUDIO_PATH = ("audio.", "attention.", "head.audio_logits.")
 
 
+def weights_for(init: EmotionModel, model: EmotionModel) -> dict[str, torch.Tensor]:
+    """`init`'s weights under `model`'s names. Where `model`'s face is `init`'s deepened
+    (residual blocks inserted, `face_block_positions`), each of `init`'s face blocks moves to
+    its place among `model`'s, and the inserted blocks are left to their near-identity start;
+    otherwise the names are kept."""
+    weights = init.state_dict()
+    if not isinstance(init, Student) or not isinstance(model, Student):
+        return weights
+    old, new = init.config.face_blocks, model.config.face_blocks
+    stem = init.config.face_stem
+    positions = face_block_positions(stem, old, new) if stem == model.config.face_stem else None
+    if old == new or positions is None:
+        return weights
+    first = len(init.face.features) - len(old)  # the stem's layers come first
+    moved = {
+        f"face.features.{first + i}.": f"face.features.{first + p}."
+        for i, p in enumerate(positions)
+    }
+    renamed = {}
+    for name, tensor in weights.items():
+        head = ".".join(name.split(".")[:3]) + "."  # face.features.<index>.
+        renamed[name.replace(head, moved[head], 1) if head in moved else name] = tensor
+    return renamed
+
+
 def copy_matching_weights(
-    source: torch.nn.Module, target: torch.nn.Module, prefixes: tuple[str, ...] = ("",)
+    source: torch.nn.Module | dict[str, torch.Tensor],
+    target: torch.nn.Module,
+    prefixes: tuple[str, ...] = ("",),
 ) -> list[str]:
-    """Copy the tensors under `prefixes` whose name and shape match; returns the names under
-    `prefixes` left as they were."""
-    have = source.state_dict()
+    """Copy the tensors of `source` (a module or a state dict) under `prefixes` whose name and
+    shape match; returns the names under `prefixes` left as they were."""
+    have = source if isinstance(source, dict) else source.state_dict()
     state = target.state_dict()
     wanted = [k for k in state if k.startswith(prefixes)]
     fresh = [k for k in wanted if k not in have or have[k].shape != state[k].shape]

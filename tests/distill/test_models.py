@@ -146,11 +146,25 @@ def test_bad_checkpoints_are_refused(tmp_path) -> None:
         load_checkpoint(tmp_path / "other.pt")
 
 
-def test_an_appended_residual_block_starts_close_to_the_network() -> None:
-    """A student with one more face block, initialised from a trained one, starts from its
-    function: the new block's residual branch starts near zero (start_near_identity)."""
-    from distill.models import RESIDUAL_INIT_SCALE, StudentConfig
-    from distill.run import copy_matching_weights
+DEFAULT_BLOCKS = [[64, 2], [64, 1], [128, 2], [128, 1], [192, 2], [192, 1]]
+
+
+@pytest.mark.parametrize(
+    ("blocks", "new_block"),
+    [
+        ([*DEFAULT_BLOCKS, [192, 1]], 9),  # appended
+        ([[64, 2], [64, 1], [64, 1], [128, 2], [128, 1], [192, 2], [192, 1]], 5),  # inserted
+    ],
+    ids=["appended", "inserted"],
+)
+def test_a_deeper_face_starts_close_to_the_trained_network(
+    blocks: list[list[int]], new_block: int
+) -> None:
+    """A student with one more residual face block, initialised from a trained one, starts
+    from its function: every trained block keeps its weights at its new place (weights_for)
+    and the new block's residual branch starts near zero (start_near_identity)."""
+    from distill.models import RESIDUAL_INIT_SCALE
+    from distill.run import copy_matching_weights, weights_for
 
     torch.manual_seed(0)
     base = build_model("student", {"fusion": "late"})
@@ -160,21 +174,36 @@ def test_an_appended_residual_block_starts_close_to_the_network() -> None:
             module.momentum = None
     with torch.no_grad():
         base.face(faces)
-    blocks = [list(b) for b in StudentConfig().face_blocks] + [[192, 1]]
-    longer = build_model("student", {"fusion": "late", "face_blocks": blocks})
-    fresh = copy_matching_weights(base, longer)
-    assert fresh and all(name.startswith("face.features.9.") for name in fresh)
-    new_scale = longer.face.features[9].block[4].weight
+    deeper = build_model("student", {"fusion": "late", "face_blocks": blocks})
+    fresh = copy_matching_weights(weights_for(base, deeper), deeper)
+    assert fresh and all(name.startswith(f"face.features.{new_block}.") for name in fresh)
+    new_scale = deeper.face.features[new_block].block[4].weight
     assert torch.all(new_scale == RESIDUAL_INIT_SCALE)
 
     def change() -> float:  # of the face feature, relative
         with torch.no_grad():
-            before, after = base.eval().face(faces), longer.eval().face(faces)
+            before, after = base.eval().face(faces), deeper.eval().face(faces)
         return float((after - before).norm() / before.norm())
 
     assert change() < 0.02
     new_scale.data.fill_(1.0)  # the same block started at full scale changes the function
     assert change() > 0.1
+
+
+def test_face_block_positions_accepts_only_inserted_residual_blocks() -> None:
+    """A deepening inserts blocks that keep the width at stride 1; anything else (a new
+    stride, a new width, a block removed or reordered) is not one, and its weights keep their
+    names."""
+    from distill.models import face_block_positions
+
+    old = ((64, 2), (128, 2))
+    assert face_block_positions(32, old, old) == [0, 1]
+    assert face_block_positions(32, old, ((32, 1), (64, 2), (64, 1), (128, 2))) == [1, 3]
+    assert face_block_positions(32, old, ((64, 2), (64, 2), (128, 2))) is None  # a stride
+    assert face_block_positions(32, old, ((64, 2), (96, 1), (128, 2))) is None  # a width
+    assert face_block_positions(32, old, ((64, 2),)) is None  # a block removed
+    assert face_block_positions(32, old, ((128, 2), (64, 2))) is None  # reordered
+    assert face_block_positions(16, old, ((32, 1), (64, 2), (128, 2))) is None  # not the stem's
 
 
 def test_flip_average_predicts_the_mean_of_a_face_and_its_mirror_image() -> None:

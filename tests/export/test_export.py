@@ -305,15 +305,33 @@ def test_evaluate_scores_an_exported_artifact(
     assert result["metrics"]["face_only"]["accuracy"] == row["face_only_accuracy"]
 
 
-def test_int8_onnx_keeps_the_face_stem_in_float(exported_student: Exported) -> None:
+def test_int8_onnx_keeps_the_face_input_layers_and_the_heads_in_float(
+    exported_student: Exported,
+) -> None:
+    """The face's stem and first block (the layers at the face's full resolution) and each
+    branch head's output layer keep float weights (export.onnx_export.face_input_convs,
+    head_layers); every other convolution and linear layer is int8."""
     model = onnx.load(exported_student.out / "onnx-int8" / "model.onnx")
     shapes = {i.name: list(i.dims) for i in model.graph.initializer}
     dequantized = {o for n in model.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
     convs = [n for n in model.graph.node if n.op_type == "Conv"]
     in_float = [n for n in convs if n.input[1] in shapes]  # a weight of its own: not int8
-    stem = TINY["student"]["face_stem"]
-    assert [shapes[n.input[1]] for n in in_float] == [[stem, 1, 3, 3]]  # the face stem alone
+    stem, width = TINY["student"]["face_stem"], TINY["student"]["face_blocks"][0][0]
+    assert [shapes[n.input[1]] for n in in_float] == [
+        [stem, 1, 3, 3],
+        [stem, 1, 3, 3],
+        [width, stem, 1, 1],
+    ]
     assert all(n.input[1] in dequantized for n in convs if n not in in_float)  # the rest int8
+    producer = {out: node for node in model.graph.node for out in node.output}
+    heads = [
+        producer[producer[n.input[0]].input[0]]
+        for n in model.graph.node
+        if n.op_type == "LogSoftmax"
+    ]
+    assert heads and all(h.op_type == "Gemm" and h.input[1] in shapes for h in heads)
+    gemms = [n for n in model.graph.node if n.op_type == "Gemm" and n not in heads]
+    assert gemms and all(n.input[1] in dequantized for n in gemms)
 
 
 def test_formats_are_chosen_by_name_and_listed_without_importing_a_converter() -> None:

@@ -4,6 +4,7 @@ calibration from the training split, the int8 gate, and `emoedge evaluate` on an
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ import pytest
 
 from edge.core.errors import GateError, ModelError
 from edge.core.manifest import load_manifest, sha256_file
-from export.onnx_export import downstream
+from export.onnx_export import downstream, head_layers, name_nodes
 from tests.fixtures_export import ARTIFACTS, TINY, Exported, run_emoedge, run_without_torch
 from tests.tiny_corpora import Corpora
 
@@ -305,12 +306,9 @@ def test_evaluate_scores_an_exported_artifact(
     assert result["metrics"]["face_only"]["accuracy"] == row["face_only_accuracy"]
 
 
-def test_int8_onnx_keeps_the_face_input_layers_and_the_heads_in_float(
-    exported_student: Exported,
-) -> None:
-    """The face's stem and first block (the layers at the face's full resolution) and each
-    branch head's output layer keep float weights (export.onnx_export.face_input_convs,
-    head_layers); every other convolution and linear layer is int8."""
+def test_int8_onnx_keeps_the_face_input_layers_in_float(exported_student: Exported) -> None:
+    """The face's stem and first block (the layers at the face's full resolution) keep float
+    weights (export.onnx_export.face_input_convs); every other convolution is int8."""
     model = onnx.load(exported_student.out / "onnx-int8" / "model.onnx")
     shapes = {i.name: list(i.dims) for i in model.graph.initializer}
     dequantized = {o for n in model.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
@@ -323,15 +321,27 @@ def test_int8_onnx_keeps_the_face_input_layers_and_the_heads_in_float(
         [width, stem, 1, 1],
     ]
     assert all(n.input[1] in dequantized for n in convs if n not in in_float)  # the rest int8
-    producer = {out: node for node in model.graph.node for out in node.output}
-    heads = [
-        producer[producer[n.input[0]].input[0]]
-        for n in model.graph.node
-        if n.op_type == "LogSoftmax"
-    ]
-    assert heads and all(h.op_type == "Gemm" and h.input[1] in shapes for h in heads)
-    gemms = [n for n in model.graph.node if n.op_type == "Gemm" and n not in heads]
-    assert gemms and all(n.input[1] in dequantized for n in gemms)
+
+
+def test_head_layers_are_each_branch_heads_output_layer(
+    exported_student: Exported, tmp_path: Path
+) -> None:
+    """head_layers names, for every LogSoftmax, the linear layer its logits come from and the
+    temperature's arithmetic between them, and nothing else."""
+    path = tmp_path / "model.onnx"
+    shutil.copyfile(exported_student.out / "onnx-fp32" / "model.onnx", path)
+    name_nodes(path)
+    graph = onnx.load(str(path)).graph
+    producer = {out: node for node in graph.node for out in node.output}
+    expected = []
+    for node in (n for n in graph.node if n.op_type == "LogSoftmax"):
+        step = producer[node.input[0]]
+        while step.op_type != "Gemm":
+            assert step.op_type in ("Div", "Mul", "Add", "Sub")
+            expected.append(step.name)
+            step = producer[step.input[0]]
+        expected.append(step.name)
+    assert expected and sorted(head_layers(path)) == sorted(set(expected))
 
 
 def test_formats_are_chosen_by_name_and_listed_without_importing_a_converter() -> None:

@@ -341,7 +341,7 @@ def test_head_layers_are_each_branch_heads_output_layer(
             expected.append(step.name)
             step = producer[step.input[0]]
         expected.append(step.name)
-    assert expected and sorted(head_layers(path)) == sorted(set(expected))
+    assert expected and sorted(head_layers(graph)) == sorted(set(expected))
 
 
 def test_formats_are_chosen_by_name_and_listed_without_importing_a_converter() -> None:

@@ -48,7 +48,7 @@ def frame_layout(face_size: int, distance: float = 1.0) -> tuple[float, int]:
     """(the face's side, the frame's side) in pixels for a face_size face at `distance`; the
     face is centred in the frame."""
     side = face_size * UPSCALE
-    return side / distance, round(side * (1 + 2 * BORDER))
+    return side / distance, side + 2 * int(side * BORDER)  # in_a_frame's replicated border
 
 
 def in_a_frame(face: np.ndarray, effects: FrameEffects = NO_EFFECTS, seed: int = 0) -> np.ndarray:

@@ -73,6 +73,14 @@ def _configure_distill(p: argparse.ArgumentParser) -> None:
         "encoder's state of the clip (distill.speech_encoder; needs resemblyzer); default 0",
     )
     p.add_argument(
+        "--audio-adversary",
+        type=float,
+        metavar="WEIGHT",
+        help="audio stage: add this weight × the cross-entropy of a training-only classifier "
+        "that tells the training corpora apart from the voice's pooled features, its gradient "
+        "reversed into the voice (domain-adversarial training); needs two corpora; default 0",
+    )
+    p.add_argument(
         "--audio-encoder-centre",
         choices=list(ENCODER_CENTRES),
         help="with --audio-encoder-kd: the encoder states as they are (none, default), less "

@@ -56,6 +56,7 @@ class TrainConfig:
     audio_mixstyle: float = 0.0
     audio_encoder_kd: float = 0.0
     audio_encoder_centre: str = "none"
+    audio_adversary: float = 0.0
     audio_bank: int = 8
     max_eval_faces: int = 0
     threads: int = 0
@@ -108,6 +109,12 @@ class TrainConfig:
             )
         if self.audio_encoder_centre != "none" and not self.audio_encoder_kd:
             raise UsageError("--audio-encoder-centre needs --audio-encoder-kd (a weight > 0)")
+        if self.audio_adversary < 0:
+            raise UsageError(f"--audio-adversary {self.audio_adversary}: a weight >= 0 expected")
+        if self.audio_adversary and self.stage not in ("audio", "crosscorpus"):
+            raise UsageError(
+                "--audio-adversary: the voice's own stages (audio, crosscorpus) use it"
+            )
         if self.speech_augment not in PRESETS:
             raise UsageError(
                 f"speech_augment {self.speech_augment!r}: allowed values are {', '.join(PRESETS)}"

@@ -12,6 +12,8 @@ modality (`--kd-alpha`, `--kd-temperature`) on the same augmented inputs. With
 attended audio, through a linear projection trained alongside (never exported), and the clip's
 state in a speech encoder pretrained on many speakers (distill.speech_encoder); with
 `--audio-encoder-centre speaker`, that state less its speaker's mean over the training clips.
+With `--audio-adversary W`, it adds W × the cross-entropy of a corpus classifier on the same
+attended audio through gradient reversal (domain-adversarial training; VoiceObjectives).
 
 With the other modality masked the model never reads it, so `EmotionModel.face_logits` and
 `audio_logits` are exactly the model's single-modality outputs without running the other
@@ -77,19 +79,59 @@ def restricted_cross_entropy(
     return -(target * logp).sum(1).mean()
 
 
-class EncoderMatching(nn.Module):
-    """The voice's own logits and, as the auxiliary loss, `weight` × the mean of 1 − cosine
-    similarity between its attended audio through `projection` and the encoder's states."""
+class GradientReversal(torch.autograd.Function):
+    """The identity forward; the gradient's sign flipped backward (Ganin & Lempitsky 2015)."""
 
-    def __init__(self, model: EmotionModel, weight: float):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        return -grad
+
+
+class VoiceObjectives(nn.Module):
+    """The voice's own logits and, as the auxiliary loss, its training-only objectives on its
+    attended audio (`aux` holds their layers; none is exported):
+
+    - `encoder_weight` × the mean of 1 − cosine similarity between the attended audio through
+      a linear projection and a pretrained speech encoder's states (the next input);
+    - `adversary_weight` × the cross-entropy of a small classifier telling the `corpora`
+      training corpora apart from the attended audio, through gradient reversal: the
+      classifier learns to tell them apart, the voice to leave it nothing to tell by
+      (domain-adversarial training; the corpus indices are the last input)."""
+
+    def __init__(
+        self,
+        model: EmotionModel,
+        encoder_weight: float = 0.0,
+        adversary_weight: float = 0.0,
+        corpora: int = 0,
+    ):
         super().__init__()
-        self.model, self.weight = model, weight
-        self.projection = nn.Linear(model.attention.value.out_features, ENCODER_DIM)
+        self.model = model
+        self.encoder_weight, self.adversary_weight = encoder_weight, adversary_weight
+        width = model.attention.value.out_features
+        self.aux = nn.ModuleDict()
+        if encoder_weight:
+            self.aux["projection"] = nn.Linear(width, ENCODER_DIM)
+        if adversary_weight:
+            self.aux["adversary"] = nn.Sequential(
+                nn.Linear(width, width), nn.ReLU(), nn.Linear(width, corpora)
+            )
 
-    def forward(self, x: torch.Tensor, states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, *targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         logits, attended = self.model.voice(x)
-        similarity = F.cosine_similarity(self.projection(attended), states, dim=1)
-        return logits, self.weight * (1 - similarity).mean()
+        extra = iter(targets)
+        loss = torch.zeros((), device=logits.device)
+        if "projection" in self.aux:
+            similarity = F.cosine_similarity(self.aux["projection"](attended), next(extra), dim=1)
+            loss = loss + self.encoder_weight * (1 - similarity).mean()
+        if "adversary" in self.aux:
+            guess = self.aux["adversary"](GradientReversal.apply(attended))
+            loss = loss + self.adversary_weight * F.cross_entropy(guess, next(extra))
+        return logits, loss
 
 
 class OneModality(nn.Module):
@@ -189,16 +231,21 @@ def audio_stage(
             encoded = standardise_by_corpus(encoded, train.corpora)
         states = torch.from_numpy(encoded).to(cluster.device)
 
+    # the targets of the training-only objectives, by training clip (VoiceObjectives' order)
+    per_clip = [] if states is None else [states]
+    corpus_names, corpus_of_clip = np.unique(train.corpora, return_inverse=True)
+    if cfg.audio_adversary:
+        if len(corpus_names) < 2:
+            raise DataError("--audio-adversary needs at least two training corpora to tell apart")
+        per_clip.append(torch.from_numpy(corpus_of_clip).long().to(cluster.device))
+
     def batches(epoch: int, gen: torch.Generator) -> Iterator[Batch]:
         dataset.epoch = epoch
         dataset.prepare()  # here, not in each epoch's loader workers
         for x, labels, support, clips in epoch_loader(dataset, cfg, cluster, gen, epoch):
             x = spec_augment(x.to(cluster.device), gen)
-            yield (
-                ((x,) if states is None else (x, states[clips.to(cluster.device)])),
-                labels,
-                support,
-            )
+            clips = clips.to(cluster.device)
+            yield (x, *(target[clips] for target in per_clip)), labels, support
 
     val_sets = audio_sets(val, audio_cfg)
     per_corpus = [s.name for s in val_sets[1:]] or ["audio_only"]
@@ -211,9 +258,11 @@ def audio_stage(
     stage = single_modality_stage(
         "audio", cfg, model, cluster, train.labels, val_sets, score, steps, batches
     )
-    if states is not None:
-        stage.module = EncoderMatching(model, cfg.audio_encoder_kd)
-        stage.aux = stage.module.projection
+    if per_clip:
+        stage.module = VoiceObjectives(
+            model, cfg.audio_encoder_kd, cfg.audio_adversary, len(corpus_names)
+        )
+        stage.aux = stage.module.aux
     return stage
 
 

@@ -9,6 +9,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from torch.nn import functional as F
 from torch.optim.swa_utils import AveragedModel
 
 from distill.calibrate import fit_fusion, fit_temperature, gate_weights
@@ -16,7 +17,7 @@ from distill.checkpoint import load_checkpoint
 from distill.config import TrainConfig
 from distill.fused import batch_loss
 from distill.models import RELIABILITY_UNIT, build_model, distillation_loss
-from distill.pretrain import EncoderMatching, class_weights
+from distill.pretrain import GradientReversal, VoiceObjectives, class_weights
 from distill.run import warmup_ema
 from tests.fixtures_export import TINY, make_checkpoint, run_emoedge
 from tests.tiny_corpora import Corpora
@@ -435,6 +436,11 @@ def test_ema_decay_out_of_range_is_a_usage_error(tiny_corpora: Corpora, tmp_path
             ["--audio-encoder-centre", "speaker"],
             "--audio-encoder-centre needs --audio-encoder-kd (a weight > 0)",
         ),
+        (["--audio-adversary", "-0.5"], "--audio-adversary -0.5: a weight >= 0 expected"),
+        (
+            ["--stage", "face", "--audio-adversary", "1"],
+            "--audio-adversary: the voice's own stages (audio, crosscorpus) use it",
+        ),
     ],
 )
 def test_bad_voice_training_option_is_a_usage_error(
@@ -608,15 +614,46 @@ def test_the_voice_temperature_comes_with_the_audio_path(tmp_path) -> None:
 
 def test_encoder_matching_adds_the_weighted_cosine_distance() -> None:
     model = build_model("student", TINY["student"]).eval()
-    matching = EncoderMatching(model, weight=0.5)
+    matching = VoiceObjectives(model, encoder_weight=0.5)
     audio = torch.randn(4, 298, 39)
     logits, attended = model.voice(audio)
     torch.testing.assert_close(logits, model.audio_logits(audio))
-    projected = matching.projection(attended).detach()
+    projected = matching.aux["projection"](attended).detach()
     _, same = matching(audio, projected * 3)  # the similarity ignores the scale
     _, opposite = matching(audio, -projected)
     torch.testing.assert_close(same, torch.tensor(0.0), atol=1e-5, rtol=0)
     torch.testing.assert_close(opposite, torch.tensor(1.0), atol=1e-5, rtol=0)  # 0.5 × 2
+
+
+def test_gradient_reversal_flips_the_gradient_alone() -> None:
+    x = torch.randn(5, 3, requires_grad=True)
+    y = GradientReversal.apply(x)
+    torch.testing.assert_close(y, x)
+    (y * torch.arange(3.0)).sum().backward()
+    torch.testing.assert_close(x.grad, -torch.arange(3.0).expand(5, 3))
+
+
+def test_the_corpus_adversary_learns_the_corpus_and_pushes_the_voice_the_other_way() -> None:
+    torch.manual_seed(0)
+    model = build_model("student", TINY["student"]).eval()
+    objectives = VoiceObjectives(model, adversary_weight=2.0, corpora=3)
+    audio, corpus = torch.randn(6, 298, 39), torch.tensor([0, 1, 2, 0, 1, 2])
+    _, loss = objectives(audio, corpus)
+    guess = objectives.aux["adversary"](model.voice(audio)[1])
+    torch.testing.assert_close(loss, 2.0 * F.cross_entropy(guess, corpus))
+    loss.backward()
+    adversary = [p.grad.clone() for p in objectives.aux["adversary"].parameters()]
+    voice = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    objectives.zero_grad()
+    # the same loss without the reversal: the adversary's gradients are the same, the voice's
+    # are exactly the opposite
+    plain = 2.0 * F.cross_entropy(objectives.aux["adversary"](model.voice(audio)[1]), corpus)
+    plain.backward()
+    for before, p in zip(adversary, objectives.aux["adversary"].parameters(), strict=True):
+        torch.testing.assert_close(before, p.grad)
+    assert voice and all(n.startswith(("audio.", "attention.")) for n in voice)
+    for name, grad in voice.items():
+        torch.testing.assert_close(grad, -dict(model.named_parameters())[name].grad)
 
 
 def test_the_voice_stage_trains_a_projection_to_the_speech_encoder_and_resumes_it(
@@ -628,10 +665,35 @@ def test_the_voice_stage_trains_a_projection_to_the_speech_encoder_and_resumes_i
     stage += ["--audio-encoder-kd", "1.0", "--epochs", "1"]
     assert run_emoedge("distill", *common, *stage) == 0
     first = torch.load(tmp_path / "a" / "last.pt", weights_only=True)
-    assert first["aux"]["weight"].shape == (768, TINY["student"]["attn_dim"])
+    assert first["aux"]["projection.weight"].shape == (768, TINY["student"]["attn_dim"])
     assert list(tiny_corpora.cache.glob("speech-encoder-states-*.npz"))
     assert run_emoedge("distill", *common, *stage, "--epochs", "2", "--resume") == 0
     second = torch.load(tmp_path / "a" / "last.pt", weights_only=True)
-    assert second["epoch"] == 1 and not torch.equal(first["aux"]["weight"], second["aux"]["weight"])
+    moved = not torch.equal(first["aux"]["projection.weight"], second["aux"]["projection.weight"])
+    assert second["epoch"] == 1 and moved
     _, meta = load_checkpoint(tmp_path / "a" / "best.pt")  # the model alone: no projection
     assert not any("projection" in k for k in build_model("student", meta["config"]).state_dict())
+
+
+def test_the_voice_stage_trains_a_corpus_adversary_beside_the_encoder_matching(
+    tiny_corpora: Corpora, tmp_path
+) -> None:
+    init = make_checkpoint(tmp_path / "init.pt", "student", fusion="late")
+    two = tiny_corpora.args(tiny_corpora.speech, tiny_corpora.emodb)
+    common = ["--arch", "student", "--batch-size", "8", "--workers", "0", "--init", init]
+    stage = ["--stage", "audio", "--audio-repeats", "2", "--epochs", "1", "--out", tmp_path / "a"]
+    both = ["--audio-encoder-kd", "1.0", "--audio-adversary", "0.5"]
+    assert run_emoedge("distill", *common, *stage, *both, *two) == 0
+    aux = torch.load(tmp_path / "a" / "last.pt", weights_only=True)["aux"]
+    assert aux["projection.weight"].shape == (768, TINY["student"]["attn_dim"])
+    assert aux["adversary.2.weight"].shape == (2, TINY["student"]["attn_dim"])  # two corpora
+    saved = torch.load(tmp_path / "a" / "best.pt", weights_only=True)["state_dict"]
+    assert set(saved) == set(build_model("student", TINY["student"]).state_dict())
+
+
+def test_a_corpus_adversary_needs_two_corpora(tiny_corpora: Corpora, tmp_path, capsys) -> None:
+    init = make_checkpoint(tmp_path / "init.pt", "student", fusion="late")
+    args = ["--init", init, "--stage", "audio", "--epochs", "1", "--audio-adversary", "1"]
+    args += ["--workers", "0", "--out", tmp_path / "a", *tiny_corpora.args()]
+    assert run_emoedge("distill", *args) == 4  # a DataError
+    assert "--audio-adversary needs at least two training corpora" in capsys.readouterr().err

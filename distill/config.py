@@ -13,6 +13,7 @@ ARCHS = ("teacher", "student")
 # face / audio: one path pre-trained alone; fused: both, optionally distilled from a teacher;
 # calibrate: a late-fusion student's temperatures and fusion; crosscorpus: the voice's protocol
 STAGES = ("face", "audio", "fused", "calibrate", "crosscorpus")
+VOICE_STAGES = ("audio", "crosscorpus")  # the stages that train the voice alone
 # what --audio-encoder-kd's targets are: the encoder states as they are, less each training
 # speaker's mean, or standardised by each training corpus
 ENCODER_CENTRES = ("none", "speaker", "corpus")
@@ -94,14 +95,18 @@ class TrainConfig:
             raise UsageError(f"--audio-mixstyle {self.audio_mixstyle}: a probability expected")
         if self.audio_mixstyle and self.arch != "student":
             raise UsageError("--audio-mixstyle: only the student's voice (a conv net) mixes styles")
-        if self.audio_mixstyle and self.stage not in ("audio", "crosscorpus"):
-            raise UsageError("--audio-mixstyle: the voice's own stages (audio, crosscorpus) use it")
-        if self.audio_encoder_kd < 0:
-            raise UsageError(f"--audio-encoder-kd {self.audio_encoder_kd}: a weight >= 0 expected")
-        if self.audio_encoder_kd and self.stage not in ("audio", "crosscorpus"):
-            raise UsageError(
-                "--audio-encoder-kd: the voice's own stages (audio, crosscorpus) use it"
-            )
+        weights = {
+            "--audio-encoder-kd": self.audio_encoder_kd,
+            "--audio-adversary": self.audio_adversary,
+        }
+        for option, weight in weights.items():
+            if weight < 0:
+                raise UsageError(f"{option} {weight}: a weight >= 0 expected")
+        for option, value in {"--audio-mixstyle": self.audio_mixstyle, **weights}.items():
+            if value and self.stage not in VOICE_STAGES:
+                raise UsageError(
+                    f"{option}: the voice's own stages ({', '.join(VOICE_STAGES)}) use it"
+                )
         if self.audio_encoder_centre not in ENCODER_CENTRES:
             raise UsageError(
                 f"--audio-encoder-centre {self.audio_encoder_centre!r}: "
@@ -109,12 +114,6 @@ class TrainConfig:
             )
         if self.audio_encoder_centre != "none" and not self.audio_encoder_kd:
             raise UsageError("--audio-encoder-centre needs --audio-encoder-kd (a weight > 0)")
-        if self.audio_adversary < 0:
-            raise UsageError(f"--audio-adversary {self.audio_adversary}: a weight >= 0 expected")
-        if self.audio_adversary and self.stage not in ("audio", "crosscorpus"):
-            raise UsageError(
-                "--audio-adversary: the voice's own stages (audio, crosscorpus) use it"
-            )
         if self.speech_augment not in PRESETS:
             raise UsageError(
                 f"speech_augment {self.speech_augment!r}: allowed values are {', '.join(PRESETS)}"

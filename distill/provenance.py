@@ -1,7 +1,8 @@
 """What produced a run's numbers besides the code, its seed and its data: the Python, the
-machine and the numeric packages. The environment is built from version ranges, and reruns of
-the same cross-corpus seeds have differed by several points per corpus
-(docs/voice-cross-corpus.md), so runs record them."""
+machine, the numeric packages and PyTorch's thread count. The environment is built from
+version ranges, and reruns of the same cross-corpus seeds have differed by several points per
+corpus (docs/voice-cross-corpus.md); the same seed trains a different voice at one thread and
+at two (floating-point sums split differently), so runs record them."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ from importlib import metadata
 NUMERIC_PACKAGES = ("torch", "numpy", "scipy", "librosa", "soundfile", "soxr", "resemblyzer")
 
 
-def environment() -> dict[str, str | None]:
-    """Python, the machine and the version of each of NUMERIC_PACKAGES (None: not installed)."""
+def environment() -> dict[str, str | int | None]:
+    """Python, the machine, the version of each of NUMERIC_PACKAGES (None: not installed) and
+    the number of threads PyTorch computes with in this process."""
+    import torch
 
     def version(name: str) -> str | None:
         try:
@@ -24,4 +27,5 @@ def environment() -> dict[str, str | None]:
         "python": platform.python_version(),
         "machine": platform.machine(),
         **{name: version(name) for name in NUMERIC_PACKAGES},
+        "torch_threads": torch.get_num_threads(),
     }

@@ -253,7 +253,7 @@ def flags(options: dict[str, Any]) -> list[str]:
     return argv
 
 
-def machine() -> dict[str, str | None]:
+def machine() -> dict[str, str | int | None]:
     """The device a training stage runs on (as distill.distributed.join chooses it), the
     PyTorch it imports and the rest of distill.provenance.environment."""
     import torch

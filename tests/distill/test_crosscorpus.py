@@ -57,6 +57,8 @@ def test_the_protocol_trains_a_fresh_voice_per_fold_and_reports_it(
         "8",
         "--workers",
         "0",
+        "--threads",
+        "1",
     )
     assert code == 0
     results = json.loads((out / "crosscorpus.json").read_text())
@@ -76,6 +78,7 @@ def test_the_protocol_trains_a_fresh_voice_per_fold_and_reports_it(
     assert guard["shuffled_voice_weight"] in (1, 2, 4, 8, 16, 32)
     versions = json.loads((out / "environment.json").read_text())
     assert versions["torch"] == torch.__version__ and versions["numpy"] == np.__version__
+    assert versions["torch_threads"] == 1  # the same seed trains another voice at two threads
     init_model, _ = load_checkpoint(init)
     fold_model, meta = load_checkpoint(out / "without-emodb" / "best.pt")
     assert meta["train_config"]["reset_audio"]

@@ -70,7 +70,14 @@ def _configure_distill(p: argparse.ArgumentParser) -> None:
         metavar="WEIGHT",
         help="audio stage: add this weight × (1 − cosine similarity) between the voice's "
         "pooled features, through a training-only projection, and a pretrained speech "
-        "encoder's state of the clip (distill.speech_encoder; needs resemblyzer); default 0",
+        "encoder's state of the clip (distill.speech_encoder; --audio-encoder); default 0",
+    )
+    p.add_argument(
+        "--audio-encoder",
+        choices=["resemblyzer", "whisper-base"],
+        help="with --audio-encoder-kd: the pretrained speech encoder, Resemblyzer's speaker "
+        "encoder (resemblyzer, default) or the third block of Whisper base's encoder "
+        "(whisper-base; use it with --audio-encoder-centre all)",
     )
     p.add_argument(
         "--audio-adversary",
@@ -86,7 +93,7 @@ def _configure_distill(p: argparse.ArgumentParser) -> None:
         help="with --audio-encoder-kd: the encoder states as they are (none, default), less "
         "each training speaker's mean state (speaker), so that the voice matches how a clip "
         "differs from its speaker's other clips rather than who speaks, or z-normalised by "
-        "each training corpus's mean and deviation (corpus)",
+        "each training corpus's mean and deviation (corpus) or over all the training clips (all)",
     )
     p.add_argument(
         "--fusion",
@@ -203,8 +210,8 @@ def _configure_pack(actions: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--no-encoder-states",
         action="store_true",
-        help="leave out the speech encoder's state of each clip (by default packed, about 3 kB "
-        "a clip, so that --audio-encoder-kd trains where the encoder is not installed)",
+        help="leave out each clip's states in the speech encoders (by default packed, about "
+        "5 kB a clip, so that --audio-encoder-kd trains where no encoder is installed)",
     )
     p.add_argument("--cache-dir", help="decoded-corpus cache (default ~/.cache/emoedge)")
 
@@ -213,7 +220,7 @@ def _run_pack(args: argparse.Namespace) -> int:
     from distill.corpora import SPLITS
     from distill.data import face_corpus, speech_corpus
     from distill.pack import describe, write_pack
-    from distill.speech_encoder import encoder_states
+    from distill.speech_encoder import ENCODERS, encoder_states
     from edge.audio.frontend import AudioConfig
 
     splits = [s for s in args.splits.split(",") if s]
@@ -235,7 +242,7 @@ def _run_pack(args: argparse.Namespace) -> int:
         sources={"faces": args.faces, "speech": args.speech},
         encoder_states=None
         if args.no_encoder_states
-        else encoder_states(speech.data, audio_cfg.sample_rate, cache),
+        else {e: encoder_states(speech.data, audio_cfg.sample_rate, cache, e) for e in ENCODERS},
     )
     print(describe(Path(args.out), manifest))
     return 0

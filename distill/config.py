@@ -15,8 +15,8 @@ ARCHS = ("teacher", "student")
 STAGES = ("face", "audio", "fused", "calibrate", "crosscorpus")
 VOICE_STAGES = ("audio", "crosscorpus")  # the stages that train the voice alone
 # what --audio-encoder-kd's targets are: the encoder states as they are, less each training
-# speaker's mean, or standardised by each training corpus
-ENCODER_CENTRES = ("none", "speaker", "corpus")
+# speaker's mean, standardised by each training corpus or over all the training clips
+ENCODER_CENTRES = ("none", "speaker", "corpus", "all")
 DEFAULT_FACES = "../shared/data/fer2013"
 # every speech corpus of ../shared/data (see its README): the voice trains on all of them
 DEFAULT_SPEECH = ("../shared/data/ravdess", "../shared/data/emodb", "../shared/data/urdu")
@@ -56,6 +56,7 @@ class TrainConfig:
     speech_augment: str = "full"
     audio_mixstyle: float = 0.0
     audio_encoder_kd: float = 0.0
+    audio_encoder: str = "resemblyzer"
     audio_encoder_centre: str = "none"
     audio_adversary: float = 0.0
     audio_bank: int = 8
@@ -112,6 +113,9 @@ class TrainConfig:
                 f"--audio-encoder-centre {self.audio_encoder_centre!r}: "
                 f"{', '.join(ENCODER_CENTRES)} expected"
             )
+        from distill.speech_encoder import speech_encoder
+
+        speech_encoder(self.audio_encoder)  # a UsageError naming the choices
         if self.audio_encoder_centre != "none" and not self.audio_encoder_kd:
             raise UsageError("--audio-encoder-centre needs --audio-encoder-kd (a weight > 0)")
         if self.speech_augment not in PRESETS:

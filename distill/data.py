@@ -29,14 +29,14 @@ from edge.core.errors import DataError, UsageError
 
 def from_pack(pack: Path, modality: str, sample_rate: int, cache_dir: Path | None) -> Decoded:
     """The faces or speech of a data pack (distill.pack), decoded once into the cache; the
-    speech encoder's states it carries go to the cache's state store."""
+    speech encoders' states it carries go to the cache's state store."""
     cache = (cache_dir or default_cache_dir()) / f"pack-{pack_digest(pack)}-{modality}.npz"
     decoded = load_decoded(cache)
     if decoded is None:
         decoded = read_pack(pack, modality, sample_rate)
-        states = read_encoder_states(pack) if modality == "audio" else None
-        if states is not None:
-            store_states(clip_keys(decoded.data), states, cache_dir)
+        if modality == "audio":
+            for encoder, states in read_encoder_states(pack).items():
+                store_states(clip_keys(decoded.data, encoder), states, cache_dir)
         save_decoded(cache, decoded)
     return decoded
 

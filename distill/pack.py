@@ -7,7 +7,7 @@ part (size, SHA-256); PACK/part-000, part-001, … are one byte stream cut in pi
 checks every part and decodes the arrays into the same `Decoded` the corpus folders give:
 faces as the same uint8 arrays, speech as the same int16 samples at the same sample rate
 (what the decoded-corpus cache holds), with labels, splits, persons, corpora and FER+ votes,
-and, unless packed without them, each clip's state in the pretrained speech encoder.
+and, unless packed without them, each clip's state in each pretrained speech encoder.
 
 Codecs, all lossless, then lzma:
 - faces: each pixel minus the median edge predictor of JPEG-LS (LOCO-I) from its left, upper
@@ -106,19 +106,23 @@ CODECS = {
 # -- writing ----------------------------------------------------------------------------------
 
 
+ENCODER_ARRAY = "audio/encoder/"  # + the encoder's name (distill.speech_encoder.ENCODERS)
+LEGACY_ENCODER_ARRAY = "audio/encoder"  # packs from before there were two: resemblyzer's
+
+
 def _arrays(
-    modality: str, decoded: Decoded, encoder_states: np.ndarray | None
+    modality: str, decoded: Decoded, encoder_states: dict[str, np.ndarray]
 ) -> Iterator[tuple[str, str, np.ndarray]]:
-    """(name, codec, array) of everything a modality's Decoded holds, and the speech's encoder
-    states when there are any."""
+    """(name, codec, array) of everything a modality's Decoded holds, and the speech's states
+    in each encoder of `encoder_states`."""
     if modality == "face":
         yield "face/data", "faces", decoded.data
     else:
         pcm, offsets = pcm_arrays(decoded.data)
         yield "audio/pcm", "pcm", pcm
         yield "audio/offsets", "npy", offsets
-        if encoder_states is not None:
-            yield "audio/encoder", "npy", encoder_states
+        for encoder, states in encoder_states.items():
+            yield ENCODER_ARRAY + encoder, "npy", states
     for key in META:
         yield f"{modality}/{key}", "npy", getattr(decoded, key)
 
@@ -135,20 +139,22 @@ def write_pack(
     splits: Sequence[str] = ("train", "val", "test"),
     part_mb: float = 40.0,
     sources: dict | None = None,
-    encoder_states: np.ndarray | None = None,
+    encoder_states: dict[str, np.ndarray] | None = None,
 ) -> dict:
     """Write the samples of `splits` to the pack folder `out` (its earlier parts removed);
-    returns the manifest. `encoder_states` (one row per clip of `speech`), when given, travel
-    as audio/encoder: the speech encoder's states (distill.speech_encoder), so that training
-    with --audio-encoder-kd needs no encoder where the pack is read."""
+    returns the manifest. `encoder_states` (by encoder name, one row per clip of `speech`), when
+    given, travel as audio/encoder/NAME: the speech encoders' states (distill.speech_encoder),
+    so that training with --audio-encoder-kd needs no encoder where the pack is read."""
     if part_mb <= 0:
         raise ValueError("part_mb must be positive")
     chosen = {m: d.take(_in_splits(d, splits)) for m, d in (("face", faces), ("audio", speech))}
     for modality, decoded in chosen.items():
         if len(decoded) == 0:
             raise DataError(f"no {modality} samples in the split(s) {', '.join(splits)}")
-    if encoder_states is not None:
-        encoder_states = np.asarray(encoder_states, np.float32)[_in_splits(speech, splits)]
+    encoder_states = {
+        name: np.asarray(states, np.float32)[_in_splits(speech, splits)]
+        for name, states in (encoder_states or {}).items()
+    }
     stream, arrays = bytearray(), {}
     for modality, decoded in chosen.items():
         for name, codec, array in _arrays(modality, decoded, encoder_states):
@@ -246,13 +252,21 @@ def read_pack(pack: Path, modality: str, sample_rate: int | None = None) -> Deco
     return Decoded(waves_from_pcm(array("audio/pcm"), array("audio/offsets")), **meta)
 
 
-def read_encoder_states(pack: Path) -> np.ndarray | None:
-    """The speech encoder's states of the pack's clips (in read_pack's order), or None when it
-    was packed without them."""
+def read_encoder_states(pack: Path) -> dict[str, np.ndarray]:
+    """The speech encoders' states of the pack's clips (in read_pack's order), by encoder name;
+    empty when it was packed without them."""
     manifest = read_manifest(pack)
-    if "audio/encoder" not in manifest["arrays"]:
-        return None
-    return _reader(pack, manifest)("audio/encoder")
+    names = {
+        name: name.removeprefix(ENCODER_ARRAY)
+        for name in manifest["arrays"]
+        if name.startswith(ENCODER_ARRAY)
+    }
+    if LEGACY_ENCODER_ARRAY in manifest["arrays"]:
+        names[LEGACY_ENCODER_ARRAY] = "resemblyzer"
+    if not names:
+        return {}
+    read = _reader(pack, manifest)
+    return {encoder: read(array) for array, encoder in names.items()}
 
 
 def _reader(pack: Path, manifest: dict) -> Callable[[str], np.ndarray]:

@@ -44,9 +44,9 @@ from distill.pairing import AudioTrainSet, EvalSet, audio_sets, face_sets
 from distill.run import load_teacher
 from distill.speech_augment import PRESETS
 from distill.speech_encoder import (
-    ENCODER_DIM,
     centre_by_speaker,
     encoder_states,
+    standardise,
     standardise_by_corpus,
 )
 from edge.audio.frontend import AudioConfig
@@ -96,7 +96,8 @@ class VoiceObjectives(nn.Module):
     attended audio (`aux` holds their layers; none is exported):
 
     - `encoder_weight` × the mean of 1 − cosine similarity between the attended audio through
-      a linear projection and a pretrained speech encoder's states (the next input);
+      a linear projection and a pretrained speech encoder's states of width `encoder_dim` (the
+      next input);
     - `adversary_weight` × the cross-entropy of a small classifier telling the `corpora`
       training corpora apart from the attended audio, through gradient reversal: the
       classifier learns to tell them apart, the voice to leave it nothing to tell by
@@ -108,6 +109,7 @@ class VoiceObjectives(nn.Module):
         encoder_weight: float = 0.0,
         adversary_weight: float = 0.0,
         corpora: int = 0,
+        encoder_dim: int = 768,
     ):
         super().__init__()
         self.model = model
@@ -115,7 +117,7 @@ class VoiceObjectives(nn.Module):
         width = model.attention.value.out_features
         self.aux = nn.ModuleDict()
         if encoder_weight:
-            self.aux["projection"] = nn.Linear(width, ENCODER_DIM)
+            self.aux["projection"] = nn.Linear(width, encoder_dim)
         if adversary_weight:
             self.aux["adversary"] = nn.Sequential(
                 nn.Linear(width, width), nn.ReLU(), nn.Linear(width, corpora)
@@ -224,11 +226,15 @@ def audio_stage(
 
     states = None
     if cfg.audio_encoder_kd:
-        encoded = encoder_states(train.data, audio_cfg.sample_rate, cfg.cache_path)
+        encoded = encoder_states(
+            train.data, audio_cfg.sample_rate, cfg.cache_path, cfg.audio_encoder
+        )
         if cfg.audio_encoder_centre == "speaker":
             encoded = centre_by_speaker(encoded, train.corpora, train.persons)
         elif cfg.audio_encoder_centre == "corpus":
             encoded = standardise_by_corpus(encoded, train.corpora)
+        elif cfg.audio_encoder_centre == "all":
+            encoded = standardise(encoded)
         states = torch.from_numpy(encoded).to(cluster.device)
 
     # the targets of the training-only objectives, by training clip (VoiceObjectives' order)
@@ -260,7 +266,11 @@ def audio_stage(
     )
     if per_clip:
         stage.module = VoiceObjectives(
-            model, cfg.audio_encoder_kd, cfg.audio_adversary, len(corpus_names)
+            model,
+            cfg.audio_encoder_kd,
+            cfg.audio_adversary,
+            len(corpus_names),
+            0 if states is None else states.shape[1],
         )
         stage.aux = stage.module.aux
     return stage

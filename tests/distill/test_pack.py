@@ -19,7 +19,7 @@ from distill.pack import (
     read_pack,
     write_pack,
 )
-from distill.speech_encoder import encoder_states
+from distill.speech_encoder import ENCODERS, encoder_states
 from edge.audio.frontend import AudioConfig
 from edge.cli import main
 from edge.core.errors import DataError, UsageError
@@ -112,17 +112,39 @@ def test_training_data_from_a_pack_is_the_folders(packed, tiny_corpora, tmp_path
 
 
 def test_the_pack_brings_the_speech_encoder_states_along(packed, tiny_corpora, tmp_path) -> None:
-    """Read where nothing was encoded, the pack's states fill the cache's store, so training
-    with --audio-encoder-kd there encodes nothing (no resemblyzer needed)."""
+    """Read where nothing was encoded, the pack's states in every encoder fill the cache's
+    store, so training with --audio-encoder-kd there encodes nothing (no encoder needed)."""
     _, speech, pack = packed
     waves = speech_corpus(speech, AudioConfig(), tiny_corpora.cache).data
-    expected = encoder_states(waves, 16000, tiny_corpora.cache)  # stored when packing
-    assert np.array_equal(read_encoder_states(pack), expected)
+    packed_states = read_encoder_states(pack)
+    assert sorted(packed_states) == sorted(ENCODERS)
     load_speech_split([pack], "train", AudioConfig(), tmp_path)
     stores = sorted(tmp_path.glob("speech-encoder-states-*.npz"))
-    assert len(stores) == 1
-    assert np.array_equal(encoder_states(waves, 16000, tmp_path), expected)
+    assert len(stores) == len(ENCODERS)
+    for encoder in ENCODERS:
+        expected = encoder_states(waves, 16000, tiny_corpora.cache, encoder)  # stored at packing
+        assert expected.shape == (len(waves), ENCODERS[encoder].dim)
+        assert np.array_equal(packed_states[encoder], expected)
+        assert np.array_equal(encoder_states(waves, 16000, tmp_path, encoder), expected)
     assert sorted(tmp_path.glob("speech-encoder-states-*.npz")) == stores  # nothing encoded
+
+
+def test_a_pack_from_before_the_second_encoder_gives_resemblyzers_states(packed, tmp_path) -> None:
+    """Packs written when there was one encoder hold its states as audio/encoder."""
+    import json
+    import shutil
+
+    _, _, pack = packed
+    old = tmp_path / "old"
+    shutil.copytree(pack, old)
+    manifest = json.loads((old / "manifest.json").read_text())
+    arrays = manifest["arrays"]
+    arrays["audio/encoder"] = arrays.pop("audio/encoder/resemblyzer")
+    del arrays["audio/encoder/whisper-base"]
+    (old / "manifest.json").write_text(json.dumps(manifest))
+    states = read_encoder_states(old)
+    assert list(states) == ["resemblyzer"]
+    assert np.array_equal(states["resemblyzer"], read_encoder_states(pack)["resemblyzer"])
 
 
 def test_a_missing_or_damaged_part_is_a_data_error(packed, tmp_path) -> None:
@@ -151,7 +173,7 @@ def test_a_pack_of_some_splits_and_misuse(tiny_corpora: Corpora, tmp_path, capsy
     manifest = write_pack(pack, faces, audio, 16000, ("train", "val"))
     assert manifest["counts"]["audio"] == {"train": 7, "val": 7}
     assert len(manifest["parts"]) == 1
-    assert read_encoder_states(pack) is None  # packed without them
+    assert read_encoder_states(pack) == {}  # packed without them
     with pytest.raises(DataError, match="no faces in the 'test' split"):
         load_faces(pack, "test", tmp_path)
     with pytest.raises(UsageError, match="stands alone"):

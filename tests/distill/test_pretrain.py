@@ -675,6 +675,25 @@ def test_the_voice_stage_trains_a_projection_to_the_speech_encoder_and_resumes_i
     assert not any("projection" in k for k in build_model("student", meta["config"]).state_dict())
 
 
+def test_the_voice_stage_matches_whisper_states_standardised_over_the_clips(
+    tiny_corpora: Corpora, tmp_path
+) -> None:
+    """--audio-encoder whisper-base: a projection to its 512 values, targets from the cache's
+    Whisper store (the Resemblyzer one is never computed)."""
+    from distill.speech_encoder import stored_states
+
+    init = make_checkpoint(tmp_path / "init.pt", "student", fusion="late")
+    args = ["--arch", "student", "--batch-size", "8", "--workers", "0", *tiny_corpora.args()]
+    args += ["--init", init, "--stage", "audio", "--audio-repeats", "2", "--epochs", "1"]
+    args += ["--out", tmp_path / "a", "--audio-encoder-kd", "1.0"]
+    args += ["--audio-encoder", "whisper-base", "--audio-encoder-centre", "all"]
+    cache = tmp_path / "cache"
+    assert run_emoedge("distill", *args, "--cache-dir", cache) == 0
+    aux = torch.load(tmp_path / "a" / "last.pt", weights_only=True)["aux"]
+    assert aux["projection.weight"].shape == (512, TINY["student"]["attn_dim"])
+    assert {v.shape for v in stored_states(cache).values()} == {(512,)}
+
+
 def test_the_voice_stage_trains_a_corpus_adversary_beside_the_encoder_matching(
     tiny_corpora: Corpora, tmp_path
 ) -> None:

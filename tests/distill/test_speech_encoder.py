@@ -8,10 +8,11 @@ import torch
 
 from distill.cache import read_audio
 from distill.speech_encoder import (
-    ENCODER_DIM,
+    ENCODERS,
     centre_by_speaker,
     clip_keys,
     encoder_states,
+    standardise,
     standardise_by_corpus,
     store_states,
     stored_states,
@@ -30,7 +31,7 @@ def test_the_encoder_states_tell_voices_apart_and_are_cached(shared_data, tmp_pa
             waves.append(read_audio(path, 16000))
             sexes.append(sex)
     states = encoder_states(waves, 16000, tmp_path)
-    assert states.shape == (16, ENCODER_DIM)
+    assert states.shape == (16, ENCODERS["resemblyzer"].dim)
     np.testing.assert_allclose(np.linalg.norm(states, axis=1), 1.0, rtol=1e-5)
     similarity = states @ states.T
     np.fill_diagonal(similarity, -np.inf)
@@ -90,3 +91,19 @@ def test_standardising_by_corpus_gives_each_corpus_mean_0_and_deviation_1() -> N
     # within a corpus the clips keep their order and distances, up to the per-value scale
     emodb = states[corpora == "emodb"]
     np.testing.assert_allclose(standardised[:5], (emodb - emodb.mean(0)) / emodb.std(0), atol=1e-4)
+
+
+def test_standardising_over_all_clips_gives_mean_0_and_deviation_1() -> None:
+    """A dimension that is large and nearly the same in every clip no longer rules the cosine."""
+    rng = np.random.default_rng(1)
+    states = rng.normal(size=(9, 3)).astype(np.float32)
+    states[:, 0] = 20 + 0.1 * states[:, 0]  # a transformer's outlier dimension
+    standardised = standardise(states)
+    np.testing.assert_allclose(standardised.mean(0), 0.0, atol=1e-3)
+    np.testing.assert_allclose(standardised.std(0), 1.0, atol=1e-3)
+    assert np.abs(standardised[:, 0]).max() < 4
+
+
+def test_an_unknown_encoder_is_a_usage_error_naming_the_choices(tmp_path) -> None:
+    with pytest.raises(UsageError, match=r"'wav2vec'.*resemblyzer, whisper-base"):
+        encoder_states([np.zeros(16000, np.float32)], 16000, tmp_path, "wav2vec")

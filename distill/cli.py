@@ -29,6 +29,7 @@ SPEECH_HELP = (
 def _configure_distill(p: argparse.ArgumentParser) -> None:
     from distill.config import (
         ARCHS,
+        AUDIO_ENCODERS,
         DEFAULT_FACES,
         DEFAULT_SPEECH,
         ENCODER_CENTRES,
@@ -74,7 +75,7 @@ def _configure_distill(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--audio-encoder",
-        choices=["resemblyzer", "whisper-base"],
+        choices=list(AUDIO_ENCODERS),
         help="with --audio-encoder-kd: the pretrained speech encoder, Resemblyzer's speaker "
         "encoder (resemblyzer, default) or the third block of Whisper base's encoder "
         "(whisper-base; use it with --audio-encoder-centre all)",

@@ -17,6 +17,9 @@ VOICE_STAGES = ("audio", "crosscorpus")  # the stages that train the voice alone
 # what --audio-encoder-kd's targets are: the encoder states as they are, less each training
 # speaker's mean, standardised by each training corpus or over all the training clips
 ENCODER_CENTRES = ("none", "speaker", "corpus", "all")
+# the pretrained speech encoders --audio-encoder names (distill.speech_encoder.ENCODERS, which
+# needs torch; the CLI lists them without it)
+AUDIO_ENCODERS = ("resemblyzer", "whisper-base")
 DEFAULT_FACES = "../shared/data/fer2013"
 # every speech corpus of ../shared/data (see its README): the voice trains on all of them
 DEFAULT_SPEECH = ("../shared/data/ravdess", "../shared/data/emodb", "../shared/data/urdu")

@@ -105,6 +105,12 @@ def test_standardising_over_all_clips_gives_mean_0_and_deviation_1() -> None:
     assert np.abs(standardised[:, 0]).max() < 4
 
 
+def test_the_cli_offers_every_encoder_there_is() -> None:
+    from distill.config import AUDIO_ENCODERS
+
+    assert tuple(ENCODERS) == AUDIO_ENCODERS
+
+
 def test_an_unknown_encoder_is_a_usage_error_naming_the_choices(tmp_path) -> None:
     with pytest.raises(UsageError, match=r"'wav2vec'.*resemblyzer, whisper-base"):
         encoder_states([np.zeros(16000, np.float32)], 16000, tmp_path, "wav2vec")

@@ -10,7 +10,7 @@ APT_PACKAGES := mosquitto mosquitto-clients portaudio19-dev libasound2-plugins a
 	libsndfile1 systemd openssl opencv-data
 
 .PHONY: test test-fast demo dist lint format system-deps check-arm64 clean default-model \
-	pack gpu-import
+	whisper-voice-model pack gpu-import
 
 system-deps:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
@@ -77,6 +77,17 @@ default-model: $(VENV)/.installed
 	$(VENV)/bin/emoedge export $(STUDENT) --formats onnx,openvino,tflite --int8 --out $(EXPORT_DIR) \
 		|| [ $$? -eq 8 ]
 	$(VENV)/bin/python -m export.bundle $(EXPORT_DIR) $(DEFAULT_MODELS)
+
+# The same for the student whose voice runs Whisper base's first blocks (MODEL_CARD.md): the
+# bundled model "whisper-voice" (model.artifact = "whisper-voice"). Its fp32 ONNX (45 MB) is not
+# shipped: --no-fallback.
+WHISPER_STUDENT ?= distill/checkpoints/student-whisper-voice.pt
+WHISPER_EXPORT_DIR ?= build/export-whisper-voice
+WHISPER_MODELS := edge/models/whisper-voice
+whisper-voice-model: $(VENV)/.installed
+	$(VENV)/bin/emoedge export $(WHISPER_STUDENT) --formats onnx,openvino,tflite --int8 \
+		--out $(WHISPER_EXPORT_DIR) || [ $$? -eq 8 ]
+	$(VENV)/bin/python -m export.bundle --no-fallback $(WHISPER_EXPORT_DIR) $(WHISPER_MODELS)
 
 # Training on a lent GPU machine (scripts/gpu_recipe.py): `make pack` writes the training and
 # validation splits of the corpora as a data pack in parts of at most 40 MB (one part per call

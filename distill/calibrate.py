@@ -52,10 +52,9 @@ from distill.evaluate import (
     torch_predictor,
 )
 from distill.ferplus import training_targets
-from distill.models import RELIABILITY_UNIT, EmotionModel, LateFusionHead
+from distill.models import RELIABILITY_UNIT, EmotionModel, LateFusionHead, audio_config
 from distill.pairing import EvalSet, build_eval_sets
 from distill.run import prepare_model
-from edge.audio.frontend import AudioConfig
 from edge.core.errors import DataError, UsageError
 from edge.core.labels import NUM_CLASSES
 from edge.vision.face import FaceConfig
@@ -292,7 +291,7 @@ def training_prior(cfg: TrainConfig) -> np.ndarray:
 def calibrate(cfg: TrainConfig) -> dict:
     """Fit the fusion of the --init late-fusion student on validation; writes OUT/best.pt."""
     model = prepare_model(cfg)
-    audio_cfg, face_cfg = AudioConfig(), FaceConfig()
+    audio_cfg, face_cfg = audio_config(model), FaceConfig()
     faces, audio = load_data(
         Path(cfg.faces), cfg.speech_paths, "val", audio_cfg, cfg.cache_path, cfg.max_eval_faces
     )

@@ -41,12 +41,11 @@ from distill.data import load_faces
 from distill.distributed import Cluster
 from distill.evaluate import evaluate, torch_predictor
 from distill.fit import fit
-from distill.models import LateFusionHead
+from distill.models import LateFusionHead, audio_config
 from distill.pack import is_pack
 from distill.pairing import audio_sets, build_eval_sets
 from distill.pretrain import audio_stage
 from distill.provenance import environment
-from edge.audio.frontend import AudioConfig
 from edge.core.errors import DataError, UsageError
 from edge.vision.face import FaceConfig
 
@@ -141,12 +140,13 @@ def run_fold(
 ) -> dict:
     """Train (or resume), calibrate and score one fold; `faces(split)` gives the faces the
     pairs are built from (read only for a late-fusion model); returns its results."""
-    audio_cfg, face_cfg = AudioConfig(), FaceConfig()
+    face_cfg = FaceConfig()
     fold_cfg = replace(cfg, stage="audio", out=str(Path(cfg.out) / fold.name))
     t0 = time.time()
     trained = [s for s in samples if fold.trains(s)]
     fit(fold_cfg, Cluster(), partial(audio_stage, speech=trained))
     model, _ = load_checkpoint(Path(fold_cfg.out) / "best.pt")
+    audio_cfg = audio_config(model)
     # a late-fusion student is calibrated and scored on the pairs too; a model whose fusion
     # head the voice-only stage trained (the teacher's) on the voice alone
     late = isinstance(model.head, LateFusionHead)

@@ -24,7 +24,7 @@ from tqdm import tqdm
 from distill.config import TrainConfig
 from distill.distributed import Cluster
 from distill.evaluate import evaluate, torch_predictor
-from distill.models import EmotionModel
+from distill.models import EmotionModel, audio_config
 from distill.pairing import EvalSet
 from distill.run import Run, prepare_model
 
@@ -97,7 +97,7 @@ def fit(cfg: TrainConfig, cluster: Cluster, build: StageBuilder) -> dict:
     optimizer = torch.optim.AdamW(
         trainable(model, stage.frozen) + aux_params, cfg.lr, weight_decay=cfg.weight_decay
     )
-    run = Run(cfg, model, optimizer, cluster, aux=stage.aux)
+    run = Run(cfg, model, optimizer, cluster, aux=stage.aux, audio_cfg=audio_config(model))
     net = cluster.wrap(stage.module)
     steps = stage.steps_per_epoch
     gen = torch.Generator()

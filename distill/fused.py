@@ -24,10 +24,9 @@ from distill.config import TrainConfig
 from distill.data import epoch_loader, load_data
 from distill.distributed import Cluster
 from distill.fit import Batch, Stage
-from distill.models import EmotionModel, distillation_loss
+from distill.models import EmotionModel, audio_config, distillation_loss
 from distill.pairing import PairedTrainSet, build_eval_sets, collate
 from distill.run import load_teacher
-from edge.audio.frontend import AudioConfig
 from edge.vision.face import FaceConfig
 
 log = logging.getLogger(__name__)
@@ -35,7 +34,7 @@ log = logging.getLogger(__name__)
 
 def fused_stage(cfg: TrainConfig, model: EmotionModel, cluster: Cluster) -> Stage:
     """Class-paired faces and voices, modality dropout, optional KD."""
-    audio_cfg, face_cfg = AudioConfig(), FaceConfig()
+    audio_cfg, face_cfg = audio_config(model), FaceConfig()
     train_faces, train_audio = load_data(
         Path(cfg.faces), cfg.speech_paths, "train", audio_cfg, cfg.cache_path, cfg.max_train_faces
     )

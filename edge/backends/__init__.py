@@ -15,7 +15,7 @@ from typing import Any
 from edge.backends import litert, onnxruntime, openvino  # noqa: F401  (they register)
 from edge.backends.base import BACKENDS, Runner
 from edge.core.errors import ModelError, UsageError
-from edge.core.manifest import Manifest, load_manifest
+from edge.core.manifest import BUNDLED_MODELS, Manifest, load_manifest
 
 __all__ = [
     "BACKENDS",
@@ -26,7 +26,8 @@ __all__ = [
     "load_artifact",
 ]
 
-DEFAULT_MODELS = Path(__file__).resolve().parent.parent / "models" / "default"
+BUNDLES = Path(__file__).resolve().parent.parent / "models"
+DEFAULT_MODELS = BUNDLES / "default"
 # Bundled artifacts, most preferred first: int8 where the runtime has it.
 DEFAULT_ORDER = (
     "onnx-int8", "openvino-int8", "openvino-fp16", "tflite-int8", "tflite-fp32", "onnx-fp32"
@@ -56,14 +57,16 @@ def load_artifact(path: str | Path, backend: str | None = None, **options: Any) 
     return backend_for(manifest.model_file, backend)(manifest, **options)
 
 
-def default_manifest(backend: str | None = None) -> Manifest:
-    """The verified manifest of the bundled default model: the first in DEFAULT_ORDER whose
-    runtime is installed here, or with `backend` the first in its own file type (OpenVINO's IR
-    before an ONNX file it can also read)."""
+def default_manifest(backend: str | None = None, bundle: str = "default") -> Manifest:
+    """The verified manifest of a bundled model (BUNDLED_MODELS; the default one unless
+    named): the first in DEFAULT_ORDER whose runtime is installed here, or with `backend` the
+    first in its own file type (OpenVINO's IR before an ONNX file it can also read)."""
+    if bundle not in BUNDLED_MODELS:
+        raise UsageError(f"bundled model {bundle!r}: {', '.join(BUNDLED_MODELS)} expected")
     cls = None if backend is None else BACKENDS.get(backend)
     readable: list[tuple[int, Manifest]] = []
     for name in DEFAULT_ORDER:
-        folder = DEFAULT_MODELS / name
+        folder = BUNDLES / bundle / name
         if not (folder / "manifest.json").is_file():
             continue
         manifest = load_manifest(folder)
@@ -77,11 +80,11 @@ def default_manifest(backend: str | None = None) -> Manifest:
     if readable:
         return min(readable, key=lambda r: r[0])[1]
     raise ModelError(
-        f"no bundled default model{f' for backend {backend}' if backend else ''} under "
-        f"{DEFAULT_MODELS}; export one (make default-model) or pass a model path"
+        f"no bundled {bundle} model{f' for backend {backend}' if backend else ''} under "
+        f"{BUNDLES / bundle}; export one (make {bundle}-model) or pass a model path"
     )
 
 
-def default_artifact(backend: str | None = None) -> Path:
-    """The folder of the bundled default model (see `default_manifest`)."""
-    return default_manifest(backend).directory
+def default_artifact(backend: str | None = None, bundle: str = "default") -> Path:
+    """The folder of a bundled model (see `default_manifest`)."""
+    return default_manifest(backend, bundle).directory

@@ -119,7 +119,10 @@ def _configure_demo(parser: argparse.ArgumentParser) -> None:
         help="run N seconds (the sample loops); default: the sample once, or 30 s live",
     )
     parser.add_argument(
-        "--model", default="default", metavar="PATH", help="an exported artifact to use instead"
+        "--model",
+        default="default",
+        metavar="PATH",
+        help='a bundled model ("default", "whisper-voice") or an exported artifact',
     )
     parser.add_argument(
         "--broker", metavar="URL", help="publish to this broker instead of an embedded mosquitto"

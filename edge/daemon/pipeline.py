@@ -34,7 +34,7 @@ class ModelInputs:
     """One sample of model input and what was found."""
 
     face: np.ndarray  # (1, size, size)
-    audio: np.ndarray  # (frames, 39)
+    audio: np.ndarray  # (frames, features)
     mask: np.ndarray  # (2,) = [face present, audio present]
     box: Detection | None
 
@@ -75,7 +75,10 @@ class Pipeline:
         self.model_id = runner.manifest.model_id
         same_rate = ring is not None and ring.sample_rate == self.audio_cfg.sample_rate
         whole_hops = self.audio_cfg.window_samples % self.audio_cfg.hop_length == 0
-        self.sliding = SlidingFeatures(self.audio_cfg) if same_rate and whole_hops else None
+        mfcc = self.audio_cfg.features == "mfcc"  # Whisper's log-mel: each window whole
+        self.sliding = (
+            SlidingFeatures(self.audio_cfg) if same_rate and whole_hops and mfcc else None
+        )
         self.smoother = Smoother(smoothing)
         self.policy = EventPolicy(events)
         self.stats = stats

@@ -18,7 +18,7 @@ from edge.backends.base import Runner
 from edge.capture import ReplayClock
 from edge.capture.sources import make_camera, make_microphone
 from edge.core.config import Config, ModelConfig
-from edge.core.manifest import load_manifest
+from edge.core.manifest import BUNDLED_MODELS, load_manifest
 from edge.daemon.daemon import Daemon, Summary
 from edge.daemon.pipeline import Pipeline
 from edge.daemon.sdnotify import Notifier
@@ -36,8 +36,8 @@ def load_runner(cfg: ModelConfig, options: Mapping[str, Mapping[str, Any]] | Non
     """The configured model through `edge.backends`, with the options its backend takes
     (`options`: Config.backend, each backend's own options by name)."""
     backend = None if cfg.backend == "auto" else cfg.backend
-    if cfg.artifact == "default":
-        manifest = default_manifest(backend)
+    if cfg.artifact in BUNDLED_MODELS:
+        manifest = default_manifest(backend, cfg.artifact)
     else:
         manifest = load_manifest(Path(cfg.artifact))
     cls = backend_for(manifest.model_file, backend)

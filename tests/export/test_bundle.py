@@ -1,4 +1,4 @@
-"""`python -m export.bundle`: which artifacts of an export ship as the edge default model."""
+"""`python -m export.bundle`: which artifacts of an export ship as a bundled edge model."""
 
 from __future__ import annotations
 
@@ -32,6 +32,17 @@ def test_int8_artifacts_that_pass_the_gate_ship_with_the_fp32_onnx(
         assert load_artifact(dest / name).manifest.precision in ("int8", "fp32")
     assert "onnx-int8: int8, passed the gate" in capsys.readouterr().out
     assert "## Shipped with the edge package" in (dest / "report.md").read_text()
+
+
+def test_without_the_fallback_only_the_chosen_artifacts_ship(
+    exported_student: Exported, tmp_path: Path
+) -> None:
+    dest = tmp_path / "whisper-voice"
+    export = str(_export_copy(exported_student, tmp_path, 0.0))
+    assert main(["--no-fallback", export, str(dest)]) == 0
+    assert {p.name for p in dest.iterdir() if p.is_dir()} == {
+        "onnx-int8", "openvino-int8", "tflite-int8"
+    }  # fmt: skip
 
 
 def test_a_format_whose_int8_breaches_the_gate_ships_its_float_artifact(

@@ -17,6 +17,7 @@ from edge.audio.frontend import (
     voiced_frames,
     window_features,
 )
+from edge.audio.whisper_mel import MAX_FRAMES, whisper_log_mel
 from edge.capture.microphone import read_audio_file
 from tests.fixtures_daemon import SAMPLE
 
@@ -145,3 +146,32 @@ def test_resample_keeps_a_tone_and_the_duration() -> None:
     assert abs(np.argmax(spectrum) - 440) <= 1
     ref = np.sin(2 * np.pi * 440 * np.arange(16000) / 16000)
     np.testing.assert_allclose(out[100:-100], ref[100:-100], atol=1e-2)
+
+
+@pytest.mark.parametrize("samples", [10, 480, 1000, 16000, 48123, 16000 * 31])
+def test_whisper_log_mel_is_librosas_slaney_log_mel_scaled_as_whisper(samples: int) -> None:
+    """Whisper's front end (edge.audio.whisper_mel) against librosa's STFT and Slaney mel
+    filters: one frame per whole 10 ms (an even number, at least 2, at most 30 s), log10
+    clipped 8 decades below the peak, (x + 4) / 4."""
+    wave = (0.1 * np.random.default_rng(samples).standard_normal(samples)).astype(np.float32)
+    padded = np.pad(wave, (0, max(0, 480 - samples)))
+    power = np.abs(librosa.stft(padded, n_fft=400, hop_length=160, window="hann")) ** 2
+    bands = librosa.filters.mel(sr=16000, n_fft=400, n_mels=80) @ power[:, :-1]
+    spectrum = np.log10(np.clip(bands, 1e-10, None))
+    expected = (np.maximum(spectrum, spectrum.max() - 8.0) + 4.0) / 4.0
+    frames = min(expected.shape[1] // 2 * 2, MAX_FRAMES)
+    ours = whisper_log_mel(wave)
+    assert ours.shape == (frames, 80)
+    np.testing.assert_allclose(ours, expected[:, :frames].T, atol=1e-5)
+
+
+def test_a_whisper_front_end_gives_its_windows_log_mel_and_refuses_other_parameters() -> None:
+    cfg = AudioConfig.whisper()
+    wave = (0.1 * np.random.default_rng(1).standard_normal(40000)).astype(np.float32)
+    features = window_features(wave, cfg)
+    assert features.shape == (cfg.num_frames, cfg.feature_dim) == (300, 80)
+    np.testing.assert_array_equal(features, whisper_log_mel(np.pad(wave, (8000, 0)), 300))
+    with pytest.raises(ValueError, match="n_mels = 80"):
+        AudioConfig(features="whisper-log-mel")  # the MFCC front end's 512-point FFT, 40 mels
+    with pytest.raises(ValueError, match="mfcc, whisper-log-mel expected"):
+        AudioConfig(features="spectrogram")

@@ -144,22 +144,35 @@ def test_tampered_artifact_is_refused_by_every_loader(
 def test_default_artifact_prefers_int8_and_the_backends_file_type(
     exported_student: Exported, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(backends, "DEFAULT_MODELS", tmp_path)
+    monkeypatch.setattr(backends, "BUNDLES", tmp_path)
+    bundle = tmp_path / "default"
     with pytest.raises(ModelError, match="no bundled default model"):
         default_artifact()
     for name in ("onnx-fp32", "tflite-int8", "openvino-int8"):
-        shutil.copytree(exported_student.out / name, tmp_path / name)
-    assert default_artifact() == tmp_path / "openvino-int8"
+        shutil.copytree(exported_student.out / name, bundle / name)
+    assert default_artifact() == bundle / "openvino-int8"
     with monkeypatch.context() as without:  # a device without OpenVINO takes the next one
         without.setitem(sys.modules, "openvino", None)
-        assert default_artifact() == tmp_path / "tflite-int8"
-    assert default_artifact("litert") == tmp_path / "tflite-int8"
-    assert default_artifact("onnxruntime") == tmp_path / "onnx-fp32"
-    shutil.copytree(exported_student.out / "onnx-int8", tmp_path / "onnx-int8")
-    assert default_artifact() == default_artifact("onnxruntime") == tmp_path / "onnx-int8"
+        assert default_artifact() == bundle / "tflite-int8"
+    assert default_artifact("litert") == bundle / "tflite-int8"
+    assert default_artifact("onnxruntime") == bundle / "onnx-fp32"
+    shutil.copytree(exported_student.out / "onnx-int8", bundle / "onnx-int8")
+    assert default_artifact() == default_artifact("onnxruntime") == bundle / "onnx-int8"
     # OpenVINO reads the ONNX file too, but its own IR comes first
-    assert default_artifact("openvino") == tmp_path / "openvino-int8"
+    assert default_artifact("openvino") == bundle / "openvino-int8"
     assert load_artifact(default_artifact("openvino")).manifest.precision == "int8"
+
+
+def test_a_bundled_model_is_found_by_its_name(
+    exported_student: Exported, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(backends, "BUNDLES", tmp_path)
+    with pytest.raises(ModelError, match="no bundled whisper-voice model"):
+        default_artifact(bundle="whisper-voice")
+    shutil.copytree(exported_student.out / "onnx-fp32", tmp_path / "whisper-voice" / "onnx-fp32")
+    assert default_artifact(bundle="whisper-voice") == tmp_path / "whisper-voice" / "onnx-fp32"
+    with pytest.raises(UsageError, match="default, whisper-voice expected"):
+        default_artifact(bundle="large")
 
 
 def test_litert_runs_a_batch_sample_by_sample(exported_student: Exported) -> None:

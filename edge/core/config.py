@@ -158,11 +158,13 @@ class ModelConfig:
         "default",
         check=bool,
         rule='"default", "whisper-voice" or an artifact path',
-        help='"default" = the model bundled with emoedge; "whisper-voice" = the bundled model '
-        "whose voice runs Whisper base's first blocks (a better voice, above all on speech "
-        "unlike its training corpora, for about 10 M more weights: a Jetson or a Raspberry Pi "
-        "5); or the path of an exported artifact (its folder, manifest.json or model file; the "
-        "manifest beside it says how to feed it).",
+        help='"default" = the model bundled with emoedge; "whisper-voice" = the model whose '
+        "voice runs Whisper base's first blocks (a better voice, above all on speech unlike "
+        "its training corpora, for about 10 M more weights and ~20 ms more inference a cycle "
+        "on one x86 core), once `make whisper-voice-model` has built it into "
+        "edge/models/whisper-voice (it is not shipped yet); or the path of an exported "
+        "artifact (its folder, manifest.json or model file; the manifest beside it says how "
+        "to feed it).",
     )
     backend: str = setting(
         "auto",

@@ -21,14 +21,15 @@ from edge.capture import AudioChunk
 from edge.core.config import EventConfig, SmoothingConfig
 from edge.daemon.pipeline import Pipeline
 from edge.daemon.stats import Stats
+from tests.fixtures_daemon import SAMPLE, clip_states
 from tests.fixtures_export import TINY, make_checkpoint, run_emoedge
 from tests.tiny_corpora import Corpora
 
 WHISPER = {"fusion": "late", "voice": "whisper-base"}
 
 
-def test_a_whisper_voice_trains_on_cached_window_means_then_calibrates_and_exports(
-    tiny_corpora: Corpora, tmp_path
+def test_a_whisper_voice_trains_on_cached_window_means_then_calibrates_exports_and_runs(
+    tiny_corpora: Corpora, tmp_path, mqtt_broker
 ) -> None:
     init = make_checkpoint(tmp_path / "init.pt", "student", fusion="late")
     cache = tmp_path / "cache"
@@ -89,6 +90,15 @@ def test_a_whisper_voice_trains_on_cached_window_means_then_calibrates_and_expor
     result = pipeline.cycle(None, 4.0)
     assert result.inputs.mask.tolist() == [0.0, 1.0] and result.probs is not None
     np.testing.assert_allclose(result.inputs.audio, audio[0], atol=1e-5)
+
+    # and the real daemon (`emoedge run`, file sources) publishes its predictions
+    model = {"artifact": str(out / "onnx-fp32"), "backend": "onnxruntime", "threads": 1}
+    states = clip_states(
+        SAMPLE / "sample.avi", SAMPLE / "sample.flac", tmp_path, mqtt_broker, model=model
+    )
+    assert {s["model_id"] for s in states} == {runner.manifest.model_id}
+    voiced = [s for s in states if s["modalities"]["audio"] and s["state"] == "present"]
+    assert voiced and voiced[-1]["by_modality"]["voice"]["label"]
 
 
 @pytest.mark.parametrize("option", [["--audio-encoder-kd", "1"], ["--audio-mixstyle", "0.5"]])

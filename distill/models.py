@@ -238,7 +238,13 @@ class EmotionModel(nn.Module):
         b = len(audio)
         visual = steps.new_zeros(b, self.config.visual_dim)
         attended, _ = self.attention(visual, steps, steps.new_zeros(b, 1))
-        return self.head(visual, attended, steps.new_tensor([0.0, 1.0]).expand(b, 2)), attended
+        return self.voice_from_attended(attended), attended
+
+    def voice_from_attended(self, attended: torch.Tensor) -> torch.Tensor:
+        """The head's output for the attended audio (B, Da) with the face masked."""
+        b = len(attended)
+        visual = attended.new_zeros(b, self.config.visual_dim)
+        return self.head(visual, attended, attended.new_tensor([0.0, 1.0]).expand(b, 2))
 
     def all_logits(
         self, face: torch.Tensor, audio: torch.Tensor, mask: torch.Tensor

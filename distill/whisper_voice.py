@@ -98,10 +98,7 @@ class PooledVoice(nn.Module):
         self.model = model
 
     def forward(self, pooled: torch.Tensor) -> torch.Tensor:
-        head = self.model.head
-        attended = self.model.attention.project(pooled)
-        visual = attended.new_zeros(len(pooled), self.model.config.visual_dim)
-        return head(visual, attended, attended.new_tensor([0.0, 1.0]).expand(len(pooled), 2))
+        return self.model.voice_from_attended(self.model.attention.project(pooled))
 
 
 def check_options(cfg: TrainConfig) -> None:

@@ -1,16 +1,19 @@
-"""ONNX: torch.onnx.export with a dynamic batch axis; int8 by ONNX Runtime static QDQ."""
+"""ONNX: torch.onnx.export with a dynamic batch axis; int8 by ONNX Runtime static QDQ, or for a
+graph with transformer projections (a Whisper voice) by dynamic quantisation of those."""
 
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
 
+import numpy as np
 import onnx
 import torch
 from onnxruntime.quantization import (
     CalibrationDataReader,
     QuantFormat,
     QuantType,
+    quantize_dynamic,
     quantize_static,
 )
 from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -152,8 +155,44 @@ def head_layers(graph: onnx.GraphProto) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+LARGE_PROJECTION = 1 << 18  # weights; a Whisper block's smallest projection has 512 × 512
+
+
+def transformer_projections(graph: onnx.GraphProto) -> list[str]:
+    """The names of the MatMuls by a weight matrix of at least LARGE_PROJECTION weights: the
+    attention and MLP projections of a Whisper voice's blocks (the student's own layers, heads
+    and attention pooling have a few thousand to 25 k weights)."""
+    size = {i.name: int(np.prod(i.dims)) for i in graph.initializer}
+    return [
+        n.name
+        for n in graph.node
+        if n.op_type == "MatMul" and size.get(n.input[1], 0) >= LARGE_PROJECTION
+    ]
+
+
+def dynamic_int8(prepared: Path, dest: Path, projections: list[str]) -> None:
+    """int8 weights, one scale per output channel, for the transformer `projections` only, their
+    input activations quantised per call at run time (ONNX Runtime dynamic quantisation);
+    everything else stays float. Static per-tensor uint8 activations cannot hold the residual
+    stream's outlier dimensions: the Whisper-voice student's static QDQ artifact agreed with
+    PyTorch on 95.34 % of the test inputs. Dynamic and per-channel, on validation inputs: voice
+    agreement 97.1 % (per tensor: 93.8 %), fused pairs 99.7 %; quantising Whisper's two
+    convolutions too saved 2.7 MB but ran slower (ConvInteger), and the face's convolutions
+    dynamically cost 3 points of fused agreement."""
+    quantize_dynamic(
+        str(prepared),
+        str(dest),
+        per_channel=True,
+        weight_type=QuantType.QInt8,
+        op_types_to_quantize=["MatMul"],
+        nodes_to_quantize=projections,
+    )
+
+
 def convert(job: Job, dest: Path, calibration: list[Sample] | None) -> Converted:
-    """fp32 ONNX, or (given calibration samples) per-channel int8 QDQ ONNX, in `dest`."""
+    """fp32 ONNX, or (given calibration samples) int8 ONNX in `dest`: per-channel static QDQ,
+    or where the graph has transformer projections, dynamic (`dynamic_int8`; the samples are
+    then not needed)."""
     name = "model.onnx"
     if calibration is None:
         shutil.copyfile(fp32_onnx(job), dest / name)
@@ -163,6 +202,11 @@ def convert(job: Job, dest: Path, calibration: list[Sample] | None) -> Converted
         quant_pre_process(str(fp32_onnx(job)), str(prepared))
         name_nodes(prepared)
     graph = onnx.load(str(prepared)).graph
+    projections = transformer_projections(graph)
+    if projections:
+        dynamic_int8(prepared, dest / name, projections)
+        compact(dest / name)
+        return Converted(name)
     quantize_static(
         str(prepared),
         str(dest / name),

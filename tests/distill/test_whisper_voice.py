@@ -5,6 +5,7 @@ and run by the daemon's own runtime like any student; tiny corpora, the real Whi
 from __future__ import annotations
 
 import json
+from collections import Counter
 
 import numpy as np
 import onnx
@@ -19,6 +20,7 @@ from edge.audio.ring import AudioRing
 from edge.backends import load_artifact
 from edge.capture import AudioChunk
 from edge.core.config import EventConfig, SmoothingConfig
+from edge.core.fusion import log_softmax
 from edge.daemon.pipeline import Pipeline
 from edge.daemon.stats import Stats
 from tests.fixtures_daemon import SAMPLE, clip_states
@@ -62,7 +64,10 @@ def test_a_whisper_voice_trains_on_cached_window_means_then_calibrates_exports_a
     assert run_emoedge("distill", *common, *args) == 0
 
     out = tmp_path / "export"
-    args = ["--formats", "onnx", "--out", out, "--eval-split", "val", *data, "--cache-dir", cache]
+    args = ["--formats", "onnx", "--int8", "--out", out, "--eval-split", "val", *data]
+    # no agreement bound: a two-epoch model's near-equal scores flip under any rounding (the
+    # gate is for trained models); the int8 graph and its outputs are checked below
+    args += ["--min-agreement", "0", "--cache-dir", cache]
     assert run_emoedge("export", calibrated / "best.pt", *args) == 0
     manifest = json.loads((out / "onnx-fp32" / "manifest.json").read_text())
     assert manifest["audio"]["features"] == "whisper-log-mel"
@@ -81,6 +86,14 @@ def test_a_whisper_voice_trains_on_cached_window_means_then_calibrates_exports_a
             torch.from_numpy(face), torch.from_numpy(audio), torch.tensor([[0.0, 1.0]])
         ).numpy()
     np.testing.assert_allclose(rows[0, 2], expected[0, 2], atol=2e-3)
+    # int8: the blocks' twelve projections quantised dynamically, nothing else
+    int8 = load_artifact(out / "onnx-int8")
+    ops = Counter(node.op_type for node in onnx.load(int8.manifest.model_path).graph.node)
+    assert ops["MatMulInteger"] == 12 and ops["DynamicQuantizeLinear"] >= 1
+    assert ops["QuantizeLinear"] == 0 and ops["ConvInteger"] == 0
+    quantised = int8.outputs(face, audio, np.array([[0.0, 1.0]], np.float32))
+    voice_probs = [np.exp(log_softmax(r[0, 2])) for r in (quantised, expected)]
+    np.testing.assert_allclose(*voice_probs, atol=0.05)
 
     # the daemon's cycle feeds it Whisper's log-mel of the window that ends now
     ring = AudioRing(16000, capacity_s=6.0)

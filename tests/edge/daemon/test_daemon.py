@@ -227,3 +227,17 @@ def test_voice_only_daemon_ends_with_its_audio_file(tiny_model: Path) -> None:
     assert daemon.handle_command("rate", {"hz": 2.0}).ok and daemon.period == 0.5
     assert daemon.handle_command("threshold", {"confidence": 0.7}).ok
     assert daemon.pipeline.policy.threshold == 0.7
+
+
+def test_the_daemon_runs_numpy_blas_on_one_thread(tiny_model: Path) -> None:
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from edge.core.config import parse_config
+    from edge.daemon.wiring import build_daemon, load_runner
+
+    config = parse_config({"camera": {"source": "none"}, "model": {"artifact": str(tiny_model)},
+                           "microphone": {"source": "file", "path": str(SAMPLE / "sample.flac")}})  # fmt: skip
+    with threadpool_limits(limits=None):  # gives this test process its limits back afterwards
+        build_daemon(config, load_runner(config.model), Recorder())
+        blas = [pool for pool in threadpool_info() if pool["user_api"] == "blas"]
+        assert blas and all(pool["num_threads"] == 1 for pool in blas)

@@ -10,7 +10,7 @@ APT_PACKAGES := mosquitto mosquitto-clients portaudio19-dev libasound2-plugins a
 	libsndfile1 systemd openssl opencv-data
 
 .PHONY: test test-fast demo dist lint format system-deps check-arm64 clean default-model \
-	whisper-voice-model pack gpu-import
+	lite-model pack gpu-import
 
 system-deps:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
@@ -66,40 +66,38 @@ check-arm64:
 	$(MAKE) system-deps APT_PACKAGES="$(APT_PACKAGES) debootstrap qemu-user-static binfmt-support git gcc"
 	scripts/check-arm64.sh
 
-# Ship the trained student as the edge package's default model: export every format (fp32 +
-# int8, validated against PyTorch), then bundle per format the int8 artifact where it passed the
-# int8 gate and the float one where it did not (export exits 8 then; the bundle says why in
-# DEFAULT_MODELS/report.md), plus the fp32 ONNX.
-STUDENT ?= distill/checkpoints/student.pt
-EXPORT_DIR ?= build/export
-DEFAULT_MODELS := edge/models/default
+# The bundled models (MODEL_CARD.md). Each export validates every artifact against PyTorch on the
+# whole test split; the bundle takes per format the int8 artifact where it passed the int8 gate
+# and the float one where it did not (export exits 8 then; DEST/report.md says why).
+# default: the student whose voice runs Whisper base's first blocks, ONNX only (each artifact is
+# scored in ~15 min on two cores); without its 45 MB fp32 ONNX (--no-fallback).
+DEFAULT_STUDENT ?= distill/checkpoints/student-whisper-voice.pt
+DEFAULT_EXPORT_DIR ?= build/export-default
 default-model: $(VENV)/.installed
-	$(VENV)/bin/emoedge export $(STUDENT) --formats onnx,openvino,tflite --int8 --out $(EXPORT_DIR) \
-		|| [ $$? -eq 8 ]
-	$(VENV)/bin/python -m export.bundle $(EXPORT_DIR) $(DEFAULT_MODELS)
+	$(VENV)/bin/emoedge export $(DEFAULT_STUDENT) --formats onnx --int8 \
+		--out $(DEFAULT_EXPORT_DIR) || [ $$? -eq 8 ]
+	$(VENV)/bin/python -m export.bundle --no-fallback $(DEFAULT_EXPORT_DIR) edge/models/default
 
-# The same for the student whose voice runs Whisper base's first blocks (MODEL_CARD.md): the
-# bundled model "whisper-voice" (model.artifact = "whisper-voice"). ONNX only for now (each
-# artifact is scored on the whole test split, ~20 min apiece for this model on two cores); its
-# fp32 ONNX (45 MB) is not shipped: --no-fallback.
-WHISPER_STUDENT ?= distill/checkpoints/student-whisper-voice.pt
-WHISPER_EXPORT_DIR ?= build/export-whisper-voice
-WHISPER_MODELS := edge/models/whisper-voice
-whisper-voice-model: $(VENV)/.installed
-	$(VENV)/bin/emoedge export $(WHISPER_STUDENT) --formats onnx --int8 \
-		--out $(WHISPER_EXPORT_DIR) || [ $$? -eq 8 ]
-	$(VENV)/bin/python -m export.bundle --no-fallback $(WHISPER_EXPORT_DIR) $(WHISPER_MODELS)
+# lite: the small student, every format, plus the fp32 ONNX that every runtime reads.
+LITE_STUDENT ?= distill/checkpoints/student.pt
+LITE_EXPORT_DIR ?= build/export-lite
+lite-model: $(VENV)/.installed
+	$(VENV)/bin/emoedge export $(LITE_STUDENT) --formats onnx,openvino,tflite --int8 \
+		--out $(LITE_EXPORT_DIR) || [ $$? -eq 8 ]
+	$(VENV)/bin/python -m export.bundle $(LITE_EXPORT_DIR) edge/models/lite
 
 # Training on a lent GPU machine (scripts/gpu_recipe.py): `make pack` writes the training and
-# validation splits of the corpora as a data pack in parts of at most 40 MB (one part per call
-# beside the tree); after the run, `make gpu-import GPU_OUT=<the folder its files came back to>`
-# puts each <stage>.best.pt at GPU_RUN/<stage>/best.pt with the records and the log beside it.
+# validation splits of the corpora as a data pack in parts of at most 25 MB (one part per call
+# beside the ~34 MB tracked tree, within a call's 64 MiB); after the run, `make gpu-import
+# GPU_OUT=<the folder its files came back to>` puts each <stage>.best.pt at
+# GPU_RUN/<stage>/best.pt with the records and the log beside it.
 PACK ?= pack
 PACK_SPLITS ?= train,val
+PACK_PART_MB ?= 25
 GPU_OUT ?= gpu-out
 GPU_RUN ?= runs/gpu
 pack: $(VENV)/.installed
-	$(VENV)/bin/emoedge distill pack --splits $(PACK_SPLITS) --out $(PACK)
+	$(VENV)/bin/emoedge distill pack --splits $(PACK_SPLITS) --part-mb $(PACK_PART_MB) --out $(PACK)
 
 gpu-import:
 	mkdir -p $(GPU_RUN)

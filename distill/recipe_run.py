@@ -183,7 +183,7 @@ def train(step: Step, folder: Path, resume: bool) -> tuple[dict, str]:
 def run_command(step: Step, argv: list[str], folder: Path) -> tuple[dict, str]:
     """An evaluate, export or bundle stage: its command as a subprocess of this interpreter;
     the metrics it wrote. An export whose int8 artifacts failed the gate (exit 8) is done: the
-    bundle ships the float artifacts instead, as `make default-model` does."""
+    bundle ships the float artifacts instead, as `make lite-model` does."""
     program, *args = argv
     prefix = [sys.executable] + (["-m", "edge.cli"] if program == "emoedge" else [])
     code = subprocess.run([*prefix, *args], check=False).returncode

@@ -3,8 +3,9 @@
 Reads a frame with a face and the 3 s of speech that end at it from the bundled sample,
 detects the face with BlazeFace (LiteRT; the full-range model too, on the same frame centred
 on a wall four times its size, as a person four times as far away) and runs every artifact of
-the bundled default model that a runtime of the `edge` extra reads (.onnx through ONNX Runtime,
-.tflite through LiteRT) on face + voice. Uses only `edge`.
+the bundled models (default and lite) that a runtime of the `edge` extra reads (.onnx through
+ONNX Runtime, .tflite through LiteRT) on face + voice, each fed by its own manifest's front
+end. Uses only `edge`.
 
   --save REF.npz       keep the inputs and probabilities (the x86 reference run)
   --reference REF.npz  compare with them: inputs, and probabilities both on this machine's
@@ -34,13 +35,13 @@ import numpy as np
 import soundfile
 
 from edge.audio.frontend import resample, to_mono_float, window_features
-from edge.backends import BACKENDS, DEFAULT_MODELS, DEFAULT_ORDER, load_artifact
+from edge.backends import BACKENDS, BUNDLES, DEFAULT_ORDER, load_artifact
 from edge.core.config import DetectorConfig
 from edge.core.errors import EmoedgeError
-from edge.core.manifest import Manifest, load_manifest
+from edge.core.manifest import BUNDLED_MODELS, Manifest, load_manifest
 from edge.mqtt.config import MqttConfig
 from edge.mqtt.publisher import connect, new_client
-from edge.vision.detect import largest_face, load_detector
+from edge.vision.detect import Detection, largest_face, load_detector
 from edge.vision.face import crop_face
 
 FRAME_S = 5.0  # the sample has a face in view and speech in the 3 s before this time
@@ -53,15 +54,17 @@ PACKAGES = ("numpy", "onnxruntime", "ai-edge-litert", "opencv-python-headless", 
 Inputs = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
-def bundled_artifacts() -> list[Path]:
-    """The default model's artifact folders that an `edge` runtime reads, preferred first."""
+def bundled_artifacts() -> dict[str, Path]:
+    """The bundled models' artifact folders that an `edge` runtime reads, by "<model>.<name>",
+    each model's preferred first."""
     readable = {suffix for name in EDGE_RUNTIMES for suffix in BACKENDS.get(name).file_types}
-    return [
-        DEFAULT_MODELS / name
+    return {
+        f"{bundle}.{name}": BUNDLES / bundle / name
+        for bundle in BUNDLED_MODELS
         for name in DEFAULT_ORDER
-        if (DEFAULT_MODELS / name / "manifest.json").is_file()
-        and Path(load_manifest(DEFAULT_MODELS / name).model_file).suffix.lower() in readable
-    ]
+        if (BUNDLES / bundle / name / "manifest.json").is_file()
+        and Path(load_manifest(BUNDLES / bundle / name).model_file).suffix.lower() in readable
+    }
 
 
 def sample_frame() -> np.ndarray:
@@ -74,18 +77,22 @@ def sample_frame() -> np.ndarray:
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
-def sample_inputs(manifest: Manifest, rgb: np.ndarray) -> tuple[Inputs, list[float]]:
-    """Face crop of the sample's frame `rgb` (at FRAME_S) and the bundled sample's audio window
-    that ends there (batch 1), and the face box."""
+def sample_face(rgb: np.ndarray) -> Detection:
+    """The face BlazeFace finds in the sample's frame `rgb` (at FRAME_S)."""
     face = largest_face(load_detector(DetectorConfig()), rgb)
     if face is None:
         sys.exit("BlazeFace found no face in the sample frame")
+    return face
+
+
+def sample_inputs(manifest: Manifest, rgb: np.ndarray, face: Detection) -> Inputs:
+    """The crop of `face` in the sample's frame `rgb` and the bundled sample's audio window that
+    ends there (batch 1), as `manifest` says to feed its model."""
     wave, rate = soundfile.read(str(SAMPLE / "sample.flac"), dtype="float32")
     wave = resample(to_mono_float(wave), rate, manifest.audio.sample_rate)
     audio = window_features(wave[: int(FRAME_S * manifest.audio.sample_rate)], manifest.audio)
     face_input = crop_face(rgb, face.box, manifest.face, face.roll)
-    inputs = (face_input[None], audio[None], np.ones((1, 2), np.float32))
-    return inputs, [round(float(v), 2) for v in face.box]
+    return face_input[None], audio[None], np.ones((1, 2), np.float32)
 
 
 def far_face_box(rgb: np.ndarray) -> list[float]:
@@ -105,19 +112,19 @@ def _max_diff(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.abs(a - b).max())
 
 
+INPUT_NAMES = ("face", "audio", "mask")
+
+
 def compare(
     reference: np.lib.npyio.NpzFile,
-    inputs: Inputs,
+    inputs: dict[str, Inputs],
     runners: dict,
     probs: dict,
     tolerance: float,
     far_box: list[float],
 ) -> tuple[dict, list[str]]:
     """Differences to the reference run, and the ones beyond tolerance."""
-    ref_inputs = (reference["face"], reference["audio"], reference["mask"])
     report: dict = {
-        "face_input_max_abs_diff": _max_diff(inputs[0], ref_inputs[0]),
-        "audio_input_max_abs_diff": _max_diff(inputs[1], ref_inputs[1]),
         "far_face_box_max_abs_diff_px": _max_diff(np.array(far_box), reference["far_box"]),
         "tolerance": tolerance,
     }
@@ -129,8 +136,11 @@ def compare(
             failures.append(f"{name}: no reference probabilities")
             continue
         ref = reference[name]
+        ref_inputs = tuple(reference[f"{name}.{part}"] for part in INPUT_NAMES)
         same_input = _max_diff(runner.predict(*ref_inputs)[0], ref)
         report[name] = {
+            "face_input_max_abs_diff": _max_diff(inputs[name][0], ref_inputs[0]),
+            "audio_input_max_abs_diff": _max_diff(inputs[name][1], ref_inputs[1]),
             "max_abs_diff_same_input": same_input,
             "max_abs_diff_end_to_end": _max_diff(probs[name], ref),
             "reference_label": runner.manifest.labels[int(np.argmax(ref))],
@@ -179,15 +189,16 @@ def run() -> None:
     parser.add_argument("--topic", default="emoedge/check-arm64/result")
     args = parser.parse_args()
 
-    folders = [Path(args.model)] if args.model else bundled_artifacts()
+    folders = {Path(args.model).name: Path(args.model)} if args.model else bundled_artifacts()
     if not folders:
-        sys.exit(f"arm64_smoke: no ONNX or TFLite artifact under {DEFAULT_MODELS}")
-    runners = {folder.name: load_artifact(folder) for folder in folders}
-    first = next(iter(runners.values())).manifest
+        sys.exit(f"arm64_smoke: no ONNX or TFLite artifact under {BUNDLES}")
+    runners = {name: load_artifact(folder) for name, folder in folders.items()}
     rgb = sample_frame()
-    inputs, box = sample_inputs(first, rgb)
+    face = sample_face(rgb)
+    box = [round(float(v), 2) for v in face.box]
+    inputs = {name: sample_inputs(r.manifest, rgb, face) for name, r in runners.items()}
     far_box = far_face_box(rgb)
-    probs = {name: runner.predict(*inputs)[0] for name, runner in runners.items()}
+    probs = {name: runner.predict(*inputs[name])[0] for name, runner in runners.items()}
     result: dict = {
         "machine": platform.machine(),
         "python": platform.python_version(),
@@ -215,16 +226,12 @@ def run() -> None:
                 reference, inputs, runners, probs, args.tolerance, far_box
             )
     if args.save:
-        face, audio, mask = inputs
-        np.savez(
-            args.save,
-            face=face,
-            audio=audio,
-            mask=mask,
-            far_box=np.array(far_box),
-            machine=platform.machine(),
-            **probs,
-        )
+        saved = {
+            f"{name}.{part}": array
+            for name, arrays in inputs.items()
+            for part, array in zip(INPUT_NAMES, arrays, strict=True)
+        }
+        np.savez(args.save, far_box=np.array(far_box), machine=platform.machine(), **saved, **probs)
     print(json.dumps(result, indent=2))
     if args.port:
         publish(args.host, args.port, args.topic, json.dumps(result))

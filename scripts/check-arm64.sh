@@ -6,7 +6,7 @@
 # tells a Raspberry Pi owner to (`python3 -m edge.install`: venv with system site packages,
 # pip install '.[edge]' 'numpy<2' from PyPI's aarch64 wheels, config, unit, enable; a second
 # run must change nothing); then runs scripts/arm64_smoke.py in it: BlazeFace + every bundled
-# .onnx and .tflite artifact of the default model on the bundled sample, compared with the
+# .onnx and .tflite artifact of the bundled models on the bundled sample, compared with the
 # same script run on this x86 host, and one MQTT publish to a broker on the host's loopback,
 # which a subscriber on the host must receive. Ends with the wall time of each step.
 # What this proves and what only a board can: README.md, "Checking on ARM".

@@ -57,6 +57,12 @@ def load_artifact(path: str | Path, backend: str | None = None, **options: Any) 
     return backend_for(manifest.model_file, backend)(manifest, **options)
 
 
+def bundled_manifests(bundle: str) -> list[Manifest]:
+    """The verified manifests of a bundled model's artifacts (BUNDLED_MODELS), in DEFAULT_ORDER."""
+    folders = [BUNDLES / bundle / name for name in DEFAULT_ORDER]
+    return [load_manifest(f) for f in folders if (f / "manifest.json").is_file()]
+
+
 def default_manifest(backend: str | None = None, bundle: str = "default") -> Manifest:
     """The verified manifest of a bundled model (BUNDLED_MODELS; the default one unless
     named): the first in DEFAULT_ORDER whose runtime is installed here, or with `backend` the
@@ -64,25 +70,25 @@ def default_manifest(backend: str | None = None, bundle: str = "default") -> Man
     if bundle not in BUNDLED_MODELS:
         raise UsageError(f"bundled model {bundle!r}: {', '.join(BUNDLED_MODELS)} expected")
     cls = None if backend is None else BACKENDS.get(backend)
-    readable: list[tuple[int, Manifest]] = []
-    for name in DEFAULT_ORDER:
-        folder = BUNDLES / bundle / name
-        if not (folder / "manifest.json").is_file():
-            continue
-        manifest = load_manifest(folder)
-        if cls is None:
-            if backend_for(manifest.model_file).installed():
-                return manifest
-            continue
-        suffix = Path(manifest.model_file).suffix.lower()
-        if suffix in cls.file_types:
-            readable.append((cls.file_types.index(suffix), manifest))
-    if readable:
-        return min(readable, key=lambda r: r[0])[1]
+    found = readable(bundled_manifests(bundle), cls)
+    if found:
+        return found[0]
+    others = [b for b in BUNDLED_MODELS if b != bundle and readable(bundled_manifests(b), cls)]
     raise ModelError(
         f"no bundled {bundle} model{f' for backend {backend}' if backend else ''} under "
-        f"{BUNDLES / bundle}; export one (make {bundle}-model) or pass a model path"
+        f"{BUNDLES / bundle}; export one (make {bundle}-model), pass a model path"
+        + "".join(f' or use model.artifact = "{b}"' for b in others)
     )
+
+
+def readable(manifests: list[Manifest], cls: type[Runner] | None) -> list[Manifest]:
+    """The manifests that backend `cls` reads, its own file type first; with None, those whose
+    runtime is installed here, in the given order."""
+    if cls is None:
+        return [m for m in manifests if backend_for(m.model_file).installed()]
+    suffix = [Path(m.model_file).suffix.lower() for m in manifests]
+    ours = [(cls.file_types.index(s), i) for i, s in enumerate(suffix) if s in cls.file_types]
+    return [manifests[i] for _, i in sorted(ours)]
 
 
 def default_artifact(backend: str | None = None, bundle: str = "default") -> Path:

@@ -151,20 +151,19 @@ class MicConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Which artifact runs and how: "default" (or "whisper-voice") is a bundled model, "auto"
+    """Which artifact runs and how: "default" (or "lite") is a bundled model, "auto"
     picks the backend from the model file; `providers` apply to onnxruntime only."""
 
     artifact: str = setting(
         "default",
         check=bool,
-        rule='"default", "whisper-voice" or an artifact path',
-        help='"default" = the model bundled with emoedge; "whisper-voice" = the model whose '
-        "voice runs Whisper base's first blocks (a better voice, above all on speech unlike "
-        "its training corpora, for about 10 M more weights and ~20 ms more inference a cycle "
-        "on one x86 core), once `make whisper-voice-model` has built it into "
-        "edge/models/whisper-voice (it is not shipped yet); or the path of an exported "
-        "artifact (its folder, manifest.json or model file; the manifest beside it says how "
-        "to feed it).",
+        rule='"default", "lite" or an artifact path',
+        help='"default" = the model bundled with emoedge, whose voice runs Whisper base\'s '
+        'first blocks (ONNX; ~10 ms an inference on one x86 core); "lite" = the small '
+        "student (0.3 M weights, well under 1 ms; ONNX, OpenVINO and TFLite), for the smallest "
+        "boards, with a weaker voice above all on speech unlike its training corpora; or the "
+        "path of an exported artifact (its folder, manifest.json or model file; the manifest "
+        "beside it says how to feed it).",
     )
     backend: str = setting(
         "auto",

@@ -30,10 +30,10 @@ MANIFEST_NAME = "manifest.json"
 # The rows of the model's one output, (batch, 3, classes): what the model fused from its inputs,
 # the face's own prediction and the voice's own (a row whose modality is masked means nothing).
 OUTPUT_ROWS = ("fused", "face", "voice")
-# The models emoedge looks for by name (edge/models/<name>): the bundled default, and one whose
-# voice runs Whisper base's first blocks (more accurate, ~10 M more weights), which `make
-# whisper-voice-model` builds on a workstation (not shipped yet: MODEL_CARD.md)
-BUNDLED_MODELS = ("default", "whisper-voice")
+# The models bundled with emoedge by name (edge/models/<name>): the default, whose voice runs
+# Whisper base's first blocks (ONNX), and the lite student (~0.3 M weights; ONNX, OpenVINO and
+# TFLite) for the smallest boards or where the voice matters less (MODEL_CARD.md)
+BUNDLED_MODELS = ("default", "lite")
 
 
 @dataclass(frozen=True)

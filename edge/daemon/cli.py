@@ -122,7 +122,7 @@ def _configure_demo(parser: argparse.ArgumentParser) -> None:
         "--model",
         default="default",
         metavar="PATH",
-        help='a bundled model ("default", "whisper-voice") or an exported artifact',
+        help='a bundled model ("default", "lite") or an exported artifact',
     )
     parser.add_argument(
         "--broker", metavar="URL", help="publish to this broker instead of an embedded mosquitto"

@@ -37,7 +37,7 @@ def test_int8_artifacts_that_pass_the_gate_ship_with_the_fp32_onnx(
 def test_without_the_fallback_only_the_chosen_artifacts_ship(
     exported_student: Exported, tmp_path: Path
 ) -> None:
-    dest = tmp_path / "whisper-voice"
+    dest = tmp_path / "default"
     export = str(_export_copy(exported_student, tmp_path, 0.0))
     assert main(["--no-fallback", export, str(dest)]) == 0
     assert {p.name for p in dest.iterdir() if p.is_dir()} == {

@@ -167,11 +167,16 @@ def test_a_bundled_model_is_found_by_its_name(
     exported_student: Exported, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(backends, "BUNDLES", tmp_path)
-    with pytest.raises(ModelError, match="no bundled whisper-voice model"):
-        default_artifact(bundle="whisper-voice")
-    shutil.copytree(exported_student.out / "onnx-fp32", tmp_path / "whisper-voice" / "onnx-fp32")
-    assert default_artifact(bundle="whisper-voice") == tmp_path / "whisper-voice" / "onnx-fp32"
-    with pytest.raises(UsageError, match="default, whisper-voice expected"):
+    with pytest.raises(ModelError, match="no bundled lite model"):
+        default_artifact(bundle="lite")
+    shutil.copytree(exported_student.out / "tflite-int8", tmp_path / "lite" / "tflite-int8")
+    assert default_artifact(bundle="lite") == tmp_path / "lite" / "tflite-int8"
+    # the default bundle without a TFLite artifact points LiteRT at the one that has it
+    shutil.copytree(exported_student.out / "onnx-int8", tmp_path / "default" / "onnx-int8")
+    with pytest.raises(ModelError, match='for backend litert .* or use model.artifact = "lite"'):
+        default_artifact("litert")
+    assert default_artifact("openvino") == tmp_path / "default" / "onnx-int8"
+    with pytest.raises(UsageError, match="default, lite expected"):
         default_artifact(bundle="large")
 
 

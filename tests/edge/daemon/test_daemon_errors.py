@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.backends import DEFAULT_MODELS
+from edge.backends import BUNDLES
 from edge.cli import main
 from edge.core.errors import ConfigError, DataError, DeviceError, ModelError
 from edge.core.manifest import sha256_file
@@ -21,7 +21,7 @@ NO_BROKER = {"url": f"mqtt://127.0.0.1:{free_port()}"}
 def _tflite_copy(dest: Path) -> Path:
     """A copy of the bundled TFLite artifact (int8 or float, whichever passed the gate) to
     damage."""
-    shutil.copytree(next(DEFAULT_MODELS.glob("tflite-*")), dest)
+    shutil.copytree(next((BUNDLES / "lite").glob("tflite-*")), dest)
     return dest
 
 

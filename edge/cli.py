@@ -93,9 +93,11 @@ def load_benchmarks() -> Registry[Command]:
 def _configure_bench(p: argparse.ArgumentParser) -> None:
     benchmarks = load_benchmarks()
     p.add_argument(
-        "dirs", type=Path, nargs="*", default=[Path("build/export")], metavar="DIR",
-        help="folders of exported artifacts (emoedge export --out), e.g. student and teacher; "
-        "--pipeline: the model (the first with a manifest.json, else the bundled one)",
+        "dirs", type=Path, nargs="*", metavar="DIR",
+        help="folders of exported artifacts (emoedge export --out; default build/export), e.g. "
+        "student and teacher; "
+        "--pipeline: the model (an artifact folder, or a bundled model by name or folder; "
+        "default: the bundled default)",
     )  # fmt: skip
     p.add_argument("--threads", default="1,2,4",
                    help="thread counts to measure (--pipeline: the first)")  # fmt: skip

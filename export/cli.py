@@ -123,10 +123,10 @@ def _run_bench(args: argparse.Namespace) -> int:
     import_module("matplotlib")  # the chart
     from export.bench import run_bench
 
+    dirs = args.dirs or [Path("build/export")]
     return run_bench(
-        args.dirs, _int_list(args.threads), args.runs, args.warmup, args.teacher, args.json,
-        args.out,
-    )  # fmt: skip
+        dirs, _int_list(args.threads), args.runs, args.warmup, args.teacher, args.json, args.out
+    )
 
 
 EXPORT = Command(

@@ -25,12 +25,14 @@ from typing import Any
 
 import numpy as np
 
+from edge.backends import BUNDLES
 from edge.capture import AudioChunk, ReplayClock
 from edge.capture.camera import FileCamera
 from edge.capture.microphone import FileMicrophone
 from edge.cli import Command
 from edge.core.config import CameraConfig, Config, MicConfig, ModelConfig
 from edge.core.errors import UsageError
+from edge.core.manifest import BUNDLED_MODELS
 from edge.daemon.cli import SAMPLE_AUDIO, SAMPLE_VIDEO
 from edge.daemon.stats import Stats, rss_bytes
 from edge.daemon.wiring import build_daemon, load_runner
@@ -82,9 +84,25 @@ def _one_core() -> str:
 
 
 def _model(args: argparse.Namespace) -> ModelConfig:
+    """The model to run: the first DIR, as a bundled model's name or folder or an artifact
+    folder; the bundled default without one."""
     threads = int(str(getattr(args, "threads", "1")).split(",")[0])
-    artifacts = [d for d in getattr(args, "dirs", []) if (Path(d) / "manifest.json").is_file()]
-    return ModelConfig(artifact=str(artifacts[0]) if artifacts else "default", threads=threads)
+    dirs = [str(d) for d in getattr(args, "dirs", None) or []]
+    return ModelConfig(artifact=_artifact(dirs[0]) if dirs else "default", threads=threads)
+
+
+def _artifact(given: str) -> str:
+    """`given` as model.artifact: a bundled model's name (also for its folder under BUNDLES) or
+    an artifact folder; a UsageError naming what was expected otherwise."""
+    path = Path(given)
+    if given in BUNDLED_MODELS or (path / "manifest.json").is_file():
+        return given
+    if path.name in BUNDLED_MODELS and path.resolve() == (BUNDLES / path.name).resolve():
+        return path.name
+    raise UsageError(
+        f"bench --pipeline runs one model: {given} is neither a bundled model "
+        f"({', '.join(BUNDLED_MODELS)}, or its folder) nor an artifact folder with a manifest.json"
+    )
 
 
 def sample_config(model: ModelConfig, hz: float = 10.0, stats_interval_s: float = 10.0) -> Config:

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from edge.daemon.bench import _resources
+from edge.backends import BUNDLES
+from edge.core.errors import UsageError
+from edge.daemon.bench import _artifact, _resources
 from edge.daemon.stats import STAGES
 from tests.fixtures_daemon import emoedge, finish
 
@@ -46,3 +48,11 @@ def test_resources_summarise_cpu_windows_and_memory_growth() -> None:
     assert rss["slope_mib_per_hour"] == pytest.approx(360.0, rel=0.05)
     flat = _resources([(float(t), 0.1 * t, 50 * mib) for t in range(30)])
     assert flat["rss_mib"]["slope_mib_per_hour"] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_the_pipeline_bench_runs_the_model_it_is_given(tiny_model: Path) -> None:
+    assert _artifact("lite") == "lite"
+    assert _artifact(str(BUNDLES / "lite")) == "lite"  # a bundled model's folder: by its name
+    assert _artifact(str(tiny_model)) == str(tiny_model)
+    with pytest.raises(UsageError, match="nowhere is neither a bundled model"):
+        _artifact("nowhere")  # never the default in its place

@@ -173,7 +173,7 @@ def test_a_bundled_model_is_found_by_its_name(
     assert default_artifact(bundle="lite") == tmp_path / "lite" / "tflite-int8"
     # the default bundle without a TFLite artifact points LiteRT at the one that has it
     shutil.copytree(exported_student.out / "onnx-int8", tmp_path / "default" / "onnx-int8")
-    with pytest.raises(ModelError, match='for backend litert .* or use model.artifact = "lite"'):
+    with pytest.raises(ModelError, match=r'for backend litert .* or use model\.artifact = "lite"'):
         default_artifact("litert")
     assert default_artifact("openvino") == tmp_path / "default" / "onnx-int8"
     with pytest.raises(UsageError, match="default, lite expected"):

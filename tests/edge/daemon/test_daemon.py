@@ -235,8 +235,9 @@ def test_the_daemon_runs_numpy_blas_on_one_thread(tiny_model: Path) -> None:
     from edge.core.config import parse_config
     from edge.daemon.wiring import build_daemon, load_runner
 
-    config = parse_config({"camera": {"source": "none"}, "model": {"artifact": str(tiny_model)},
-                           "microphone": {"source": "file", "path": str(SAMPLE / "sample.flac")}})  # fmt: skip
+    microphone = {"source": "file", "path": str(SAMPLE / "sample.flac")}
+    model = {"artifact": str(tiny_model)}
+    config = parse_config({"camera": {"source": "none"}, "microphone": microphone, "model": model})
     with threadpool_limits(limits=None):  # gives this test process its limits back afterwards
         build_daemon(config, load_runner(config.model), Recorder())
         blas = [pool for pool in threadpool_info() if pool["user_api"] == "blas"]

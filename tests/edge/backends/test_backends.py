@@ -13,8 +13,16 @@ import numpy as np
 import pytest
 
 import edge.backends as backends
-from edge.backends import BACKENDS, backend_for, default_artifact, load_artifact
+from edge.backends import (
+    BACKENDS,
+    BUNDLES,
+    backend_for,
+    bundled_manifests,
+    default_artifact,
+    load_artifact,
+)
 from edge.core.errors import ConfigError, ModelError, UsageError
+from edge.core.manifest import BUNDLED_MODELS
 from tests.fixtures_export import ARTIFACTS, Exported, run_without_torch
 
 # Largest |logit - PyTorch logit| accepted per precision on the tiny random student.
@@ -178,6 +186,28 @@ def test_a_bundled_model_is_found_by_its_name(
     assert default_artifact("openvino") == tmp_path / "default" / "onnx-int8"
     with pytest.raises(UsageError, match="default, lite expected"):
         default_artifact(bundle="large")
+
+
+@pytest.mark.parametrize("bundle", BUNDLED_MODELS)
+def test_each_shipped_model_verifies_passed_its_gate_and_runs(bundle: str) -> None:
+    manifests = bundled_manifests(bundle)  # hashes and schema checked
+    assert manifests
+    for manifest in manifests:
+        if manifest.precision == "int8":  # validated on the test split when it was exported
+            assert manifest.metrics["agreement"] >= 98.0
+        runner = load_artifact(manifest.directory)
+        probs = runner.predict(*runner.blank_inputs(2))
+        np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-4)
+    assert (
+        "int8 gate (max fused drop 1 points, min agreement 98 %): passed"
+        in (BUNDLES / bundle / "report.md").read_text()
+    )
+    if bundle == "default":  # the voice of Whisper base's first blocks, and Whisper's notice
+        assert {m.audio.features for m in manifests} == {"whisper-log-mel"}
+        notice = BUNDLES.parent / "assets" / "whisper-base" / "LICENSE"
+        assert "Copyright (c) 2022 OpenAI" in notice.read_text()
+    else:  # the lite model serves every runtime
+        assert {backend_for(m.model_file).name for m in manifests} == set(BACKENDS)
 
 
 def test_litert_runs_a_batch_sample_by_sample(exported_student: Exported) -> None:

@@ -35,10 +35,10 @@ import numpy as np
 import soundfile
 
 from edge.audio.frontend import resample, to_mono_float, window_features
-from edge.backends import BACKENDS, BUNDLES, DEFAULT_ORDER, load_artifact
+from edge.backends import BACKENDS, BUNDLES, bundled_manifests, load_artifact
 from edge.core.config import DetectorConfig
 from edge.core.errors import EmoedgeError
-from edge.core.manifest import BUNDLED_MODELS, Manifest, load_manifest
+from edge.core.manifest import BUNDLED_MODELS, Manifest
 from edge.mqtt.config import MqttConfig
 from edge.mqtt.publisher import connect, new_client
 from edge.vision.detect import Detection, largest_face, load_detector
@@ -59,11 +59,10 @@ def bundled_artifacts() -> dict[str, Path]:
     each model's preferred first."""
     readable = {suffix for name in EDGE_RUNTIMES for suffix in BACKENDS.get(name).file_types}
     return {
-        f"{bundle}.{name}": BUNDLES / bundle / name
+        f"{bundle}.{manifest.directory.name}": manifest.directory
         for bundle in BUNDLED_MODELS
-        for name in DEFAULT_ORDER
-        if (BUNDLES / bundle / name / "manifest.json").is_file()
-        and Path(load_manifest(BUNDLES / bundle / name).model_file).suffix.lower() in readable
+        for manifest in bundled_manifests(bundle)
+        if Path(manifest.model_file).suffix.lower() in readable
     }
 
 
@@ -85,11 +84,12 @@ def sample_face(rgb: np.ndarray) -> Detection:
     return face
 
 
-def sample_inputs(manifest: Manifest, rgb: np.ndarray, face: Detection) -> Inputs:
-    """The crop of `face` in the sample's frame `rgb` and the bundled sample's audio window that
-    ends there (batch 1), as `manifest` says to feed its model."""
-    wave, rate = soundfile.read(str(SAMPLE / "sample.flac"), dtype="float32")
-    wave = resample(to_mono_float(wave), rate, manifest.audio.sample_rate)
+def sample_inputs(
+    manifest: Manifest, rgb: np.ndarray, face: Detection, sound: tuple[np.ndarray, int]
+) -> Inputs:
+    """The crop of `face` in the sample's frame `rgb` and the audio window of the sample's
+    `sound` (wave, rate) that ends there (batch 1), as `manifest` says to feed its model."""
+    wave = resample(to_mono_float(sound[0]), sound[1], manifest.audio.sample_rate)
     audio = window_features(wave[: int(FRAME_S * manifest.audio.sample_rate)], manifest.audio)
     face_input = crop_face(rgb, face.box, manifest.face, face.roll)
     return face_input[None], audio[None], np.ones((1, 2), np.float32)
@@ -196,7 +196,8 @@ def run() -> None:
     rgb = sample_frame()
     face = sample_face(rgb)
     box = [round(float(v), 2) for v in face.box]
-    inputs = {name: sample_inputs(r.manifest, rgb, face) for name, r in runners.items()}
+    sound = soundfile.read(str(SAMPLE / "sample.flac"), dtype="float32")
+    inputs = {name: sample_inputs(r.manifest, rgb, face, sound) for name, r in runners.items()}
     far_box = far_face_box(rgb)
     probs = {name: runner.predict(*inputs[name])[0] for name, runner in runners.items()}
     result: dict = {

@@ -159,7 +159,7 @@ class ModelConfig:
         check=bool,
         rule='"default", "lite" or an artifact path',
         help='"default" = the model bundled with emoedge, whose voice runs Whisper base\'s '
-        'first blocks (ONNX; ~10 ms an inference on one x86 core); "lite" = the small '
+        'first blocks (ONNX; ~14 ms an inference on one x86 core); "lite" = the small '
         "student (0.3 M weights, well under 1 ms; ONNX, OpenVINO and TFLite), for the smallest "
         "boards, with a weaker voice above all on speech unlike its training corpora; or the "
         "path of an exported artifact (its folder, manifest.json or model file; the manifest "

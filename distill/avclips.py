@@ -135,7 +135,10 @@ class AVInputs:
         """The clips of `rows` with modality mask `mask`, as an evaluation set."""
         m = np.tile(mask, (int(rows.sum()), 1)).astype(np.float32)
         excluded = {"no_face": int((~rows).sum())} if (~rows).any() else {}
-        return EvalSet(name, self.faces[rows], self.audio[rows], m, self.labels[rows], excluded)
+        corpora = np.full(int(rows.sum()), "av-clips")  # an adapting voice: heard together
+        return EvalSet(
+            name, self.faces[rows], self.audio[rows], m, self.labels[rows], excluded, corpora
+        )
 
     def sets(self) -> list[EvalSet]:
         """'av_fused', 'av_face' (voice masked) and 'av_voice' (face masked); clips without a

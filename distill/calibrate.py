@@ -44,6 +44,7 @@ from distill.checkpoint import save_checkpoint
 from distill.config import TrainConfig
 from distill.data import load_data, load_faces
 from distill.evaluate import (
+    TorchPredictor,
     evaluate,
     expected_calibration_error,
     predict_set,
@@ -72,11 +73,11 @@ def branch_logits(
     head = model.head
     assert isinstance(head, LateFusionHead)
 
-    def both(face: np.ndarray, audio: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        inputs = (torch.from_numpy(face), torch.from_numpy(audio), torch.ones(len(face), 2))
-        return torch.cat(head.branch_logits(*model.features(*inputs)), 1).numpy()
+    def both(face: torch.Tensor, audio: torch.Tensor, mask: torch.Tensor, *norm) -> torch.Tensor:
+        features = model.features(face, audio, torch.ones_like(mask), *norm)
+        return torch.cat(head.branch_logits(*features), 1)
 
-    logits = torch.from_numpy(predict_set(both, es, face_cfg, batch_size))
+    logits = torch.from_numpy(predict_set(TorchPredictor(model, both), es, face_cfg, batch_size))
     return logits[:, :NUM_CLASSES], logits[:, NUM_CLASSES:]
 
 

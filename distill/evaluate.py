@@ -2,48 +2,157 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
+from typing import Protocol
 
 import numpy as np
 import torch
 
 from distill.models import EmotionModel
-from distill.pairing import EvalSet
+from distill.pairing import EvalSet, Rows
+from edge.backends.base import Runner
 from edge.core.labels import NUM_CLASSES
+from edge.core.voice_norm import VoiceNorm
 from edge.vision.face import FaceConfig, normalize_face
 
 Predictor = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 
 
-def torch_predictor(model: EmotionModel) -> Predictor:
-    """A numpy predictor (face, audio, mask) → probabilities for a PyTorch model (on whatever
-    device it is)."""
-    device = next(model.parameters()).device
+class AdaptingPredictor(Protocol):
+    """A predictor whose voice is standardised by the statistics of the speech it hears
+    (edge.core.voice_norm): `voice_norm` holds them, `voice_states` gives the mean steps
+    (N, D) they are gathered from."""
+
+    voice_norm: VoiceNorm
+
+    def __call__(self, face: np.ndarray, audio: np.ndarray, mask: np.ndarray) -> np.ndarray: ...
+
+    def voice_states(self, audio: np.ndarray) -> np.ndarray: ...
+
+
+class TorchPredictor:
+    """A numpy predictor (face, audio, mask) → probabilities for a PyTorch model, on whatever
+    device it is (or any `output` of the model's input tensors, and of the voice's
+    standardisation where it adapts); for a model whose voice adapts to its deployment, also
+    an AdaptingPredictor, starting from the model's prior."""
+
+    def __init__(self, model: EmotionModel, output: Callable[..., torch.Tensor] | None = None):
+        self.model = model
+        self.output = output or (lambda *inputs: torch.softmax(model(*inputs), 1))
+        self.device = next(model.parameters()).device
+        self._states: dict[bytes, np.ndarray] = {}  # mean steps by window, for voice_states
+        prior = model.voice_prior()
+        if prior is not None:
+            self.voice_norm = VoiceNorm(prior)
+
+    def _tensors(self, *arrays: np.ndarray) -> list[torch.Tensor]:
+        return [torch.from_numpy(x).to(self.device) for x in arrays]
 
     @torch.no_grad()
-    def predict(face: np.ndarray, audio: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        model.eval()
-        inputs = (torch.from_numpy(x).to(device) for x in (face, audio, mask))
-        return torch.softmax(model(*inputs), 1).cpu().numpy()
+    def __call__(self, face: np.ndarray, audio: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        self.model.eval()
+        norm = getattr(self, "voice_norm", None)
+        extra = [] if norm is None else self._tensors(norm.norm)
+        return self.output(*self._tensors(face, audio, mask), *extra).cpu().numpy()
 
-    return predict
+    @torch.no_grad()
+    def voice_states(self, audio: np.ndarray) -> np.ndarray:
+        """The voice's mean steps (N, D) of windows (N, T, F), each window's computed once
+        (evaluation sets share their windows)."""
+        keys = [window_key(w) for w in audio]
+        new = sorted({i for i, k in enumerate(keys) if k not in self._states})
+        if new:
+            self.model.eval()
+            (x,) = self._tensors(np.ascontiguousarray(audio[new]))
+            states = self.model.audio(x).mean(1).cpu().numpy()
+            self._states.update(zip((keys[i] for i in new), states, strict=True))
+        return np.stack([self._states[k] for k in keys])
+
+
+class RunnerPredictor:
+    """An exported artifact's edge runner as a predictor: probabilities (or its fused logits,
+    `logits`), and an AdaptingPredictor where its voice adapts."""
+
+    def __init__(self, runner: Runner, logits: bool = False):
+        self.runner = runner
+        self.infer = runner.logits if logits else runner.predict
+        if runner.voice_norm is not None:
+            self.voice_norm = runner.voice_norm
+
+    def __call__(self, face: np.ndarray, audio: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        return self.infer(face, audio, mask)
+
+    def voice_states(self, audio: np.ndarray) -> np.ndarray:
+        """The voice's mean steps (N, D) of windows (N, T, F)."""
+        return self.runner.voice_states(audio)
+
+
+def window_key(window: np.ndarray) -> bytes:
+    """A digest of one input window: what its computed states are found by."""
+    return hashlib.sha1(np.ascontiguousarray(window).tobytes()).digest()
+
+
+def torch_predictor(model: EmotionModel) -> TorchPredictor:
+    """A numpy predictor (face, audio, mask) → probabilities for a PyTorch model."""
+    return TorchPredictor(model)
 
 
 def predict_set(
     predict: Predictor, es: EvalSet, face_cfg: FaceConfig, batch_size: int = 256
 ) -> np.ndarray:
-    """Class scores (N, 7) of a predictor over an evaluation set."""
-    out = []
-    for i in range(0, len(es), batch_size):
-        sl = slice(i, i + batch_size)
-        out.append(
-            predict(
-                normalize_face(es.faces[sl], face_cfg),
-                np.ascontiguousarray(es.audio[sl]),
-                es.mask[sl],
-            )
+    """Class scores (N, 7) of a predictor over an evaluation set. An adapting predictor's
+    voice is standardised by each corpus's own statistics (edge.core.voice_norm.VoiceNorm.fit
+    on the mean steps of the set's distinct voiced windows of that corpus, `es.corpora`), as
+    on a device that heard them."""
+    norm: VoiceNorm | None = getattr(predict, "voice_norm", None)
+    if norm is None or es.corpora is None:
+        return _predict_rows(predict, es, np.arange(len(es)), face_cfg, batch_size)
+    voiced = es.mask[:, 1] > 0
+    groups, parts = [], []
+    try:
+        for corpus in np.unique(es.corpora):
+            rows = np.flatnonzero(es.corpora == corpus)
+            heard = rows[voiced[rows]]
+            if len(heard):
+                norm.fit(voice_states(predict, es, heard, batch_size))
+            groups.append(rows)
+            parts.append(_predict_rows(predict, es, rows, face_cfg, batch_size))
+            norm.reset()
+    finally:
+        norm.reset()
+    out = np.concatenate(parts)
+    out[np.concatenate(groups)] = out.copy()
+    return out
+
+
+def voice_states(
+    predict: AdaptingPredictor, es: EvalSet, rows: np.ndarray, batch_size: int
+) -> np.ndarray:
+    """The mean steps of the distinct audio windows among `rows` of `es` (pairs repeat their
+    clips' windows)."""
+    audio = es.audio
+    windows = audio.base[np.unique(audio.index[rows])] if isinstance(audio, Rows) else audio[rows]
+    return np.concatenate(
+        [
+            predict.voice_states(np.ascontiguousarray(windows[i : i + batch_size]))
+            for i in range(0, len(windows), batch_size)
+        ]
+    )
+
+
+def _predict_rows(
+    predict: Predictor, es: EvalSet, rows: np.ndarray, face_cfg: FaceConfig, batch_size: int
+) -> np.ndarray:
+    out = [
+        predict(
+            normalize_face(es.faces[part], face_cfg),
+            np.ascontiguousarray(es.audio[part]),
+            es.mask[part],
         )
-    return np.concatenate(out)
+        for part in (rows[i : i + batch_size] for i in range(0, len(rows), batch_size))
+    ]
+    return np.concatenate(out) if out else np.zeros((0, NUM_CLASSES), np.float32)
 
 
 def scores(pred: np.ndarray, labels: np.ndarray) -> dict[str, float]:

@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from distill.config import TrainConfig
 from distill.distributed import Cluster
-from distill.evaluate import evaluate, torch_predictor
+from distill.evaluate import Predictor, evaluate, torch_predictor
 from distill.models import EmotionModel, audio_config
 from distill.pairing import EvalSet
 from distill.run import Run, prepare_model
@@ -52,6 +52,7 @@ class Stage:
     record_uar: bool = False  # the history records each validation set's UAR too
     aux: nn.Module | None = None  # trained beside the model for the auxiliary loss, not saved
     # in the model's checkpoint (in last.pt, for --resume)
+    predictor: Callable[[EmotionModel], Predictor] = torch_predictor  # what scores val_sets
 
 
 # (config, the model to train, this process's place) → the stage (data and teacher loaded)
@@ -131,7 +132,7 @@ def fit(cfg: TrainConfig, cluster: Cluster, build: StageBuilder) -> dict:
 
         if not cluster.main:
             continue
-        metrics = evaluate(torch_predictor(run.selected_model), stage.val_sets, run.face_cfg)
+        metrics = evaluate(stage.predictor(run.selected_model), stage.val_sets, run.face_cfg)
         score = stage.score(metrics)
         record = {
             "epoch": epoch + 1,

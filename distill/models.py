@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -77,10 +78,13 @@ class AttentionPool(nn.Module):
 
 
 class MeanPool(nn.Module):
-    """The mean over the audio time steps, standardised by statistics fixed before training
-    (buffers: a pretrained encoder's few large, nearly constant dimensions would otherwise
-    swamp the rest), then projected. Same call as CrossModalAttention; `project` alone takes
-    pooled steps, which a voice stage over frozen steps computes once."""
+    """The mean over the audio time steps, standardised, then projected. The standardisation
+    (`centre`, `spread`: a pretrained encoder's few large, nearly constant dimensions would
+    otherwise swamp the rest) is fixed before training; for a voice that adapts to where it is
+    deployed (StudentConfig.voice_norm "deployment") the buffers are only the prior, and the
+    caller passes the statistics of the speech it hears (`norm`, (2, Da): centre and spread).
+    Same call as CrossModalAttention; `project` alone takes pooled steps, which a voice stage
+    over frozen steps computes once."""
 
     def __init__(self, audio_dim: int, dim: int):
         super().__init__()
@@ -88,17 +92,22 @@ class MeanPool(nn.Module):
         self.register_buffer("spread", torch.ones(audio_dim))
         self.value = nn.Linear(audio_dim, dim)
 
-    def project(self, pooled: torch.Tensor) -> torch.Tensor:
-        """(B, Da) mean steps -> (B, dim)."""
-        return self.value((pooled - self.centre) / self.spread)
+    def project(self, pooled: torch.Tensor, norm: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, Da) mean steps -> (B, dim), standardised by `norm` (2, Da) or the buffers."""
+        centre, spread = (self.centre, self.spread) if norm is None else (norm[0], norm[1])
+        return self.value((pooled - centre) / spread)
 
     def forward(
-        self, visual: torch.Tensor, audio_steps: torch.Tensor, face_present: torch.Tensor
+        self,
+        visual: torch.Tensor,
+        audio_steps: torch.Tensor,
+        face_present: torch.Tensor,
+        norm: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """steps (B, T, Da) -> pooled (B, dim), uniform weights (B, T); visual and
         face_present unused."""
         weights = torch.full_like(audio_steps[..., 0], 1.0 / audio_steps.shape[1])
-        return self.project(audio_steps.mean(1)), weights
+        return self.project(audio_steps.mean(1), norm), weights
 
 
 class FusionHead(nn.Module):
@@ -206,19 +215,54 @@ class EmotionModel(nn.Module):
     attention: CrossModalAttention | AttentionPool
     head: FusionHead | LateFusionHead
 
-    def forward(self, face: torch.Tensor, audio: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return self.head(*self.features(face, audio, mask), mask)
+    def forward(
+        self,
+        face: torch.Tensor,
+        audio: torch.Tensor,
+        mask: torch.Tensor,
+        voice_norm: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        return self.head(*self.features(face, audio, mask, voice_norm), mask)
+
+    @property
+    def adapts_voice(self) -> bool:
+        """True when the voice is standardised by the deployment's statistics (voice_norm)."""
+        return getattr(self.config, "voice_norm", "fixed") == "deployment"
+
+    def voice_prior(self) -> np.ndarray | None:
+        """(2, Da) float32: where the voice adapts, the statistics it starts from (its
+        pooling's buffers: the training corpora's); None for any other model."""
+        if not self.adapts_voice:
+            return None
+        pool = self.attention
+        return torch.stack([pool.centre, pool.spread]).detach().float().cpu().numpy()
+
+    def attend(
+        self,
+        visual: torch.Tensor,
+        steps: torch.Tensor,
+        face_present: torch.Tensor,
+        voice_norm: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The attention's output (B, Da); `voice_norm` (2, Da) standardises a MeanPool's
+        pooled steps instead of its buffers (an adapting voice)."""
+        if voice_norm is None:
+            return self.attention(visual, steps, face_present)[0]
+        return self.attention(visual, steps, face_present, voice_norm)[0]
 
     def features(
-        self, face: torch.Tensor, audio: torch.Tensor, mask: torch.Tensor
+        self,
+        face: torch.Tensor,
+        audio: torch.Tensor,
+        mask: torch.Tensor,
+        voice_norm: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """What the head reads: the face feature (B, Dv) and the attended audio (B, Da), a
         masked modality's input zeroed."""
         face_present = mask[:, :1]
         visual = self.face(face * face_present.view(-1, 1, 1, 1))
         steps = self.audio(audio * mask[:, 1:].view(-1, 1, 1))
-        attended, _ = self.attention(visual, steps, face_present)
-        return visual, attended
+        return visual, self.attend(visual, steps, face_present, voice_norm)
 
     def face_logits(self, face: torch.Tensor) -> torch.Tensor:
         """forward(face, any audio, mask [1, 0]) without computing the audio branch."""
@@ -237,7 +281,7 @@ class EmotionModel(nn.Module):
         steps = self.audio(audio)
         b = len(audio)
         visual = steps.new_zeros(b, self.config.visual_dim)
-        attended, _ = self.attention(visual, steps, steps.new_zeros(b, 1))
+        attended = self.attend(visual, steps, steps.new_zeros(b, 1))
         return self.voice_from_attended(attended), attended
 
     def voice_from_attended(self, attended: torch.Tensor) -> torch.Tensor:
@@ -252,13 +296,25 @@ class EmotionModel(nn.Module):
         """(B, 3, 7): the fused output (= forward), the face's own and the voice's own, the
         branches computed once. A row whose modality is masked carries no prediction. This is
         what exported artifacts compute (edge.core.manifest: OUTPUT_ROWS)."""
+        return self.all_outputs(face, audio, mask)[0]
+
+    def all_outputs(
+        self,
+        face: torch.Tensor,
+        audio: torch.Tensor,
+        mask: torch.Tensor,
+        voice_norm: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """all_logits (standardising an adapting voice by `voice_norm`) and the voice's mean
+        steps (B, Da) before any standardisation: what the deployment's statistics are
+        gathered from."""
         face_present, audio_present = mask[:, :1], mask[:, 1:]
         visual = self.face(face * face_present.view(-1, 1, 1, 1))
         steps = self.audio(audio * audio_present.view(-1, 1, 1))
-        attended, _ = self.attention(visual, steps, face_present)
+        attended = self.attend(visual, steps, face_present, voice_norm)
         absent = torch.zeros_like(face_present)
-        voice_alone, _ = self.attention(visual, steps, absent)
-        return torch.stack(
+        voice_alone = self.attend(visual, steps, absent, voice_norm)
+        logits = torch.stack(
             [
                 self.head(visual, attended, mask),
                 self.head(visual, attended, torch.cat([face_present, absent], 1)),
@@ -266,6 +322,7 @@ class EmotionModel(nn.Module):
             ],
             1,
         )
+        return logits, steps.mean(1)
 
 
 # ---------------------------------------------------------------- teacher
@@ -562,6 +619,9 @@ class StudentConfig:
     # LateFusionHead (calibrated per-modality predictions, reliability-aware fusion)
     voice: str = "tcn"  # tcn: AudioTCN over MFCCs; whisper-base: Whisper base's first blocks
     # over its log-mel, frozen (WhisperVoice), mean-pooled (MeanPool); late fusion only
+    voice_norm: str = "fixed"  # a Whisper voice's standardisation: fixed from the training
+    # windows, or "deployment": each corpus by its own statistics in training, and on the
+    # device the running statistics of the speech it hears (edge.core.voice_norm)
 
 
 class Student(EmotionModel):
@@ -574,6 +634,8 @@ class Student(EmotionModel):
         cfg = cfg or StudentConfig()
         self.config = cfg
         self.face = FaceDSCNN(cfg.face_stem, cfg.face_blocks, cfg.visual_dim, cfg.face_flip_average)
+        if cfg.voice_norm not in ("fixed", "deployment"):
+            raise ValueError(f"voice_norm {cfg.voice_norm!r}: allowed values are fixed, deployment")
         if cfg.voice == "whisper-base":
             if cfg.fusion != "late":
                 raise ValueError('voice "whisper-base" needs fusion "late"')
@@ -581,6 +643,8 @@ class Student(EmotionModel):
             self.attention = MeanPool(self.audio.out_dim, cfg.attn_dim)
             self.head = LateFusionHead(cfg.visual_dim, cfg.attn_dim, cfg.head_hidden, cfg.dropout)
             return
+        if cfg.voice_norm != "fixed":
+            raise ValueError('voice_norm "deployment" is for voice "whisper-base"')
         if cfg.voice != "tcn":
             raise ValueError(f"voice {cfg.voice!r}: allowed values are tcn, whisper-base")
         self.audio = AudioTCN(39, cfg.audio_stem, cfg.audio_blocks, cfg.audio_kernel)

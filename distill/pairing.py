@@ -230,6 +230,7 @@ class EvalSet:
     mask: np.ndarray
     labels: np.ndarray
     excluded: dict[str, int] = field(default_factory=dict)  # samples left out, by reason
+    corpora: np.ndarray | None = None  # (N,) each row's speech corpus, where it has a voice
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -280,6 +281,7 @@ def audio_only_set(audio: Decoded, cfg: AudioConfig, feats: np.ndarray | None = 
         feats,
         np.tile([0.0, 1.0], (len(audio), 1)).astype(np.float32),
         audio.labels,
+        corpora=audio.corpora,
     )
 
 
@@ -373,7 +375,11 @@ def paired_sets(
             ("_face_missing", [0.0, 1.0]),
         ):
             m = np.tile(mask, (len(f), 1)).astype(np.float32)
-            sets.append(EvalSet(name + masked + suffix, faces, voices, m, labels, excluded))
+            sets.append(
+                EvalSet(
+                    name + masked + suffix, faces, voices, m, labels, excluded, audio.corpora[c]
+                )
+            )
     return sets
 
 

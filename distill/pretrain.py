@@ -58,8 +58,9 @@ from distill.speech_encoder import (
 from distill.whisper_voice import (
     PooledVoice,
     check_options,
-    fix_standardisation,
     pooled_batches,
+    pooled_validation,
+    standardised,
     window_states,
 )
 from edge.core.errors import DataError
@@ -236,13 +237,15 @@ def audio_stage(
         states = window_states(
             model.audio, train, audio_cfg, aug, cfg.audio_bank, cfg.seed, cfg.cache_path
         )
-        fix_standardisation(model.attention, states)
         draws = cfg.audio_repeats * len(train)
-        steps, pooled = pooled_batches(states, train, draws, cfg.batch_size)
+        steps, pooled = pooled_batches(
+            standardised(states, train, model), train, draws, cfg.batch_size
+        )
         stage = single_modality_stage(
             "audio", cfg, model, cluster, train.labels, val_sets, score, steps, pooled
         )
         stage.module = PooledVoice(model)
+        stage.predictor = pooled_validation(model.audio, val_sets[0].audio)
         return stage
     if cfg.audio_mixstyle:
         model.audio.mixstyle.p = cfg.audio_mixstyle

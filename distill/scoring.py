@@ -12,7 +12,7 @@ from distill.cache import device_detector
 from distill.checkpoint import front_end, load_checkpoint
 from distill.data import load_data
 from distill.device_crop import NO_EFFECTS, FrameEffects, device_crop_sets
-from distill.evaluate import Predictor, evaluate, predict_set, torch_predictor
+from distill.evaluate import Predictor, RunnerPredictor, evaluate, predict_set, torch_predictor
 from distill.pairing import build_eval_sets
 from edge.audio.frontend import AudioConfig
 from edge.core.fusion import top_label
@@ -57,7 +57,7 @@ def load_predictor(
 
     runner = load_artifact(path, backend)
     return (
-        runner.predict,
+        RunnerPredictor(runner),
         runner.manifest.audio,
         runner.manifest.face,
         f"{runner.name} {runner.manifest.precision}",

@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from distill.cache import Decoded
 from distill.config import TrainConfig
+from distill.evaluate import window_key
 from distill.fit import Batch
 from distill.models import EmotionModel, MeanPool, WhisperVoice
 from distill.pairing import balanced_weights, centred_window, corpus_support
@@ -30,6 +31,7 @@ from distill.speech_augment import SpeechAugment, training_features
 from distill.speech_encoder import clip_keys, store_states, stored_states
 from edge.audio.frontend import AudioConfig, window_features
 from edge.core.errors import UsageError
+from edge.core.voice_norm import VoiceNorm, statistics
 
 STATES_VERSION = "whisper-voice window means, block 3"
 CHUNK = 16  # windows per encoder call
@@ -90,15 +92,59 @@ def window_states(
 
 
 class PooledVoice(nn.Module):
-    """The voice's calibrated logits from its mean steps (B, 512): what a Whisper voice
-    trains through."""
+    """The voice's calibrated logits from its standardised mean steps (B, 512): what a Whisper
+    voice trains through (the standardisation is done on the cached states, standardised)."""
 
     def __init__(self, model: EmotionModel):
         super().__init__()
         self.model = model
 
-    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
-        return self.model.voice_from_attended(self.model.attention.project(pooled))
+    def forward(self, standardised_steps: torch.Tensor) -> torch.Tensor:
+        return self.model.voice_from_attended(self.model.attention.value(standardised_steps))
+
+
+class PooledPredictor:
+    """Scores voice-only inputs (the voice stage's validation sets) from their windows' mean
+    steps, computed once before training (`pooled_validation`): what the stage trains, without
+    running the frozen blocks again each epoch. An AdaptingPredictor where the voice adapts."""
+
+    def __init__(self, model: EmotionModel, states: dict[bytes, np.ndarray]):
+        self.model = model
+        self.states = states
+        prior = model.voice_prior()
+        if prior is not None:
+            self.voice_norm = VoiceNorm(prior)
+
+    def voice_states(self, audio: np.ndarray) -> np.ndarray:
+        """The mean steps (N, 512) of windows computed before training."""
+        return np.stack([self.states[window_key(w)] for w in audio])
+
+    @torch.no_grad()
+    def __call__(self, face: np.ndarray, audio: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        if (mask[:, 0] > 0).any() or (mask[:, 1] == 0).any():
+            raise ValueError("PooledPredictor scores voice-only inputs")
+        self.model.eval()
+        norm = getattr(self, "voice_norm", None)
+        pooled = torch.from_numpy(self.voice_states(audio))
+        attended = self.model.attention.project(
+            pooled, None if norm is None else torch.from_numpy(norm.norm)
+        )
+        return torch.softmax(self.model.voice_from_attended(attended), 1).numpy()
+
+
+@torch.no_grad()
+def pooled_validation(
+    voice: WhisperVoice, windows: np.ndarray
+) -> Callable[[EmotionModel], PooledPredictor]:
+    """The validation predictor of a Whisper voice stage: each validation window's mean steps
+    computed once, here."""
+    voice.eval()
+    means = [
+        voice(torch.from_numpy(part)).mean(1).numpy()
+        for part in np.split(np.ascontiguousarray(windows), range(CHUNK, len(windows), CHUNK))
+    ]
+    states = dict(zip(map(window_key, windows), np.concatenate(means), strict=True))
+    return lambda model: PooledPredictor(model, states)
 
 
 def check_options(cfg: TrainConfig) -> None:
@@ -114,15 +160,27 @@ def check_options(cfg: TrainConfig) -> None:
         raise UsageError(f"{', '.join(given)}: not for a Whisper voice (its blocks are frozen)")
 
 
-def fix_standardisation(pool: MeanPool, states: np.ndarray) -> None:
-    """Set a fresh pooling's standardisation from the training windows' mean steps (one that
-    was set already, by an earlier stage or a resumed run, is kept: the projection learnt on
-    it)."""
-    fresh = bool((pool.centre == 0).all() and (pool.spread == 1).all())
-    if fresh:
-        flat = torch.from_numpy(states.reshape(-1, states.shape[-1]))
-        pool.centre.copy_(flat.mean(0))
-        pool.spread.copy_(flat.std(0) + 1e-3)
+def standardised(states: np.ndarray, audio: Decoded, model: EmotionModel) -> np.ndarray:
+    """The training windows' mean steps (N, V, 512) as the voice's projection reads them. The
+    pooling's fixed standardisation is set from them when fresh (one set already, by an earlier
+    stage or a resumed run, is kept: the projection learnt on it); it standardises them, or,
+    for a voice that adapts to its deployment, it is only the prior, and each corpus's windows
+    are standardised by that corpus's own statistics."""
+    pool: MeanPool = model.attention
+    flat = states.reshape(-1, states.shape[-1])
+    if bool((pool.centre == 0).all() and (pool.spread == 1).all()):
+        prior = torch.from_numpy(statistics(flat))
+        pool.centre.copy_(prior[0])
+        pool.spread.copy_(prior[1])
+    if not model.adapts_voice:
+        centre, spread = pool.centre.numpy(), pool.spread.numpy()
+        return ((states - centre) / spread).astype(np.float32)
+    out = np.empty_like(states)
+    for corpus in np.unique(audio.corpora):
+        rows = audio.corpora == corpus
+        centre, spread = statistics(states[rows].reshape(-1, states.shape[-1]))
+        out[rows] = (states[rows] - centre) / spread
+    return out
 
 
 def pooled_batches(

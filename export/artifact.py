@@ -11,7 +11,16 @@ import torch
 
 from edge.audio.frontend import AudioConfig
 from edge.core.labels import LABELS
-from edge.core.manifest import OUTPUT_ROWS, Manifest, TensorSpec, sha256_file, write_manifest
+from edge.core.manifest import (
+    OUTPUT_ROWS,
+    VOICE_NORM,
+    VOICE_PRIOR_FILE,
+    VOICE_STATE,
+    Manifest,
+    TensorSpec,
+    sha256_file,
+    write_manifest,
+)
 from edge.vision.face import FaceConfig
 
 INPUT_NAMES = ("face", "audio", "mask")
@@ -21,14 +30,31 @@ OUTPUT_NAME = "logits"
 class AllLogits(torch.nn.Module):
     """The graph every artifact holds: a model's fused, face-alone and voice-alone logits
     (B, 3, 7) in one output (distill.models.EmotionModel.all_logits,
-    edge.core.manifest.OUTPUT_ROWS)."""
+    edge.core.manifest.OUTPUT_ROWS); for a voice that adapts, also the input VOICE_NORM and
+    the output VOICE_STATE (EmotionModel.all_outputs)."""
 
     def __init__(self, model: torch.nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, face: torch.Tensor, audio: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return self.model.all_logits(face, audio, mask)
+    def forward(
+        self,
+        face: torch.Tensor,
+        audio: torch.Tensor,
+        mask: torch.Tensor,
+        voice_norm: torch.Tensor | None = None,
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        if voice_norm is None:
+            return self.model.all_logits(face, audio, mask)
+        return self.model.all_outputs(face, audio, mask, voice_norm)
+
+
+def io_names(prior: np.ndarray | None) -> tuple[list[str], list[str]]:
+    """The graph's input and output names, with VOICE_NORM / VOICE_STATE for a voice that
+    adapts (`prior` not None)."""
+    if prior is None:
+        return list(INPUT_NAMES), [OUTPUT_NAME]
+    return [*INPUT_NAMES, VOICE_NORM], [OUTPUT_NAME, VOICE_STATE]
 
 
 Sample = dict[str, np.ndarray]  # one model input by name, batch 1
@@ -53,6 +79,7 @@ class Job:
     face: FaceConfig
     workdir: Path
     onnx_path: Path | None = None
+    voice_prior: np.ndarray | None = None  # (2, D) for a voice that adapts
 
 
 # A format's converter (export.formats): the float artifact, or given calibration samples
@@ -70,29 +97,43 @@ class Source:
     audio: AudioConfig
     face: FaceConfig
     extra: dict = field(default_factory=dict)
+    voice_prior: np.ndarray | None = None  # (2, D) for a voice that adapts
 
 
-def example_inputs(audio: AudioConfig, face: FaceConfig, batch: int) -> dict[str, torch.Tensor]:
-    """Seeded inputs of the contract's shapes, both modalities present."""
+def example_inputs(
+    audio: AudioConfig, face: FaceConfig, batch: int, voice_prior: np.ndarray | None = None
+) -> dict[str, torch.Tensor]:
+    """Seeded inputs of the contract's shapes, both modalities present (and the prior as the
+    voice's statistics, for a voice that adapts)."""
     gen = torch.Generator().manual_seed(0)
-    return {
+    inputs = {
         "face": torch.randn(batch, 1, face.size, face.size, generator=gen),
         "audio": torch.randn(batch, audio.num_frames, audio.feature_dim, generator=gen),
         "mask": torch.ones(batch, 2),
     }
+    if voice_prior is not None:
+        inputs[VOICE_NORM] = torch.from_numpy(voice_prior)
+    return inputs
 
 
 def tensor_specs(
-    audio: AudioConfig, face: FaceConfig, dynamic_batch: bool
+    audio: AudioConfig, face: FaceConfig, dynamic_batch: bool, voice_dim: int | None = None
 ) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
-    """Manifest inputs and outputs; the batch axis is 'batch' when dynamic, else 1."""
+    """Manifest inputs and outputs; the batch axis is 'batch' when dynamic, else 1; with
+    `voice_dim`, those of a voice that adapts."""
     b: int | str = "batch" if dynamic_batch else 1
     inputs = (
         TensorSpec("face", (b, 1, face.size, face.size)),
         TensorSpec("audio", (b, audio.num_frames, audio.feature_dim)),
         TensorSpec("mask", (b, 2)),
     )
-    return inputs, (TensorSpec(OUTPUT_NAME, (b, len(OUTPUT_ROWS), len(LABELS))),)
+    outputs = (TensorSpec(OUTPUT_NAME, (b, len(OUTPUT_ROWS), len(LABELS))),)
+    if voice_dim is None:
+        return inputs, outputs
+    return (
+        (*inputs, TensorSpec(VOICE_NORM, (2, voice_dim))),
+        (*outputs, TensorSpec(VOICE_STATE, (b, voice_dim))),
+    )
 
 
 def write_artifact(
@@ -103,8 +144,19 @@ def write_artifact(
     precision: str,
     metrics: dict | None = None,
 ) -> Manifest:
-    """Hash the converted files and write the artifact's manifest.json beside them."""
-    inputs, outputs = tensor_specs(source.audio, source.face, converted.dynamic_batch)
+    """Hash the converted files (and a voice's prior, written beside them) and write the
+    artifact's manifest.json."""
+    prior = source.voice_prior
+    extra = list(converted.extra_files)
+    if prior is not None:
+        np.save(directory / VOICE_PRIOR_FILE, prior, allow_pickle=False)
+        extra.append(VOICE_PRIOR_FILE)
+    inputs, outputs = tensor_specs(
+        source.audio,
+        source.face,
+        converted.dynamic_batch,
+        None if prior is None else prior.shape[1],
+    )
     manifest = Manifest(
         model_id=f"{source.arch}-{fmt}-{precision}-{source.sha256[:8]}",
         arch=source.arch,
@@ -112,7 +164,7 @@ def write_artifact(
         precision=precision,
         model_file=converted.model_file,
         sha256=sha256_file(directory / converted.model_file),
-        extra_files={name: sha256_file(directory / name) for name in converted.extra_files},
+        extra_files={name: sha256_file(directory / name) for name in extra},
         inputs=inputs,
         outputs=outputs,
         face_config=source.face.to_dict(),

@@ -13,7 +13,7 @@ from pathlib import Path
 from distill.checkpoint import front_end, load_checkpoint
 from distill.data import load_data
 from distill.pairing import build_eval_sets
-from edge.core.errors import ModelError
+from edge.core.errors import ModelError, UsageError
 from edge.core.manifest import sha256_file
 from export import report as rep
 from export.artifact import AllLogits, Job, Source, write_artifact
@@ -90,8 +90,20 @@ def export_checkpoint(opts: ExportOptions) -> dict:
         logging.getLogger(name).setLevel(logging.WARNING)
     model, meta = load_checkpoint(opts.checkpoint)
     audio_cfg, face_cfg = front_end(meta)
+    prior = model.voice_prior()
+    others = sorted(set(opts.formats) - {"onnx"})
+    if prior is not None and others:
+        raise UsageError(
+            f"{opts.checkpoint}: its voice adapts to where it is deployed, which only the ONNX "
+            f"artifact carries (OpenVINO reads that file); not {', '.join(others)}"
+        )
     source = Source(
-        opts.checkpoint, sha256_file(opts.checkpoint), meta["arch"], audio_cfg, face_cfg
+        opts.checkpoint,
+        sha256_file(opts.checkpoint),
+        meta["arch"],
+        audio_cfg,
+        face_cfg,
+        voice_prior=prior,
     )
     sets = build_eval_sets(
         *load_data(opts.eval_faces, opts.eval_speech, opts.eval_split, audio_cfg, opts.cache_dir),
@@ -112,7 +124,7 @@ def export_checkpoint(opts: ExportOptions) -> dict:
     ref_fused = ref["sets"].get("fused", {}).get("accuracy")
     rows = [rep.row("pytorch", "pytorch", "fp32", ref, ref_fused)]
     with tempfile.TemporaryDirectory() as tmp:
-        job = Job(AllLogits(model).eval(), audio_cfg, face_cfg, Path(tmp))
+        job = Job(AllLogits(model).eval(), audio_cfg, face_cfg, Path(tmp), voice_prior=prior)
         rows += _export_all(opts, job, source, calibration, sets, ref_logits, ref_fused)
     rep.add_size_ratios(rows)
     breaches = rep.gate(rows, opts.max_int8_drop, opts.min_agreement)

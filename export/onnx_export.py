@@ -19,23 +19,24 @@ from onnxruntime.quantization import (
 from onnxruntime.quantization.shape_inference import quant_pre_process
 from torch.export import Dim
 
-from export.artifact import INPUT_NAMES, OUTPUT_NAME, Converted, Job, Sample, example_inputs
+from export.artifact import INPUT_NAMES, Converted, Job, Sample, example_inputs, io_names
 
 OPSET = 18
 
 
-def to_onnx(model: torch.nn.Module, path: Path, audio, face) -> Path:
-    """Write `model` as checked ONNX. Traced with batch 2 and a batch Dim, so that the
-    exporter cannot specialise the batch axis to 1."""
+def to_onnx(job: Job, path: Path) -> Path:
+    """Write the job's model as checked ONNX. Traced with batch 2 and a batch Dim, so that the
+    exporter cannot specialise the batch axis to 1 (a voice's statistics have no batch axis)."""
     batch = Dim("batch", min=1, max=4096)
+    inputs, outputs = io_names(job.voice_prior)
     torch.onnx.export(
-        model,
+        job.model,
         (),
         str(path),
-        kwargs=example_inputs(audio, face, batch=2),
-        input_names=list(INPUT_NAMES),
-        output_names=[OUTPUT_NAME],
-        dynamic_shapes={name: {0: batch} for name in INPUT_NAMES},
+        kwargs=example_inputs(job.audio, job.face, 2, job.voice_prior),
+        input_names=inputs,
+        output_names=outputs,
+        dynamic_shapes={name: {0: batch} if name in INPUT_NAMES else None for name in inputs},
         opset_version=OPSET,
         dynamo=True,
         external_data=False,
@@ -92,7 +93,7 @@ class _Reader(CalibrationDataReader):
 def fp32_onnx(job: Job) -> Path:
     """The job's fp32 ONNX graph, exported once and shared by the converters that need it."""
     if job.onnx_path is None:
-        job.onnx_path = to_onnx(job.model, job.workdir / "fp32.onnx", job.audio, job.face)
+        job.onnx_path = to_onnx(job, job.workdir / "fp32.onnx")
     return job.onnx_path
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from distill.evaluate import predict_set, scores
+from distill.evaluate import RunnerPredictor, TorchPredictor, predict_set, scores
 from distill.pairing import EvalSet
 from edge.backends import load_artifact
 from edge.vision.face import FaceConfig, normalize_face
@@ -21,14 +21,8 @@ LATENCY_RUNS = 50
 
 
 def torch_logits(model: torch.nn.Module) -> Logits:
-    """A numpy logits function for a PyTorch model."""
-
-    @torch.no_grad()
-    def logits(face: np.ndarray, audio: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        out = model(torch.from_numpy(face), torch.from_numpy(audio), torch.from_numpy(mask))
-        return out.numpy()
-
-    return logits
+    """A numpy logits function for a PyTorch model (adapting where its voice does)."""
+    return TorchPredictor(model, output=model)
 
 
 def set_logits(fn: Logits, sets: list[EvalSet], face_cfg: FaceConfig) -> dict[str, np.ndarray]:
@@ -95,7 +89,7 @@ def validate_artifact(
 ) -> dict:
     """Metrics of the artifact in `directory` through its edge backend, on one thread."""
     runner = load_artifact(directory, threads=1)
-    logits = set_logits(runner.logits, sets, face_cfg)
+    logits = set_logits(RunnerPredictor(runner, logits=True), sets, face_cfg)
     return {
         **metrics(logits, sets, reference),
         "backend": runner.name,

@@ -17,12 +17,26 @@ from typing import Any, ClassVar
 import numpy as np
 
 from edge.core.errors import ConfigError, EmoedgeError, ModelError
-from edge.core.manifest import OUTPUT_ROWS, Manifest
+from edge.core.manifest import OUTPUT_ROWS, VOICE_NORM, VOICE_PRIOR_FILE, Manifest
 from edge.core.registry import Registry
+from edge.core.voice_norm import VoiceNorm
 
 log = logging.getLogger(__name__)
 
 BACKENDS: Registry[type[Runner]] = Registry("backend")
+
+
+def voice_norm(manifest: Manifest) -> VoiceNorm | None:
+    """The running statistics of a model whose voice adapts (None for any other), starting
+    from the prior shipped beside it; a window is taken at most once per window length."""
+    if not manifest.adapts_voice:
+        return None
+    path = manifest.directory / VOICE_PRIOR_FILE
+    try:
+        prior = np.load(path, allow_pickle=False)
+        return VoiceNorm(prior, every_s=manifest.audio.window_s)
+    except (OSError, ValueError) as error:
+        raise ModelError(f"{path}: not a voice prior (2, D) ({error})") from None
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -57,7 +71,10 @@ class Runner:
             )
         self.manifest = manifest
         self.options = self.Options(**options)
-        self._input_names = tuple(t.name for t in manifest.inputs)
+        self._input_names = tuple(t.name for t in manifest.inputs[:3])  # face, audio, mask
+        # a voice that adapts: the statistics fed as VOICE_NORM, and the last VOICE_STATE
+        self.voice_norm = voice_norm(manifest)
+        self.voice_state: np.ndarray | None = None
         try:
             self._load()
             self._smoke_test()
@@ -77,8 +94,9 @@ class Runner:
         """Open the model with the runtime (called once from __init__)."""
         raise NotImplementedError
 
-    def _infer(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
-        """Run the model on float32 inputs by name; return its float32 output (B, 3, classes)."""
+    def _infer(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """Run the model on float32 inputs by name; return its float32 outputs in the
+        manifest's order: (B, 3, classes), and (B, D) for a voice that adapts."""
         raise NotImplementedError
 
     def _smoke_test(self) -> None:
@@ -88,7 +106,7 @@ class Runner:
     def blank_inputs(self, batch: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Zeros of the manifest's input shapes with both modalities marked present."""
         face, audio, mask = (
-            np.zeros((batch, *t.shape[1:]), np.float32) for t in self.manifest.inputs
+            np.zeros((batch, *t.shape[1:]), np.float32) for t in self.manifest.inputs[:3]
         )
         mask[:] = 1.0
         return face, audio, mask
@@ -98,7 +116,7 @@ class Runner:
         rows edge.core.manifest.OUTPUT_ROWS (fused, face alone, voice alone)."""
         arrays = [np.ascontiguousarray(x, dtype=np.float32) for x in (face, audio, mask)]
         batch = len(arrays[0])
-        for spec, array in zip(self.manifest.inputs, arrays, strict=True):
+        for spec, array in zip(self.manifest.inputs[:3], arrays, strict=True):
             if array.ndim != len(spec.shape) or array.shape[1:] != tuple(spec.shape[1:]):
                 raise ModelError(
                     f"input '{spec.name}' has shape {array.shape}; the model "
@@ -106,8 +124,24 @@ class Runner:
                 )
             if len(array) != batch:
                 raise ModelError(f"inputs differ in batch size: {[len(a) for a in arrays]}")
-        out = self._infer(dict(zip(self._input_names, arrays, strict=True)))
-        return np.asarray(out, dtype=np.float32).reshape(batch, len(OUTPUT_ROWS), -1)
+        feed = dict(zip(self._input_names, arrays, strict=True))
+        if self.voice_norm is not None:
+            feed[VOICE_NORM] = self.voice_norm.norm
+        out = self._infer(feed)
+        if self.voice_norm is not None:
+            self.voice_state = np.asarray(out[1], dtype=np.float32).reshape(batch, -1)
+        return np.asarray(out[0], dtype=np.float32).reshape(batch, len(OUTPUT_ROWS), -1)
+
+    def voice_states(self, audio: np.ndarray) -> np.ndarray:
+        """The mean steps (B, D) of an adapting voice for audio windows (B, T, F), each
+        computed as the voice alone; ModelError for a model whose voice does not adapt."""
+        if self.voice_norm is None:
+            raise ModelError(f"the model {self.manifest.model_id} has no voice that adapts")
+        face, _, mask = self.blank_inputs(len(audio))
+        mask[:, 0] = 0.0
+        self.outputs(face, audio, mask)
+        assert self.voice_state is not None
+        return self.voice_state
 
     def logits(self, face: np.ndarray, audio: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """The model's fused class scores (B, classes): row 'fused' of `outputs`."""

@@ -69,6 +69,10 @@ class LiteRtRunner(Runner, name="litert"):
     Options = LiteRtOptions
 
     def _load(self) -> None:
+        if self.voice_norm is not None:
+            raise ModelError(
+                f"{self.manifest.model_path}: LiteRT does not serve a model whose voice adapts"
+            )
         interpreter = new_interpreter(self.manifest.model_path, self.options.threads or None)
         try:
             self._run = interpreter.get_signature_runner()
@@ -84,10 +88,10 @@ class LiteRtRunner(Runner, name="litert"):
             )
         self._out_name, self._out = next(iter(out.items()))
 
-    def _infer(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+    def _infer(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
         batch = len(next(iter(inputs.values())))
         rows = []
         for i in range(batch):
             feed = {k: _quantize(v[i : i + 1], self._in[k]) for k, v in inputs.items()}
             rows.append(_dequantize(self._run(**feed)[self._out_name], self._out))
-        return np.concatenate(rows)
+        return [np.concatenate(rows)]

@@ -49,7 +49,7 @@ class OnnxRuntimeRunner(Runner, name="onnxruntime"):
                 self._session = ort.InferenceSession(
                     str(self.manifest.model_path), sess_options=opts, providers=wanted
                 )
-                self._output = self._session.get_outputs()[0].name
+                self._outputs = [t.name for t in self.manifest.outputs]
                 super()._smoke_test()
                 break
             except Exception as error:  # a provider can fail in many ways at load or first run
@@ -65,5 +65,5 @@ class OnnxRuntimeRunner(Runner, name="onnxruntime"):
     def _smoke_test(self) -> None:
         """Done per provider in `_load`."""
 
-    def _infer(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
-        return self._session.run([self._output], inputs)[0]
+    def _infer(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+        return self._session.run(self._outputs, inputs)

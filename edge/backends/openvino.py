@@ -53,6 +53,9 @@ class OpenVinoRunner(Runner, name="openvino"):
             raise ModelError(f"openvino cannot load {self.manifest.model_path}: {error}") from None
         self._request = compiled.create_infer_request()
 
-    def _infer(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+    def _infer(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
         self._request.infer(inputs)
-        return self._request.get_output_tensor(0).data.copy()
+        return [
+            self._request.get_output_tensor(i).data.copy()
+            for i in range(len(self.manifest.outputs))
+        ]

@@ -34,6 +34,13 @@ OUTPUT_ROWS = ("fused", "face", "voice")
 # Whisper base's first blocks (ONNX), and the lite student (~0.3 M weights; ONNX, OpenVINO and
 # TFLite) for the smallest boards or where the voice matters less (MODEL_CARD.md)
 BUNDLED_MODELS = ("default", "lite")
+# A model whose voice adapts to where it is deployed (edge.core.voice_norm) takes a fourth
+# input, the statistics (2, D) its voice's mean steps are standardised by, gives those mean
+# steps (batch, D) as a second output, and ships the training corpora's statistics (the prior)
+# beside the model file.
+VOICE_NORM = "voice_norm"
+VOICE_STATE = "voice_state"
+VOICE_PRIOR_FILE = "voice_prior.npy"
 
 
 @dataclass(frozen=True)
@@ -81,6 +88,11 @@ class Manifest:
     @property
     def model_path(self) -> Path:
         return self.directory / self.model_file
+
+    @property
+    def adapts_voice(self) -> bool:
+        """True for a model whose voice is standardised by the deployment's statistics."""
+        return any(t.name == VOICE_NORM for t in self.inputs)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form (without `directory`)."""
@@ -156,7 +168,8 @@ def _check_file(directory: Path, name: str, expected: str, where: str) -> None:
 
 def _check_shapes(data: dict[str, Any], where: str) -> None:
     """The tensors must be what the face and audio parameters produce: face (B, 1, size, size),
-    audio (B, frames, features), mask (B, 2), output (B, 3, classes)."""
+    audio (B, frames, features), mask (B, 2), output (B, 3, classes); and for a voice that
+    adapts, voice_norm (2, D), voice_state (B, D) and the prior's file."""
     try:
         audio, face = AudioConfig(**data["audio"]), FaceConfig.from_dict(data["face"])
         expected = {
@@ -167,13 +180,30 @@ def _check_shapes(data: dict[str, Any], where: str) -> None:
         }
     except (TypeError, ValueError, ArithmeticError) as error:
         raise ModelError(f"{where}: face/audio parameters do not fit together ({error})") from None
-    tensors = [*data["inputs"], *data["outputs"]]
-    for (what, shape), tensor in zip(expected.items(), tensors, strict=True):
+    inputs, outputs = data["inputs"], data["outputs"]
+    for (what, shape), tensor in zip(expected.items(), [*inputs[:3], outputs[0]], strict=True):
         if tuple(tensor["shape"][1:]) != shape[1:]:
             raise ModelError(
                 f"{where}: {what} '{tensor['name']}' has shape {tensor['shape']}; its face and "
                 f"audio parameters make it {list(shape)}"
             )
+    if len(inputs) == 3 and len(outputs) == 1:
+        return
+    if len(inputs) != 4 or len(outputs) != 2:
+        raise ModelError(f"{where}: {VOICE_NORM} and {VOICE_STATE} come together, or neither")
+    norm, state = inputs[3], outputs[1]
+    if (norm["name"], state["name"]) != (VOICE_NORM, VOICE_STATE):
+        raise ModelError(
+            f"{where}: input 4 and output 2 are {VOICE_NORM} and {VOICE_STATE}, "
+            f"not {norm['name']} and {state['name']}"
+        )
+    if len(norm["shape"]) != 2 or norm["shape"][0] != 2 or state["shape"][1:] != norm["shape"][1:]:
+        raise ModelError(
+            f"{where}: {VOICE_NORM} {norm['shape']} must be (2, D) and {VOICE_STATE} "
+            f"{state['shape']} (batch, D)"
+        )
+    if VOICE_PRIOR_FILE not in data.get("extra_files", {}):
+        raise ModelError(f"{where}: a model whose voice adapts ships {VOICE_PRIOR_FILE}")
 
 
 def load_manifest(path_or_dir: str | Path) -> Manifest:

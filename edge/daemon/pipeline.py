@@ -140,6 +140,7 @@ class Pipeline:
         inputs = self.inputs(frame, t)
         probs, rows = self.predict(inputs)
         start = self.stats.clock()
+        self._adapt_voice(inputs, t)
         if probs is None:
             self.smoother.reset()
             smoothed, label, confidence = None, None, 0.0
@@ -157,6 +158,14 @@ class Pipeline:
         self.stats.record("smoothing", self.stats.clock() - start)
         self.stats.cycle()
         return CycleResult(inputs, probs, smoothed, change, state, event)
+
+    def _adapt_voice(self, inputs: ModelInputs, t: float) -> None:
+        """A voice that adapts hears this cycle's voiced window (edge.core.voice_norm); the
+        stats' counter `voice_windows_heard` counts the windows taken."""
+        norm, state = self.runner.voice_norm, self.runner.voice_state
+        voiced = norm is not None and state is not None and inputs.mask[1] > 0
+        if voiced and norm.observe(state[0], t):
+            self.stats.count("voice_windows_heard")
 
     def _next_seq(self) -> int:
         self.seq += 1

@@ -238,6 +238,7 @@ def test_the_default_recipe_validates_in_the_order_of_issue_14(tmp_path) -> None
     assert step["export"].options["int8"] and step["bundle"].uses == {"export": "export"}
     whisper = step["student-whisper-voice"].options
     assert whisper["model_config"]["voice"] == "whisper-base" and whisper["reset_audio"]
+    assert whisper["model_config"]["voice_norm"] == "deployment"
     assert step["bundle-whisper"].options["no_fallback"]
     assert command(step["bundle-whisper"], tmp_path)[3] == "--no-fallback"
     # the committed student's settings (MODEL_CARD.md) and the data override on every stage

@@ -1,6 +1,8 @@
-"""A student whose voice is Whisper base's first blocks (model config voice "whisper-base"):
-its stage trains on the frozen blocks' cached window means, then it is calibrated, exported
-and run by the daemon's own runtime like any student; tiny corpora, the real Whisper weights."""
+"""A student whose voice is Whisper base's first blocks (model config voice "whisper-base"),
+standardised by the statistics of the speech it hears (voice_norm "deployment"): its stage
+trains on the frozen blocks' cached window means, then it is calibrated, exported and run by
+the daemon's own runtime like any student, adapting as it hears; tiny corpora, the real
+Whisper weights."""
 
 from __future__ import annotations
 
@@ -39,7 +41,8 @@ def test_a_whisper_voice_trains_on_cached_window_means_then_calibrates_exports_a
     common = ["--arch", "student", "--batch-size", "8", "--workers", "0", *data]
     common += ["--cache-dir", cache]
     voice = tmp_path / "voice"
-    stage = ["--init", init, "--model-config", json.dumps({"voice": "whisper-base"})]
+    adapting = {"voice": "whisper-base", "voice_norm": "deployment"}
+    stage = ["--init", init, "--model-config", json.dumps(adapting)]
     stage += ["--stage", "audio", "--audio-bank", "2", "--out", voice, "--epochs", "1"]
     assert run_emoedge("distill", *common, *stage) == 0
     stores = sorted(cache.glob(f"{STORE_PREFIX}*.npz"))
@@ -74,35 +77,53 @@ def test_a_whisper_voice_trains_on_cached_window_means_then_calibrates_exports_a
     graph = onnx.load(out / "onnx-fp32" / manifest["model_file"]).graph
     assert "Unique" not in {node.op_type for node in graph.node}  # evaluation's shortcut only
     assert manifest["inputs"][1]["shape"][1:] == [300, 80]
+    # the voice's statistics go in, its mean steps come out, the prior ships beside the model
+    assert [t["name"] for t in manifest["inputs"]][3:] == ["voice_norm"]
+    assert [t["name"] for t in manifest["outputs"]] == ["logits", "voice_state"]
+    assert "voice_prior.npy" in manifest["extra_files"]
     runner = load_artifact(out / "onnx-fp32")
+    final, _ = load_checkpoint(calibrated / "best.pt")
+    prior = torch.stack([final.attention.centre, final.attention.spread]).numpy()
+    assert runner.voice_norm is not None and runner.voice_norm.heard == 0
+    np.testing.assert_allclose(runner.voice_norm.norm, prior)
     cfg = runner.manifest.audio
     wave = 0.3 * np.sin(2 * np.pi * 220 * np.arange(48000) / 16000).astype(np.float32)
     audio = window_features(wave, cfg)[None]
     face = np.zeros((1, 1, 48, 48), np.float32)
+    heard = np.stack([prior[0] + 0.5, prior[1] * 2])  # another room's statistics
+    runner.voice_norm.norm = heard
     rows = runner.outputs(face, audio, np.array([[0.0, 1.0]], np.float32))
-    final, _ = load_checkpoint(calibrated / "best.pt")
     with torch.no_grad():
-        expected = final.all_logits(
-            torch.from_numpy(face), torch.from_numpy(audio), torch.tensor([[0.0, 1.0]])
-        ).numpy()
+        inputs = (torch.from_numpy(face), torch.from_numpy(audio), torch.tensor([[0.0, 1.0]]))
+        expected, state = (x.numpy() for x in final.all_outputs(*inputs, torch.from_numpy(heard)))
+        unadapted = final.all_outputs(*inputs, torch.from_numpy(prior))[0].numpy()
     np.testing.assert_allclose(rows[0, 2], expected[0, 2], atol=2e-3)
+    np.testing.assert_allclose(runner.voice_state, state, rtol=1e-3, atol=1e-3)
+    assert np.abs(expected[0, 2] - unadapted[0, 2]).max() > 1e-3  # the statistics count
+    runner.voice_norm.reset()
     # int8: the blocks' twelve projections quantised dynamically, nothing else
     int8 = load_artifact(out / "onnx-int8")
     ops = Counter(node.op_type for node in onnx.load(int8.manifest.model_path).graph.node)
     assert ops["MatMulInteger"] == 12 and ops["DynamicQuantizeLinear"] >= 1
     assert ops["QuantizeLinear"] == 0 and ops["ConvInteger"] == 0
     quantised = int8.outputs(face, audio, np.array([[0.0, 1.0]], np.float32))
-    voice_probs = [np.exp(log_softmax(r[0, 2])) for r in (quantised, expected)]
+    voice_probs = [np.exp(log_softmax(r[0, 2])) for r in (quantised, unadapted)]
     np.testing.assert_allclose(*voice_probs, atol=0.05)
 
     # the daemon's cycle feeds it Whisper's log-mel of the window that ends now
     ring = AudioRing(16000, capacity_s=6.0)
     ring.write(AudioChunk(np.concatenate([wave, wave[:16000]]), 4.0, 16000))
     events = EventConfig(threshold=0.0, hold_s=0.0, heartbeat_s=1e9)
-    pipeline = Pipeline(runner, None, ring, SmoothingConfig(), events, Stats())
+    stats = Stats()
+    pipeline = Pipeline(runner, None, ring, SmoothingConfig(), events, stats)
     result = pipeline.cycle(None, 4.0)
     assert result.inputs.mask.tolist() == [0.0, 1.0] and result.probs is not None
     np.testing.assert_allclose(result.inputs.audio, audio[0], atol=1e-5)
+    assert runner.voice_norm.heard == 1  # the voiced window moved the statistics …
+    assert not np.allclose(runner.voice_norm.norm, prior)
+    pipeline.cycle(None, 4.1)
+    assert runner.voice_norm.heard == 1  # … and the next, overlapping one is not taken
+    assert stats.snapshot()["counters"]["voice_windows_heard"] == 1
 
     # and the real daemon (`emoedge run`, file sources) publishes its predictions
     model = {"artifact": str(out / "onnx-fp32"), "backend": "onnxruntime", "threads": 1}

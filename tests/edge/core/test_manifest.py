@@ -163,3 +163,54 @@ def test_writing_an_invalid_manifest_fails(tmp_path: Path) -> None:
     bad = Manifest(**{**manifest.__dict__, "format": "pickle"})
     with pytest.raises(ModelError, match="'format'"):
         write_manifest(bad, tmp_path)
+
+
+VOICE_NORM = {"name": "voice_norm", "shape": [2, 512], "dtype": "float32"}
+VOICE_STATE = {"name": "voice_state", "shape": ["batch", 512], "dtype": "float32"}
+
+
+def adapting(directory: Path, extra_files: dict | None = None, **tensors) -> None:
+    """The artifact's manifest turned into an adapting voice's (or a broken one)."""
+    data = json.loads((directory / "manifest.json").read_text())
+    edit(
+        directory,
+        inputs=[*data["inputs"], tensors.get("norm", VOICE_NORM)],
+        outputs=[*data["outputs"], tensors.get("state", VOICE_STATE)],
+        extra_files={**data["extra_files"], **(extra_files or {})},
+    )
+
+
+def test_a_voice_that_adapts_declares_its_statistics_state_and_prior(tmp_path: Path) -> None:
+    make_artifact(tmp_path)
+    (tmp_path / "voice_prior.npy").write_bytes(b"prior")
+    adapting(tmp_path, {"voice_prior.npy": sha256_file(tmp_path / "voice_prior.npy")})
+    assert load_manifest(tmp_path).adapts_voice
+    assert not make_artifact(tmp_path / "plain").adapts_voice
+
+
+@pytest.mark.parametrize(
+    ("tensors", "prior", "message"),
+    [
+        ({}, False, "ships voice_prior.npy"),
+        ({"norm": VOICE_NORM | {"shape": [3, 512]}}, True, r"must be \(2, D\)"),
+        ({"state": VOICE_STATE | {"shape": ["batch", 256]}}, True, r"must be \(2, D\)"),
+        ({"norm": VOICE_NORM | {"name": "stats"}}, True, "not stats and voice_state"),
+    ],
+)
+def test_a_broken_adapting_voice_is_refused(
+    tmp_path: Path, tensors: dict, prior: bool, message: str
+) -> None:
+    make_artifact(tmp_path)
+    (tmp_path / "voice_prior.npy").write_bytes(b"prior")
+    extra = {"voice_prior.npy": sha256_file(tmp_path / "voice_prior.npy")} if prior else {}
+    adapting(tmp_path, extra, **tensors)
+    with pytest.raises(ModelError, match=message):
+        load_manifest(tmp_path)
+
+
+def test_statistics_without_a_state_output_are_refused(tmp_path: Path) -> None:
+    make_artifact(tmp_path)
+    data = json.loads((tmp_path / "manifest.json").read_text())
+    edit(tmp_path, inputs=[*data["inputs"], VOICE_NORM])
+    with pytest.raises(ModelError, match="come together"):
+        load_manifest(tmp_path)

@@ -1,0 +1,135 @@
+"""A voice that adapts to where it is deployed (model config voice_norm "deployment"): in
+training each corpus is standardised by its own statistics, and evaluation standardises each
+corpus's inputs by the statistics of that corpus's windows, as a device that heard them."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from distill.evaluate import TorchPredictor, predict_set
+from distill.models import build_model
+from distill.pairing import EvalSet, Rows
+from distill.whisper_voice import pooled_validation, standardised
+from edge.audio.frontend import AudioConfig, window_features
+from edge.core.voice_norm import VoiceNorm
+from edge.vision.face import FaceConfig
+from tests.fixtures_export import TINY
+
+WHISPER = {"fusion": "late", "voice": "whisper-base"}
+
+
+def two_corpora() -> tuple[np.ndarray, SimpleNamespace]:
+    """Window means (N, 3 windows, 512) of two corpora recorded far apart."""
+    rng = np.random.default_rng(0)
+    near = rng.normal(5.0, 2.0, (40, 3, 512))
+    far = rng.normal(-5.0, 0.5, (60, 3, 512))
+    corpora = np.array(["near"] * 40 + ["far"] * 60)
+    return np.concatenate([near, far]).astype(np.float32), SimpleNamespace(corpora=corpora)
+
+
+@pytest.mark.parametrize("voice_norm", ["fixed", "deployment"])
+def test_training_standardises_each_corpus_by_its_own_statistics_when_the_voice_adapts(
+    voice_norm: str,
+) -> None:
+    model = build_model("student", TINY["student"] | WHISPER | {"voice_norm": voice_norm})
+    states, audio = two_corpora()
+    out = standardised(states, audio, model)
+    flat = states.reshape(-1, 512)
+    # either way the pooling's buffers hold the statistics of all training windows: the
+    # standardisation, or an adapting voice's prior
+    np.testing.assert_allclose(model.attention.centre.numpy(), flat.mean(0), atol=1e-3)
+    np.testing.assert_allclose(model.attention.spread.numpy(), flat.std(0) + 1e-3, rtol=1e-3)
+    near, far = out[:40].reshape(-1, 512), out[40:].reshape(-1, 512)
+    if voice_norm == "deployment":
+        for corpus in (near, far):
+            assert np.abs(corpus.mean(0)).max() < 1e-3
+            np.testing.assert_allclose(corpus.std(0), 1.0, atol=1e-2)
+    else:
+        assert near.mean() > 0.5 > -0.5 > far.mean()  # one standardisation for both
+
+
+def test_a_voice_norm_of_another_name_or_for_another_voice_is_refused() -> None:
+    with pytest.raises(ValueError, match="allowed values are fixed, deployment"):
+        build_model("student", TINY["student"] | WHISPER | {"voice_norm": "speaker"})
+    with pytest.raises(ValueError, match='for voice "whisper-base"'):
+        build_model("student", TINY["student"] | {"voice_norm": "deployment"})
+
+
+class Listening:
+    """An adapting predictor over 'windows' whose mean steps are their first feature: it
+    answers with the statistics it was given, so the test sees what each row was fed."""
+
+    def __init__(self) -> None:
+        self.voice_norm = VoiceNorm(np.stack([np.zeros(1), np.ones(1)]), prior_weight=1e-9)
+        self.states_asked = 0
+
+    def voice_states(self, audio: np.ndarray) -> np.ndarray:
+        self.states_asked += len(audio)
+        return audio[:, 0, :1]
+
+    def __call__(self, face: np.ndarray, audio: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        out = np.zeros((len(face), 7), np.float32)
+        out[:, 0] = self.voice_norm.norm[0, 0]
+        return out
+
+
+def test_evaluation_standardises_each_corpus_by_its_own_distinct_windows() -> None:
+    clips = np.zeros((5, 2, 1), np.float32)
+    clips[:, 0, 0] = [1.0, 3.0, 10.0, 20.0, 30.0]  # corpus b: clips 0, 1; corpus a: 2, 3, 4
+    corpus_of_clip = np.array(["b", "b", "a", "a", "a"])
+    pairs = np.repeat(np.arange(5), [4, 1, 2, 2, 2])  # pairs repeat clips unevenly
+    n = len(pairs)
+    mask = np.tile([1.0, 1.0], (n, 1)).astype(np.float32)
+    es = EvalSet(
+        "fused",
+        np.zeros((n, 48, 48), np.uint8),
+        Rows(clips, pairs),
+        mask,
+        np.zeros(n, np.int64),
+        corpora=corpus_of_clip[pairs],
+    )
+    predict = Listening()
+    fed = predict_set(predict, es, FaceConfig(), batch_size=3)[:, 0]
+    expected = np.where(corpus_of_clip[pairs] == "b", 2.0, 20.0)  # each clip counted once
+    np.testing.assert_allclose(fed, expected, rtol=1e-6)
+    assert predict.states_asked == 5
+    np.testing.assert_array_equal(predict.voice_norm.norm, predict.voice_norm.prior)
+
+    # rows whose voice is masked do not count; a set without corpora keeps the prior
+    es.mask[pairs == 0, 1] = 0.0
+    fed = predict_set(predict, es, FaceConfig())[:, 0]
+    np.testing.assert_allclose(fed[corpus_of_clip[pairs] == "b"], 3.0, rtol=1e-6)
+    es.corpora = None
+    assert not predict_set(predict, es, FaceConfig())[:, 0].any()
+
+
+@pytest.mark.parametrize("voice_norm", ["fixed", "deployment"])
+def test_the_voice_stage_validates_on_mean_steps_computed_once(voice_norm: str) -> None:
+    """PooledPredictor scores the validation windows as the whole model does."""
+    model = build_model("student", TINY["student"] | WHISPER | {"voice_norm": voice_norm}).eval()
+    cfg = AudioConfig.whisper()
+    rng = np.random.default_rng(1)
+    waves = rng.normal(0, 0.1, (4, cfg.window_samples)).astype(np.float32)
+    windows = np.stack([window_features(w * (i + 1), cfg) for i, w in enumerate(waves)])
+    pool = model.attention
+    pool.centre.copy_(torch.from_numpy(rng.normal(0, 0.1, 512).astype(np.float32)))
+    pool.spread.copy_(torch.full((512,), 0.5))
+    es = EvalSet(
+        "audio_only",
+        np.zeros((4, 48, 48), np.uint8),
+        windows,
+        np.tile([0.0, 1.0], (4, 1)).astype(np.float32),
+        np.zeros(4, np.int64),
+        corpora=np.array(["a", "a", "b", "b"]),
+    )
+    whole = predict_set(TorchPredictor(model), es, FaceConfig())
+    pooled = predict_set(pooled_validation(model.audio, windows)(model), es, FaceConfig())
+    np.testing.assert_allclose(pooled, whole, atol=1e-5)
+    with pytest.raises(ValueError, match="voice-only"):
+        pooled_validation(model.audio, windows[:1])(model)(
+            np.zeros((1, 1, 48, 48), np.float32), windows[:1], np.ones((1, 2), np.float32)
+        )

@@ -11,7 +11,9 @@ languages, microphones and rooms. This protocol measures that:
   clip of the corpus left out: voice accuracy and UAR, and the class-paired pairs of those
   voices with the test faces (face alone, voice alone, fused: fusion must not make the better
   modality worse); the teacher, whose shared fusion head the voice-only stage retrains, is
-  scored on the voice alone;
+  scored on the voice alone; a voice that adapts to its deployment (voice_norm "deployment")
+  is standardised by the statistics of the held-out corpus's own clips, as a device that
+  heard them (distill.evaluate.predict_set);
 - RAVDESS statements: RAVDESS's 24 actors say only two sentences; the voice trains with
   RAVDESS's statement 01 only (other corpora as usual) and is scored on RAVDESS's test actors
   per statement: a model that keyed on the words would fall on statement 02.

@@ -74,7 +74,7 @@ def branch_logits(
     assert isinstance(head, LateFusionHead)
 
     def both(face: torch.Tensor, audio: torch.Tensor, mask: torch.Tensor, *norm) -> torch.Tensor:
-        features = model.features(face, audio, torch.ones_like(mask), *norm)
+        features = model.features(face, audio, torch.ones(len(face), 2), *norm)
         return torch.cat(head.branch_logits(*features), 1)
 
     logits = torch.from_numpy(predict_set(TorchPredictor(model, both), es, face_cfg, batch_size))

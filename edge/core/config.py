@@ -180,6 +180,16 @@ class ModelConfig:
         '    providers = ["TensorrtExecutionProvider", "CUDAExecutionProvider", '
         '"CPUExecutionProvider"]',
     )
+    voice_statistics: str = setting(
+        "auto",
+        check=bool,
+        rule='"auto", "off" or a file path',
+        help="Where a model whose voice adapts to the speech it hears (the default model) keeps "
+        'that speech\'s statistics, so that a restart continues from them: "auto" = '
+        "$STATE_DIRECTORY/voice-statistics.npz when systemd runs the daemon (/var/lib/emoedge), "
+        'kept in memory only otherwise; "off" = never kept (each start begins from the '
+        "model's training statistics); or a file path. `set/reset_voice` starts afresh.",
+    )
 
 
 @dataclass(frozen=True)

@@ -8,12 +8,16 @@ hears, starting from the training corpora's (the prior) and moving towards the r
 
 from __future__ import annotations
 
+import hashlib
 import math
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
 EPS = 1e-3  # added to every spread: a nearly constant dimension is not blown up
+FILE_VERSION = 1  # of the saved statistics (VoiceNorm.save)
 
 
 def statistics(states: np.ndarray) -> np.ndarray:
@@ -48,7 +52,7 @@ class VoiceNorm:
         self._sum = np.zeros(self.prior.shape[1], np.float64)
         self._squares = np.zeros(self.prior.shape[1], np.float64)
         self._last_t = -math.inf
-        self.norm = self.prior.copy()
+        self._update()
 
     def observe(self, state: np.ndarray, t: float) -> bool:
         """Take one voiced window's mean steps (D,) heard at time `t` (seconds), unless the
@@ -71,11 +75,18 @@ class VoiceNorm:
         self._add(np.asarray(states, np.float64))
 
     def _add(self, states: np.ndarray) -> None:
-        """Count `states` in; the centre and the variance each move from the prior's towards
-        the heard windows' own, by their weights (the shift between the two is not spread)."""
         self.heard += len(states)
         self._sum += states.sum(0)
         self._squares += (states * states).sum(0)
+        self._update()
+
+    def _update(self) -> None:
+        """The statistics fed from what is counted: the centre and the variance each move from
+        the prior's towards the heard windows' own, by their weights (the shift between the two
+        is not spread)."""
+        if self.heard == 0:
+            self.norm = self.prior.copy()
+            return
         mean = self._sum / self.heard
         variance = np.maximum(self._squares / self.heard - mean**2, 0.0)
         weight, heard = self.prior_weight, self.heard
@@ -83,3 +94,44 @@ class VoiceNorm:
         centre = (weight * centre + heard * mean) / (weight + heard)
         variance = (weight * (spread - EPS) ** 2 + heard * variance) / (weight + heard)
         self.norm = np.stack([centre, np.sqrt(variance) + EPS]).astype(np.float32)
+
+    def prior_digest(self) -> str:
+        """Names the prior (and so the model) that saved statistics belong to."""
+        return hashlib.sha256(self.prior.tobytes()).hexdigest()[:16]
+
+    def save(self, path: Path) -> None:
+        """Write what was heard to `path` (.npz), atomically: a crash leaves the previous file."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(path.name + ".partial")
+        with open(partial, "wb") as f:
+            np.savez(
+                f, version=FILE_VERSION, prior=self.prior_digest(), heard=self.heard,
+                sum=self._sum, squares=self._squares,
+            )  # fmt: skip
+        os.replace(partial, path)
+
+    def restore(self, path: Path) -> float:
+        """Continue from the statistics saved at `path` (VoiceNorm.save) by a run of the same
+        model; the windows they count. ValueError (nothing changed) for a file that is not such
+        statistics or belongs to another model; OSError when it cannot be read."""
+        try:
+            with np.load(path, allow_pickle=False) as saved:
+                version, prior = int(saved["version"]), str(saved["prior"])
+                heard = float(saved["heard"])
+                total, squares = saved["sum"], saved["squares"]
+        except (KeyError, TypeError, EOFError, ValueError) as error:
+            raise ValueError(f"not saved voice statistics ({error})") from None
+        if version != FILE_VERSION:
+            raise ValueError(f"saved voice statistics version {version}, not {FILE_VERSION}")
+        if prior != self.prior_digest():
+            raise ValueError("saved by another model (its voice prior differs)")
+        shape = self._sum.shape
+        if total.shape != shape or squares.shape != shape or not heard >= 0:
+            raise ValueError(f"saved voice statistics of the wrong shape {total.shape}")
+        if not (np.isfinite(total).all() and np.isfinite(squares).all() and math.isfinite(heard)):
+            raise ValueError("saved voice statistics are not finite")
+        self.heard = heard
+        self._sum, self._squares = total.astype(np.float64), squares.astype(np.float64)
+        self._last_t = -math.inf
+        self._update()
+        return heard

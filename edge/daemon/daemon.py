@@ -106,7 +106,8 @@ class Daemon:
     # -- commands from MQTT ---------------------------------------------------------------
 
     def handle_command(self, name: str, value: Any) -> CommandResult:
-        """Apply a validated `set/<name>` command (pause, resume, rate, threshold, fusion)."""
+        """Apply a validated `set/<name>` command (pause, resume, rate, threshold, fusion,
+        reset_voice)."""
         if name == "pause":
             self.paused = True
             self._wake.set()  # the loop publishes the `paused` state
@@ -137,6 +138,10 @@ class Daemon:
             return CommandResult(
                 name, True, f"fusion {fusion.mode}, voice weight {fusion.voice_weight}", value
             )
+        if name == "reset_voice":
+            if not self.pipeline.reset_voice():
+                return CommandResult(name, False, "this model's voice does not adapt", value)
+            return CommandResult(name, True, "voice statistics back to the model's prior", value)
         return CommandResult(name, False, f"unknown command {name!r}")
 
     # -- running ----------------------------------------------------------------------------
@@ -297,6 +302,7 @@ class Daemon:
             self.camera.close()
         if self.microphone is not None:
             self.microphone.stop()
+        self.pipeline.close()
         self._counters()
         final = self.stats.snapshot()
         log.info("final stats: %s", final)

@@ -24,6 +24,7 @@ from edge.core.fusion import FusionConfig, fuse, modality_predictions, top_label
 from edge.core.labels import LABELS
 from edge.daemon.smoothing import Change, EventPolicy, Smoother
 from edge.daemon.stats import Stats
+from edge.daemon.voice_memory import VoiceMemory
 from edge.mqtt.messages import EmotionEvent, EmotionState
 from edge.vision.detect import Detection, FaceDetector
 from edge.vision.track import FaceTracker
@@ -63,8 +64,10 @@ class Pipeline:
         events: EventConfig,
         stats: Stats,
         fusion: FusionConfig | None = None,
+        voice_memory: VoiceMemory | None = None,
     ) -> None:
         self.runner = runner
+        self.voice_memory = voice_memory  # keeps an adapting voice's statistics (or None)
         self.fusion = fusion or FusionConfig()
         self.tracker = (
             FaceTracker(detector, runner.manifest.face, stats) if detector is not None else None
@@ -166,6 +169,24 @@ class Pipeline:
         voiced = norm is not None and state is not None and inputs.mask[1] > 0
         if voiced and norm.observe(state[0], t):
             self.stats.count("voice_windows_heard")
+            if self.voice_memory is not None:
+                self.voice_memory.taken()
+
+    def reset_voice(self) -> bool:
+        """An adapting voice forgets what it heard (back to its prior, saved so); False for a
+        model whose voice does not adapt."""
+        norm = self.runner.voice_norm
+        if norm is None:
+            return False
+        norm.reset()
+        if self.voice_memory is not None:
+            self.voice_memory.save()
+        return True
+
+    def close(self) -> None:
+        """Save what must outlive the process (an adapting voice's statistics)."""
+        if self.voice_memory is not None:
+            self.voice_memory.save()
 
     def _next_seq(self) -> int:
         self.seq += 1

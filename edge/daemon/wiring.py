@@ -25,6 +25,7 @@ from edge.daemon.daemon import Daemon, Summary
 from edge.daemon.pipeline import Pipeline
 from edge.daemon.sdnotify import Notifier
 from edge.daemon.stats import Stats
+from edge.daemon.voice_memory import VoiceMemory, statistics_path
 from edge.mqtt.messages import Publisher
 from edge.vision.detect import load_detector
 
@@ -72,8 +73,9 @@ def build_daemon(
     window_s = runner.manifest.audio.window_s
     ring = AudioRing(microphone.sample_rate, window_s + RING_MARGIN_S) if microphone else None
     pipeline = Pipeline(
-        runner, detector, ring, config.smoothing, config.events, stats or Stats(), config.fusion
-    )
+        runner, detector, ring, config.smoothing, config.events, stats or Stats(), config.fusion,
+        voice_memory(runner, config.model.voice_statistics),
+    )  # fmt: skip
     return Daemon(
         pipeline,
         publisher,
@@ -86,6 +88,19 @@ def build_daemon(
         stats_interval_s=config.stats_interval_s,
         notifier=notifier,
     )
+
+
+def voice_memory(runner: Runner, setting: str) -> VoiceMemory | None:
+    """Where an adapting voice keeps its statistics (model.voice_statistics), loaded; None for
+    a model whose voice does not adapt, or when they are not kept."""
+    path = statistics_path(setting)
+    if runner.voice_norm is None or path is None:
+        if runner.voice_norm is not None:
+            log.info("voice statistics are kept in memory only (model.voice_statistics)")
+        return None
+    memory = VoiceMemory(runner.voice_norm, path)
+    memory.load()
+    return memory
 
 
 def one_blas_thread() -> None:

@@ -30,7 +30,7 @@ from edge.core.untrusted_json import decode_json
 
 SCHEMA_VERSION = 1
 AVAILABILITY = ("online", "offline")
-COMMANDS = ("pause", "resume", "rate", "threshold", "fusion")
+COMMANDS = ("pause", "resume", "rate", "threshold", "fusion", "reset_voice")
 MAX_COMMAND_BYTES = 1024
 KINDS = ("availability", "state", "events", "stats")  # what a device publishes, by topic
 SCHEMA_OF = {"state": "state", "events": "event", "stats": "stats", "result": "command_result"}

@@ -90,9 +90,12 @@ def test_commands_are_applied_acknowledged_or_rejected(tmp_path, tiny_model, mqt
         assert command("fusion", '{"mode": "face"}')["message"] == "fusion face, voice weight 1.0"
         wait_for(lambda: json.loads(log.on(f"{base}/state")[-1])["fusion"] == "face",
                  what="a state in fusion mode face")  # fmt: skip
+        refused = command("reset_voice", "")  # the tiny model's voice does not adapt
+        assert (refused["ok"], refused["message"]) == (False, "this model's voice does not adapt")
         for name, bad in [("rate", '{"hz": -1}'), ("rate", "fast"), ("threshold", "{}"),
                           ("pause", "x" * 5000), ("reboot", "{}"), ("fusion", '{"mode": "loud"}'),
-                          ("fusion", '{"voice_weight": 9}')]:  # fmt: skip
+                          ("fusion", '{"voice_weight": 9}'),
+                          ("reset_voice", '{"now": 1}')]:  # fmt: skip
             result = command(name, bad)
             assert result["ok"] is False and result["message"], result
         states = len(log.on(f"{base}/state"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
@@ -126,6 +127,29 @@ def predict_set(
     return out
 
 
+CORPUS_SET = re.compile(r"^(?P<whole>.+)\[(?P<corpus>[^\]]+)\]$")  # 'fused[emodb]'
+
+
+def predict_sets(
+    predict: Predictor, sets: Sequence[EvalSet], face_cfg: FaceConfig, batch_size: int = 256
+) -> dict[str, np.ndarray]:
+    """Class scores of every set by name (predict_set). A corpus's set ('fused[emodb]') takes
+    its rows of the set over every corpus ('fused') where that was scored before it: the same
+    inputs, each corpus standardised by the same statistics, scored once."""
+    out: dict[str, np.ndarray] = {}
+    by_name = {es.name: es for es in sets}
+    for es in sets:
+        part = CORPUS_SET.match(es.name)
+        whole = by_name.get(part["whole"]) if part else None
+        if part and whole is not None and whole.name in out and whole.corpora is not None:
+            rows = whole.corpora == part["corpus"]
+            if rows.sum() == len(es) and np.array_equal(whole.labels[rows], es.labels):
+                out[es.name] = out[whole.name][rows]
+                continue
+        out[es.name] = predict_set(predict, es, face_cfg, batch_size)
+    return out
+
+
 def voice_states(
     predict: AdaptingPredictor, es: EvalSet, rows: np.ndarray, batch_size: int
 ) -> np.ndarray:
@@ -192,8 +216,9 @@ def evaluate(
 ) -> dict[str, dict]:
     """Scores of a predictor on every evaluation set, by set name."""
     metrics = {}
+    scored = predict_sets(predict, sets, face_cfg, batch_size)
     for es in sets:
-        probs = predict_set(predict, es, face_cfg, batch_size)
+        probs = scored[es.name]
         metrics[es.name] = scores(probs.argmax(1), es.labels)
         metrics[es.name]["ece"] = round(expected_calibration_error(probs, es.labels), 2)
         if es.excluded:

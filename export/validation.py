@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from distill.evaluate import RunnerPredictor, TorchPredictor, predict_set, scores
+from distill.evaluate import RunnerPredictor, TorchPredictor, predict_sets, scores
 from distill.pairing import EvalSet
 from edge.backends import load_artifact
 from edge.vision.face import FaceConfig, normalize_face
@@ -23,11 +23,6 @@ LATENCY_RUNS = 50
 def torch_logits(model: torch.nn.Module) -> Logits:
     """A numpy logits function for a PyTorch model (adapting where its voice does)."""
     return TorchPredictor(model, output=model)
-
-
-def set_logits(fn: Logits, sets: list[EvalSet], face_cfg: FaceConfig) -> dict[str, np.ndarray]:
-    """Logits of `fn` on every evaluation set, by set name."""
-    return {es.name: predict_set(fn, es, face_cfg) for es in sets}
 
 
 def median_latency_ms(fn: Logits, sample: tuple[np.ndarray, ...]) -> float:
@@ -74,7 +69,7 @@ def metrics(
 def validate_pytorch(model: torch.nn.Module, sets: list[EvalSet], face_cfg: FaceConfig) -> tuple:
     """The reference: PyTorch logits per set, its metrics and its 1-thread latency."""
     fn = torch_logits(model)
-    logits = set_logits(fn, sets, face_cfg)
+    logits = predict_sets(fn, sets, face_cfg)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -89,7 +84,7 @@ def validate_artifact(
 ) -> dict:
     """Metrics of the artifact in `directory` through its edge backend, on one thread."""
     runner = load_artifact(directory, threads=1)
-    logits = set_logits(RunnerPredictor(runner, logits=True), sets, face_cfg)
+    logits = predict_sets(RunnerPredictor(runner, logits=True), sets, face_cfg)
     return {
         **metrics(logits, sets, reference),
         "backend": runner.name,

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from distill.evaluate import TorchPredictor, predict_set
+from distill.evaluate import TorchPredictor, predict_set, predict_sets
 from distill.models import build_model
 from distill.pairing import EvalSet, Rows
 from distill.whisper_voice import pooled_validation, standardised
@@ -72,8 +72,10 @@ class Listening:
         return audio[:, 0, :1]
 
     def __call__(self, face: np.ndarray, audio: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        self.rows_scored = getattr(self, "rows_scored", 0) + len(face)
         out = np.zeros((len(face), 7), np.float32)
         out[:, 0] = self.voice_norm.norm[0, 0]
+        out[:, 1] = audio[:, 0, 0]  # which clip
         return out
 
 
@@ -105,6 +107,36 @@ def test_evaluation_standardises_each_corpus_by_its_own_distinct_windows() -> No
     np.testing.assert_allclose(fed[corpus_of_clip[pairs] == "b"], 3.0, rtol=1e-6)
     es.corpora = None
     assert not predict_set(predict, es, FaceConfig())[:, 0].any()
+
+
+def test_each_corpus_set_is_its_rows_of_the_set_over_every_corpus() -> None:
+    """Evaluation and export score a pair once: 'fused[a]' is read from 'fused' (the same
+    rows, standardised by the same corpus statistics), unless it is not those rows."""
+    clips = np.zeros((5, 2, 1), np.float32)
+    clips[:, 0, 0] = [1.0, 3.0, 10.0, 20.0, 30.0]
+    corpus_of_clip = np.array(["b", "b", "a", "a", "a"])
+    pairs = np.repeat(np.arange(5), [4, 1, 2, 2, 2])
+    mask = np.tile([1.0, 1.0], (len(pairs), 1)).astype(np.float32)
+
+    def pair_set(name: str, rows: np.ndarray, labels: np.ndarray | None = None) -> EvalSet:
+        p = pairs[rows]
+        return EvalSet(name, np.zeros((len(p), 48, 48), np.uint8), Rows(clips, p), mask[rows],
+                       np.zeros(len(p), np.int64) if labels is None else labels,
+                       corpora=corpus_of_clip[p])  # fmt: skip
+
+    every = np.arange(len(pairs))
+    in_a = every[corpus_of_clip[pairs] == "a"]
+    in_b = every[corpus_of_clip[pairs] == "b"]
+    sets = [pair_set("fused", every), pair_set("fused[a]", in_a), pair_set("fused[b]", in_b),
+            pair_set("other[a]", in_a), pair_set("relabelled", every),
+            pair_set("relabelled[b]", in_b, np.ones(len(in_b), np.int64))]  # fmt: skip
+    counted = Listening()
+    scored = predict_sets(counted, sets, FaceConfig())
+    for es in sets:
+        np.testing.assert_array_equal(scored[es.name], predict_set(Listening(), es, FaceConfig()))
+    # scored: 'fused', 'other[a]' (no 'other'), 'relabelled' and 'relabelled[b]' (not its
+    # rows of 'relabelled'); read from 'fused': 'fused[a]' and 'fused[b]'
+    assert counted.rows_scored == len(pairs) + len(in_a) + len(pairs) + len(in_b)
 
 
 @pytest.mark.parametrize("voice_norm", ["fixed", "deployment"])

@@ -8,17 +8,18 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 
 from distill.checkpoint import front_end, load_checkpoint
 from distill.data import load_data
 from distill.pairing import build_eval_sets
-from edge.core.errors import ModelError, UsageError
+from edge.core.errors import DataError, ModelError, UsageError
 from edge.core.manifest import sha256_file
 from export import report as rep
 from export.artifact import AllLogits, Job, Source, write_artifact
 from export.formats import FLOAT_PRECISION, FORMATS
-from export.int8_samples import calibration_samples
+from export.int8_samples import LazySamples, calibration_samples
 from export.validation import validate_artifact, validate_pytorch
 
 log = logging.getLogger(__name__)
@@ -86,6 +87,8 @@ def _export_all(opts, job, source, calibration, sets, ref_logits, ref_fused) -> 
 
 def export_checkpoint(opts: ExportOptions) -> dict:
     """Run the export; returns the report (also written to OUT). Raises GateError on a breach."""
+    if opts.int8 and opts.calib_samples < 1:
+        raise DataError(f"--calib-samples must be at least 1 (got {opts.calib_samples})")
     for name in CHATTY_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
     model, meta = load_checkpoint(opts.checkpoint)
@@ -110,14 +113,17 @@ def export_checkpoint(opts: ExportOptions) -> dict:
         audio_cfg,
     )
     calibration = None
-    if opts.int8:
-        calibration = calibration_samples(
-            opts.calib_faces,
-            opts.calib_speech,
-            audio_cfg,
-            face_cfg,
-            opts.calib_samples,
-            opts.cache_dir,
+    if opts.int8:  # drawn when a static int8 conversion first asks
+        calibration = LazySamples(
+            partial(
+                calibration_samples,
+                opts.calib_faces,
+                opts.calib_speech,
+                audio_cfg,
+                face_cfg,
+                opts.calib_samples,
+                opts.cache_dir,
+            )
         )
     opts.out.mkdir(parents=True, exist_ok=True)
     ref_logits, ref = validate_pytorch(model, sets, face_cfg)
@@ -142,7 +148,7 @@ def export_checkpoint(opts: ExportOptions) -> dict:
             "samples": ref["n"],
         },
         "calibration": None
-        if calibration is None
+        if calibration is None or not calibration.drawn
         else {
             "faces": str(opts.calib_faces),
             "speech": speech_names(opts.calib_speech),

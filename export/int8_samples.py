@@ -7,14 +7,15 @@ pairs, so every mask combination the device sends is seen by the observers.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import overload
 
 import numpy as np
 
 from distill.data import load_data
 from distill.pairing import EvalSet, build_eval_sets
 from edge.audio.frontend import AudioConfig
-from edge.core.errors import DataError
 from edge.vision.face import FaceConfig, normalize_face
 from export.artifact import Sample
 
@@ -46,8 +47,37 @@ def calibration_samples(
     n: int,
     cache_dir: Path | None = None,
 ) -> list[Sample]:
-    """n calibration inputs from the training split of the given corpora."""
-    if n < 1:
-        raise DataError(f"--calib-samples must be at least 1 (got {n})")
+    """n (at least 1) calibration inputs from the training split of the given corpora."""
     face_data, audio_data = load_data(faces, speech, SPLIT, audio_cfg, cache_dir)
     return draw_samples(build_eval_sets(face_data, audio_data, audio_cfg), face_cfg, n)
+
+
+class LazySamples(Sequence[Sample]):
+    """Calibration samples drawn on first use, once: a conversion that needs none (the dynamic
+    int8 of a Whisper voice) never draws them, and the report says none were used."""
+
+    def __init__(self, draw: Callable[[], list[Sample]]):
+        self._draw = draw
+        self._samples: list[Sample] | None = None
+
+    @property
+    def drawn(self) -> bool:
+        """Whether a conversion asked for them."""
+        return self._samples is not None
+
+    def _get(self) -> list[Sample]:
+        if self._samples is None:
+            self._samples = self._draw()
+        return self._samples
+
+    def __len__(self) -> int:
+        return len(self._get())
+
+    @overload
+    def __getitem__(self, i: int) -> Sample: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[Sample]: ...
+
+    def __getitem__(self, i: int | slice) -> Sample | list[Sample]:
+        return self._get()[i]

@@ -106,6 +106,8 @@ def test_a_whisper_voice_trains_on_cached_window_means_then_calibrates_exports_a
     ops = Counter(node.op_type for node in onnx.load(int8.manifest.model_path).graph.node)
     assert ops["MatMulInteger"] == 12 and ops["DynamicQuantizeLinear"] >= 1
     assert ops["QuantizeLinear"] == 0 and ops["ConvInteger"] == 0
+    # … so the calibration samples were never drawn, and the report does not claim them
+    assert json.loads((out / "report.json").read_text())["calibration"] is None
     quantised = int8.outputs(face, audio, np.array([[0.0, 1.0]], np.float32))
     voice_probs = [np.exp(log_softmax(r[0, 2])) for r in (quantised, unadapted)]
     np.testing.assert_allclose(*voice_probs, atol=0.05)

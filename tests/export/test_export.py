@@ -212,6 +212,17 @@ def test_calibration_draws_every_mask_from_the_training_split(tiny_corpora: Corp
     )
 
 
+def test_calibration_samples_are_drawn_on_first_use_once() -> None:
+    from export.int8_samples import LazySamples
+
+    draws = []
+    samples = LazySamples(lambda: draws.append(1) or [{"face": i} for i in range(3)])
+    assert not samples.drawn and not draws
+    assert [s["face"] for s in samples] == [0, 1, 2] and len(samples) == 3
+    assert samples[1:] == [{"face": 1}, {"face": 2}]
+    assert samples.drawn and draws == [1]
+
+
 def test_breached_int8_bound_exits_non_zero(
     tiny_corpora: Corpora,
     student_checkpoint: Path,

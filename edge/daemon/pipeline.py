@@ -68,6 +68,8 @@ class Pipeline:
     ) -> None:
         self.runner = runner
         self.voice_memory = voice_memory  # keeps an adapting voice's statistics (or None)
+        self.stats = stats
+        self._count_voice_statistics()
         self.fusion = fusion or FusionConfig()
         self.tracker = (
             FaceTracker(detector, runner.manifest.face, stats) if detector is not None else None
@@ -84,7 +86,6 @@ class Pipeline:
         )
         self.smoother = Smoother(smoothing)
         self.policy = EventPolicy(events)
-        self.stats = stats
         self.seq = 0
         self._blank_face = np.zeros((1, self.face_cfg.size, self.face_cfg.size), np.float32)
         self._blank_audio = np.zeros(
@@ -164,13 +165,20 @@ class Pipeline:
 
     def _adapt_voice(self, inputs: ModelInputs, t: float) -> None:
         """A voice that adapts hears this cycle's voiced window (edge.core.voice_norm); the
-        stats' counter `voice_windows_heard` counts the windows taken."""
+        stats' counter `voice_windows_heard` counts the windows this process took."""
         norm, state = self.runner.voice_norm, self.runner.voice_state
         voiced = norm is not None and state is not None and inputs.mask[1] > 0
         if voiced and norm.observe(state[0], t):
             self.stats.count("voice_windows_heard")
+            self._count_voice_statistics()
             if self.voice_memory is not None:
                 self.voice_memory.taken()
+
+    def _count_voice_statistics(self) -> None:
+        """The stats' counter `voice_statistics_windows`: the windows an adapting voice's
+        statistics hold (restored from an earlier run, or heard; past the memory they fade)."""
+        if self.runner.voice_norm is not None:
+            self.stats.set_counter("voice_statistics_windows", round(self.runner.voice_norm.heard))
 
     def reset_voice(self) -> bool:
         """An adapting voice forgets what it heard (back to its prior, saved so); False for a
@@ -179,6 +187,7 @@ class Pipeline:
         if norm is None:
             return False
         norm.reset()
+        self._count_voice_statistics()
         if self.voice_memory is not None:
             self.voice_memory.save()
         return True

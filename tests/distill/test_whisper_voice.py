@@ -125,7 +125,8 @@ def test_a_whisper_voice_trains_on_cached_window_means_then_calibrates_exports_a
     assert not np.allclose(runner.voice_norm.norm, prior)
     pipeline.cycle(None, 4.1)
     assert runner.voice_norm.heard == 1  # … and the next, overlapping one is not taken
-    assert stats.snapshot()["counters"]["voice_windows_heard"] == 1
+    counters = stats.snapshot()["counters"]
+    assert counters["voice_windows_heard"] == counters["voice_statistics_windows"] == 1
 
     # and the real daemon (`emoedge run`, file sources) publishes its predictions
     model = {"artifact": str(out / "onnx-fp32"), "backend": "onnxruntime", "threads": 1}

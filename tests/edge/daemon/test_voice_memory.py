@@ -108,9 +108,12 @@ def test_set_reset_voice_forgets_and_saves_that(tmp_path) -> None:
     path = tmp_path / STATE_FILE
     memory = VoiceMemory(heard(VoiceNorm(runner.voice_norm.prior), 5), path)
     runner.voice_norm = memory.norm
-    pipeline = Pipeline(runner, None, None, SmoothingConfig(), EventConfig(), Stats(),
+    stats = Stats()
+    pipeline = Pipeline(runner, None, None, SmoothingConfig(), EventConfig(), stats,
                         voice_memory=memory)  # fmt: skip
+    assert stats.snapshot()["counters"]["voice_statistics_windows"] == 5  # what it holds
     assert pipeline.reset_voice()
+    assert stats.snapshot()["counters"]["voice_statistics_windows"] == 0
     assert memory.norm.heard == 0 and VoiceNorm(memory.norm.prior).restore(path) == 0
     np.testing.assert_array_equal(memory.norm.norm, memory.norm.prior)
 
@@ -135,3 +138,4 @@ def test_the_daemon_under_systemd_keeps_what_it_heard(tmp_path, mqtt_broker) -> 
     assert counts[0] >= 1
     assert counts[1] == 2 * counts[0]
     assert "restored" in logs[1] and "restored" not in logs[0]
+    assert f"'voice_statistics_windows': {round(counts[1])}" in logs[1]  # in the stats topic

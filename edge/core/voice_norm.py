@@ -126,10 +126,11 @@ class VoiceNorm:
         if prior != self.prior_digest():
             raise ValueError("saved by another model (its voice prior differs)")
         shape = self._sum.shape
-        if total.shape != shape or squares.shape != shape or not heard >= 0:
+        if total.shape != shape or squares.shape != shape:
             raise ValueError(f"saved voice statistics of the wrong shape {total.shape}")
-        if not (np.isfinite(total).all() and np.isfinite(squares).all() and math.isfinite(heard)):
-            raise ValueError("saved voice statistics are not finite")
+        finite = np.isfinite(total).all() and np.isfinite(squares).all() and math.isfinite(heard)
+        if not finite or heard < 0:
+            raise ValueError("saved voice statistics are not finite and non-negative")
         self.heard = heard
         self._sum, self._squares = total.astype(np.float64), squares.astype(np.float64)
         self._last_t = -math.inf

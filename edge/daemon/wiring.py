@@ -93,10 +93,11 @@ def build_daemon(
 def voice_memory(runner: Runner, setting: str) -> VoiceMemory | None:
     """Where an adapting voice keeps its statistics (model.voice_statistics), loaded; None for
     a model whose voice does not adapt, or when they are not kept."""
+    if runner.voice_norm is None:
+        return None
     path = statistics_path(setting)
-    if runner.voice_norm is None or path is None:
-        if runner.voice_norm is not None:
-            log.info("voice statistics are kept in memory only (model.voice_statistics)")
+    if path is None:
+        log.info("voice statistics are kept in memory only (model.voice_statistics)")
         return None
     memory = VoiceMemory(runner.voice_norm, path)
     memory.load()

@@ -30,6 +30,7 @@ these numbers are never fitted on training data. The test split stays held out.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from contextlib import contextmanager
@@ -65,10 +66,15 @@ log = logging.getLogger(__name__)
 
 @torch.no_grad()
 def branch_logits(
-    model: EmotionModel, es: EvalSet, face_cfg: FaceConfig, batch_size: int = 256
+    model: EmotionModel,
+    es: EvalSet,
+    face_cfg: FaceConfig,
+    batch_size: int = 256,
+    states: dict[bytes, np.ndarray] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The uncalibrated face and voice logits of a late-fusion model for an evaluation set,
-    computed `batch_size` samples at a time (predict_set's batches)."""
+    computed `batch_size` samples at a time (predict_set's batches); `states` as
+    TorchPredictor's."""
     model.eval()
     head = model.head
     assert isinstance(head, LateFusionHead)
@@ -77,7 +83,8 @@ def branch_logits(
         features = model.features(face, audio, torch.ones(len(face), 2), *norm)
         return torch.cat(head.branch_logits(*features), 1)
 
-    logits = torch.from_numpy(predict_set(TorchPredictor(model, both), es, face_cfg, batch_size))
+    predictor = TorchPredictor(model, both, states)
+    logits = torch.from_numpy(predict_set(predictor, es, face_cfg, batch_size))
     return logits[:, :NUM_CLASSES], logits[:, NUM_CLASSES:]
 
 
@@ -231,10 +238,12 @@ def calibrate_model(
     sets: list[EvalSet],
     face_cfg: FaceConfig,
     face_prior: np.ndarray | None = None,
+    voice_temperature: float | None = None,
 ) -> dict:
     """Fit, in place on validation sets (build_eval_sets), a late-fusion model's face
     class-prior correction (given the training faces' class prior), temperatures and fusion;
-    returns what was fitted and the ECE of each branch before/after."""
+    returns what was fitted and the ECE of each branch before/after. A `voice_temperature`
+    given is used instead of the one fitted on validation (still recorded)."""
     head = model.head
     if not isinstance(head, LateFusionHead):
         raise UsageError("calibration needs a late-fusion student (--fusion late)")
@@ -249,11 +258,15 @@ def calibrate_model(
         with torch.no_grad():  # folded into the face head's bias
             head.face_logits[-1].bias -= float(tau) * torch.from_numpy(np.log(face_prior)).float()
         correction = {"prior_correction": {"tau": tau, "selected_on": faces.name, "tried": tried}}
-    temperatures, ece = [], {}
+    temperatures, ece, fitted_on_validation = [], {}, {}
     for branch, (name, fitted_on) in enumerate((("face", faces), ("voice", by_name["audio_only"]))):
         raw = branch_logits(model, fitted_on, face_cfg)[branch]
         labels = torch.from_numpy(fitted_on.labels).long()
-        temperatures.append(fit_temperature(raw, labels))
+        fitted = fit_temperature(raw, labels)
+        if branch == 1 and voice_temperature is not None:
+            fitted_on_validation["voice"] = round(fitted, 4)
+            fitted = voice_temperature
+        temperatures.append(fitted)
         for when, t in (("before", 1.0), ("after", temperatures[-1])):
             probs = (raw / t).softmax(1).numpy()
             ece[f"{name}_{when}"] = expected_calibration_error(probs, labels.numpy())
@@ -277,6 +290,11 @@ def calibrate_model(
         "fusion_guard": guard,
         "ece": {k: round(v, 2) for k, v in ece.items()},
         "face_temperature_fitted_on": faces.name,
+        **(
+            {"temperatures_fitted_on_validation": fitted_on_validation}
+            if fitted_on_validation
+            else {}
+        ),
         **correction,
     }
 
@@ -289,8 +307,35 @@ def training_prior(cfg: TrainConfig) -> np.ndarray:
     return np.maximum(targets[keep].mean(0), 1e-6)
 
 
+VOICE_TEMPERATURE_FILE = "voice-temperature.json"  # written by --stage crosscorpus
+
+
+def read_voice_temperature(path: Path) -> float:
+    """The voice temperature of speech never heard that a cross-corpus run (its folder, or
+    its VOICE_TEMPERATURE_FILE) fitted on its held-out corpora."""
+    file = path / VOICE_TEMPERATURE_FILE if path.is_dir() else path
+    try:
+        temperature = json.loads(file.read_text())["voice_temperature"]
+    except FileNotFoundError:
+        raise DataError(
+            f"--voice-temperature-from {path}: no {VOICE_TEMPERATURE_FILE} there (written by "
+            "--stage crosscorpus for a late-fusion student)"
+        ) from None
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise DataError(f"--voice-temperature-from {file}: not readable ({error})") from None
+    if not isinstance(temperature, (int, float)) or not 0 < temperature < float("inf"):
+        raise DataError(f"--voice-temperature-from {file}: {temperature!r} is no temperature")
+    return float(temperature)
+
+
 def calibrate(cfg: TrainConfig) -> dict:
-    """Fit the fusion of the --init late-fusion student on validation; writes OUT/best.pt."""
+    """Fit the fusion of the --init late-fusion student on validation (its voice's temperature
+    from --voice-temperature-from where given); writes OUT/best.pt."""
+    voice_temperature = (
+        read_voice_temperature(Path(cfg.voice_temperature_from))
+        if cfg.voice_temperature_from
+        else None
+    )
     model = prepare_model(cfg)
     audio_cfg, face_cfg = audio_config(model), FaceConfig()
     faces, audio = load_data(
@@ -299,7 +344,7 @@ def calibrate(cfg: TrainConfig) -> dict:
     sets = build_eval_sets(faces, audio, audio_cfg)
     t0 = time.time()
     before = evaluate(torch_predictor(model), sets, face_cfg)
-    fitted = calibrate_model(model, sets, face_cfg, training_prior(cfg))
+    fitted = calibrate_model(model, sets, face_cfg, training_prior(cfg), voice_temperature)
     metrics = evaluate(torch_predictor(model), sets, face_cfg)
     record = {
         "stage": "calibrate",

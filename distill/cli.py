@@ -155,6 +155,13 @@ def _configure_distill(p: argparse.ArgumentParser) -> None:
         help="validate and save an exponential moving average of the weights (and BatchNorm "
         "statistics) with this decay per step, e.g. 0.998; 0: the weights themselves (default)",
     )
+    p.add_argument(
+        "--voice-temperature-from",
+        metavar="FOLDER",
+        help="calibrate: give the voice the temperature of speech it never heard, fitted by "
+        "--stage crosscorpus on its held-out corpora (that run's folder or its "
+        "voice-temperature.json), instead of the one fitted on the validation corpora",
+    )
     p.add_argument("--cache-dir", help="decoded-corpus cache (default ~/.cache/emoedge)")
     p.add_argument(
         "--resume",

@@ -64,6 +64,7 @@ class TrainConfig:
     audio_adversary: float = 0.0
     audio_bank: int = 8
     max_eval_faces: int = 0
+    voice_temperature_from: str | None = None
     threads: int = 0
     workers: int = 1
     seed: int = 0
@@ -91,6 +92,8 @@ class TrainConfig:
             raise UsageError(f"--stage {self.stage!r}: allowed values are {', '.join(STAGES)}")
         if self.stage == "calibrate" and not self.init:
             raise UsageError("--stage calibrate needs --init (a late-fusion student checkpoint)")
+        if self.voice_temperature_from and self.stage != "calibrate":
+            raise UsageError("--voice-temperature-from: --stage calibrate uses it")
         if self.init_audio and not self.init:
             raise UsageError("--init-audio needs --init (the checkpoint for everything else)")
         if not 0.0 <= self.ema < 1.0:

@@ -18,6 +18,14 @@ languages, microphones and rooms. This protocol measures that:
   RAVDESS's statement 01 only (other corpora as usual) and is scored on RAVDESS's test actors
   per statement: a model that keyed on the words would fall on statement 02.
 
+A late-fusion student's voice is calibrated on its validation corpora, and on speech from
+elsewhere it is surer than it is right. The protocol also fits the voice's temperature for
+speech it never heard, on the held-out corpora (the clips' uncalibrated voice logits): each
+fold is calibrated and scored again with the temperature fitted on the other folds' held-out
+corpora (never its own), and the temperature fitted on every held-out corpus is written to
+OUT/voice-temperature.json, which `--stage calibrate --voice-temperature-from OUT` gives the
+shipped model.
+
 Each fold runs in OUT/<fold>/ (resumable with --resume); the results are written to
 OUT/crosscorpus.json and OUT/crosscorpus.md.
 """
@@ -28,24 +36,30 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import cache, partial
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from distill.cache import Decoded, decode_audio
-from distill.calibrate import calibrate_model
+from distill.calibrate import (
+    VOICE_TEMPERATURE_FILE,
+    branch_logits,
+    calibrate_model,
+    fit_temperature,
+)
 from distill.checkpoint import load_checkpoint
 from distill.config import TrainConfig
 from distill.corpora import RAVDESS_NAME, Sample, load_speech
 from distill.data import load_faces
 from distill.distributed import Cluster
-from distill.evaluate import evaluate, torch_predictor
+from distill.evaluate import TorchPredictor, evaluate
 from distill.fit import fit
-from distill.models import LateFusionHead, audio_config
+from distill.models import EmotionModel, LateFusionHead, audio_config
 from distill.pack import is_pack
-from distill.pairing import audio_sets, build_eval_sets
+from distill.pairing import EvalSet, audio_sets, build_eval_sets
 from distill.pretrain import audio_stage
 from distill.provenance import environment
 from edge.core.errors import DataError, UsageError
@@ -54,6 +68,7 @@ from edge.vision.face import FaceConfig
 log = logging.getLogger(__name__)
 
 FUSION_TOLERANCE = 1.0  # points: fused may trail the better single modality by at most this
+LEFT_OUT = "without-"  # the name of a fold that leaves one corpus out: without-<corpus>
 
 
 @dataclass(frozen=True)
@@ -81,7 +96,7 @@ def folds(samples: list[Sample]) -> list[Fold]:
         )
     out = [
         Fold(
-            f"without-{corpus}",
+            f"{LEFT_OUT}{corpus}",
             lambda s, c=corpus: s.corpus != c,
             {corpus: lambda s, c=corpus: s.corpus == c},
         )
@@ -137,44 +152,125 @@ def pair_scores(metrics: dict[str, dict], name: str) -> tuple[float, float, floa
     return face, voice, fused, bool(fused >= max(face, voice) - FUSION_TOLERANCE)
 
 
-def run_fold(
+@dataclass
+class TrainedFold:
+    """A fold's trained model and what scoring it (again) needs."""
+
+    fold: Fold
+    model: EmotionModel
+    late: bool  # a late-fusion student: calibrated and scored on the pairs too
+    val_sets: list[EvalSet]  # its validation sets (a late-fusion student's; else empty)
+    states: dict[bytes, np.ndarray] = field(default_factory=dict)  # TorchPredictor's
+    # for each corpus it never trained on: the voice's uncalibrated logits and the labels
+    heldout: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
+
+
+def train_fold(
     cfg: TrainConfig, fold: Fold, samples: list[Sample], faces: Callable[[str], Decoded]
-) -> dict:
-    """Train (or resume), calibrate and score one fold; `faces(split)` gives the faces the
-    pairs are built from (read only for a late-fusion model); returns its results."""
-    face_cfg = FaceConfig()
+) -> TrainedFold:
+    """Train (or resume) one fold; `faces(split)` gives the faces the pairs are built from
+    (read only for a late-fusion model)."""
     fold_cfg = replace(cfg, stage="audio", out=str(Path(cfg.out) / fold.name))
-    t0 = time.time()
     trained = [s for s in samples if fold.trains(s)]
     fit(fold_cfg, Cluster(), partial(audio_stage, speech=trained))
     model, _ = load_checkpoint(Path(fold_cfg.out) / "best.pt")
-    audio_cfg = audio_config(model)
     # a late-fusion student is calibrated and scored on the pairs too; a model whose fusion
     # head the voice-only stage trained (the teacher's) on the voice alone
     late = isinstance(model.head, LateFusionHead)
-    calibration = None
+    val_sets = []
     if late:
+        audio_cfg = audio_config(model)
         val_voices = decode_audio(trained, audio_cfg, cfg.cache_path).select("val")
+        val_sets = build_eval_sets(faces("val"), val_voices, audio_cfg)
+    return TrainedFold(fold, model, late, val_sets)
+
+
+def score_fold(
+    cfg: TrainConfig,
+    run: TrainedFold,
+    samples: list[Sample],
+    faces: Callable[[str], Decoded],
+    voice_temperature: float | None = None,
+) -> dict:
+    """Calibrate a late-fusion student on validation (its voice with `voice_temperature`
+    where given) and score every group of the fold; the first scoring of a fold that held a
+    corpus out keeps the voice's logits on it (`run.heldout`)."""
+    face_cfg, audio_cfg = FaceConfig(), audio_config(run.model)
+    calibration = None
+    if run.late:
         calibration = calibrate_model(
-            model, build_eval_sets(faces("val"), val_voices, audio_cfg), face_cfg
+            run.model, run.val_sets, face_cfg, voice_temperature=voice_temperature
         )
-    result: dict = {"fold": fold.name, "calibration": calibration, "groups": {}}
-    for group, chosen in fold.tests.items():
+    result: dict = {"calibration": calibration, "groups": {}}
+    for group, chosen in run.fold.tests.items():
         clips = [replace(s, split="test") for s in samples if chosen(s)]
         if not clips:
-            log.warning("%s: no clips for %s; not scored", fold.name, group)
+            log.warning("%s: no clips for %s; not scored", run.fold.name, group)
             continue
         voices = decode_audio(clips, audio_cfg, cfg.cache_path)
         sets = (
             build_eval_sets(faces("test"), voices, audio_cfg, ferplus_pairs=True)
-            if late
+            if run.late
             else audio_sets(voices, audio_cfg)
         )
-        metrics = evaluate(torch_predictor(model), sets, face_cfg)
+        metrics = evaluate(TorchPredictor(run.model, states=run.states), sets, face_cfg)
         result["groups"][group] = fold_scores(metrics)
-    result["seconds"] = round(time.time() - t0, 1)
-    log.info("%s: %s", fold.name, json.dumps(result["groups"]))
+        if run.late and holds_out(run.fold) and group not in run.heldout:
+            voice = next(es for es in sets if es.name == "audio_only")
+            logits = branch_logits(run.model, voice, face_cfg, states=run.states)[1]
+            run.heldout[group] = (logits, torch.from_numpy(voice.labels).long())
     return result
+
+
+def holds_out(fold: Fold) -> bool:
+    """Whether the fold's groups are whole corpora it never trained on (leave-one-corpus-out)."""
+    return fold.name.startswith(LEFT_OUT)
+
+
+def scored_corpora(fold: Fold, samples: list[Sample]) -> set[str]:
+    """The corpora a fold scores clips of."""
+    return {s.corpus for s in samples for chosen in fold.tests.values() if chosen(s)}
+
+
+def unseen_voice_temperature(heldout: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> float:
+    """The voice temperature that fits speech it never heard: the one minimising the
+    cross-entropy of the held-out corpora's voice logits, every clip weighing the same."""
+    logits = torch.cat([x for x, _ in heldout.values()])
+    labels = torch.cat([y for _, y in heldout.values()])
+    return round(fit_temperature(logits, labels), 4)
+
+
+def rescore_with_unseen_temperature(
+    cfg: TrainConfig,
+    runs: list[TrainedFold],
+    results: list[dict],
+    samples: list[Sample],
+    faces: Callable[[str], Decoded],
+) -> dict | None:
+    """Calibrate and score each fold again with the voice temperature fitted on the held-out
+    corpora of the other folds, never one it is scored on (added to its result as
+    `unseen_voice_temperature`); returns the temperature fitted on every held-out corpus and
+    what it was fitted on (None without held-out logits: no late-fusion student)."""
+    heldout = {corpus: x for run in runs for corpus, x in run.heldout.items()}
+    if not heldout:
+        return None
+    for run, result in zip(runs, results, strict=True):
+        scored = scored_corpora(run.fold, samples)
+        others = {c: x for c, x in heldout.items() if c not in scored}
+        if not others:
+            continue
+        temperature = unseen_voice_temperature(others)
+        result["unseen_voice_temperature"] = {
+            "temperature": temperature,
+            "fitted_on": sorted(others),
+            **score_fold(cfg, run, samples, faces, temperature),
+        }
+        log.info("%s, voice temperature %.3f: %s", run.fold.name, temperature,
+                 json.dumps(result["unseen_voice_temperature"]["groups"]))  # fmt: skip
+    return {
+        "voice_temperature": unseen_voice_temperature(heldout),
+        "fitted_on": {corpus: len(labels) for corpus, (_, labels) in heldout.items()},
+    }
 
 
 def table(results: list[dict]) -> str:
@@ -211,6 +307,43 @@ def table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def unseen_table(results: list[dict], unseen: dict) -> str:
+    """Each fold scored again with the voice temperature fitted on the other folds' held-out
+    corpora, beside its validation temperature, as a Markdown table."""
+    lines = [
+        "With the voice temperature of speech never heard (fitted on the other folds' "
+        "held-out corpora):",
+        "",
+        "| fold | scored on | voice T: validation → unseen | voice ECE %: validation T → "
+        "unseen T | pairs: fused % | fused ≥ best − 1 | FER+ pairs: fused % "
+        "| fused ≥ best − 1 | guard λ |",
+        "|---|---|---|---|---:|---|---:|---|---:|",
+    ]
+    for fold in results:
+        again = fold.get("unseen_voice_temperature")
+        if again is None:
+            continue
+        validation_t = fold["calibration"]["temperatures"][1]
+        weight = again["calibration"]["fusion_guard"]["shuffled_voice_weight"]
+        for group, r in again["groups"].items():
+            before = fold["groups"][group]["voice_ece"]
+            voted = r.get("ferplus_pairs") or {"fused": float("nan"), "fusion_ok": False}
+            lines.append(
+                f"| {fold['fold']} | {group} | {validation_t:.2f} → {again['temperature']:.2f} "
+                f"| {before:.2f} → {r['voice_ece']:.2f} | {r['pairs_fused']:.2f} | "
+                f"{'yes' if r['fusion_ok'] else 'no'} | {voted['fused']:.2f} | "
+                f"{'yes' if voted['fusion_ok'] else 'no'} | {weight} |"
+            )
+    fitted_on = ", ".join(f"{c} ({n} clips)" for c, n in unseen["fitted_on"].items())
+    lines += [
+        "",
+        f"Voice temperature of speech never heard, fitted on every held-out corpus "
+        f"({fitted_on}): {unseen['voice_temperature']:.4f} ({VOICE_TEMPERATURE_FILE}; "
+        "`--stage calibrate --voice-temperature-from` this folder)",
+    ]
+    return "\n".join(lines)
+
+
 def mean_loco_uar(results: list[dict]) -> float:
     """The protocol's headline: the voice UAR on each corpus left out, averaged."""
     return float(
@@ -218,7 +351,7 @@ def mean_loco_uar(results: list[dict]) -> float:
             [
                 r["voice_uar"]
                 for fold in results
-                if fold["fold"].startswith("without-")
+                if fold["fold"].startswith(LEFT_OUT)
                 for r in fold["groups"].values()
             ]
         )
@@ -230,15 +363,30 @@ def _faces(cfg: TrainConfig, split: str) -> Decoded:
 
 
 def crosscorpus(cfg: TrainConfig) -> dict:
-    """Run every fold of the protocol; writes OUT/crosscorpus.json, OUT/crosscorpus.md and
-    OUT/environment.json (the versions that produced them)."""
+    """Run every fold of the protocol, then score each again with the voice temperature of
+    speech never heard; writes OUT/crosscorpus.json, OUT/crosscorpus.md,
+    OUT/voice-temperature.json (a late-fusion student's) and OUT/environment.json (the
+    versions that produced them)."""
     if any(is_pack(p) for p in cfg.speech_paths):
         raise UsageError("--stage crosscorpus reads the speech corpus folders, not a data pack")
     samples = load_speech(cfg.speech_paths)
     faces = cache(partial(_faces, cfg))
-    results = [run_fold(cfg, fold, samples, faces) for fold in folds(samples)]
+    runs, results = [], []
+    for fold in folds(samples):
+        t0 = time.time()
+        run = train_fold(cfg, fold, samples, faces)
+        result = {"fold": fold.name, **score_fold(cfg, run, samples, faces)}
+        result["seconds"] = round(time.time() - t0, 1)
+        log.info("%s: %s", fold.name, json.dumps(result["groups"]))
+        runs.append(run)
+        results.append(result)
+    unseen = rescore_with_unseen_temperature(cfg, runs, results, samples, faces)
     out = Path(cfg.out)
     (out / "crosscorpus.json").write_text(json.dumps(results, indent=1))
     (out / "environment.json").write_text(json.dumps(environment(), indent=1))
-    (out / "crosscorpus.md").write_text(table(results) + "\n")
+    text = table(results)
+    if unseen is not None:
+        (out / VOICE_TEMPERATURE_FILE).write_text(json.dumps(unseen, indent=1))
+        text += "\n\n" + unseen_table(results, unseen)
+    (out / "crosscorpus.md").write_text(text + "\n")
     return {"best_val_score": mean_loco_uar(results), "history": results}

@@ -36,13 +36,19 @@ class TorchPredictor:
     """A numpy predictor (face, audio, mask) → probabilities for a PyTorch model, on whatever
     device it is (or any `output` of the model's input tensors, and of the voice's
     standardisation where it adapts); for a model whose voice adapts to its deployment, also
-    an AdaptingPredictor, starting from the model's prior."""
+    an AdaptingPredictor, starting from the model's prior. Predictors of one model may share
+    `states`, the voice's mean steps by window (voice_states), which no output changes."""
 
-    def __init__(self, model: EmotionModel, output: Callable[..., torch.Tensor] | None = None):
+    def __init__(
+        self,
+        model: EmotionModel,
+        output: Callable[..., torch.Tensor] | None = None,
+        states: dict[bytes, np.ndarray] | None = None,
+    ):
         self.model = model
         self.output = output or (lambda *inputs: torch.softmax(model(*inputs), 1))
         self.device = next(model.parameters()).device
-        self._states: dict[bytes, np.ndarray] = {}  # mean steps by window, for voice_states
+        self._states = {} if states is None else states
         prior = model.voice_prior()
         if prior is not None:
             self.voice_norm = VoiceNorm(prior)

@@ -67,11 +67,12 @@ EXPECTED = {
 @dataclass(frozen=True)
 class Option:
     """One option a stage takes: its type (a key of TYPES), allowed values, and what an earlier
-    stage's name stands for when given one: its checkpoint (OUT/NAME/best.pt) or its folder."""
+    stage's name stands for when given one: its checkpoint (OUT/NAME/best.pt) or its folder
+    (an export's, or a crosscorpus stage's: "protocol")."""
 
     type: str
     choices: tuple[str, ...] = ()
-    ref: str | None = None  # "checkpoint" or "folder"
+    ref: str | None = None  # "checkpoint", "folder" or "protocol" (PRODUCES)
     required: bool = False
 
 
@@ -91,6 +92,7 @@ def _train_options() -> dict[str, Option]:
         "arch": Option("str", ARCHS),
         "speech_augment": Option("str", tuple(PRESETS)),
         **{name: Option("str", ref="checkpoint") for name in ("init", "init_audio", "teacher")},
+        "voice_temperature_from": Option("str", ref="protocol"),
     }
 
 
@@ -114,8 +116,9 @@ SCHEMAS: dict[str, dict[str, Option]] = {
     "bundle": {"export": Option("str", ref="folder", required=True), "no_fallback": Option("bool")},
 }
 # what each kind of stage leaves for a later one: the checkpoint OUT/NAME/best.pt, or its folder
+# (an export; a cross-corpus run, whose voice-temperature.json a calibration reads)
 PRODUCES = {**dict.fromkeys(("face", "audio", "fused", "calibrate"), "checkpoint"),
-            "export": "folder"}  # fmt: skip
+            "export": "folder", "crosscorpus": "protocol"}  # fmt: skip
 # options that change how fast a stage runs, not what it computes: outside the fingerprint
 RUNTIME_ONLY = ("threads", "workers", "cache_dir")
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")  # a stage's; a value with '/' or '.' is a path
@@ -269,7 +272,11 @@ class _Resolver:
         if value in self.steps:
             if PRODUCES.get(self.steps[value].kind) == wanted:
                 return True
-            what = "writes no checkpoint" if wanted == "checkpoint" else "is no export"
+            what = {
+                "checkpoint": "writes no checkpoint",
+                "folder": "is no export",
+                "protocol": "is no crosscorpus stage",
+            }[wanted]
             self.problems.append(f"{where}: {key} = '{value}': that stage {what}")
         elif value in self.names[index:]:
             self.problems.append(f"{where}: {key} = '{value}': not an earlier stage")

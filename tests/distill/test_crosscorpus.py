@@ -76,6 +76,21 @@ def test_the_protocol_trains_a_fresh_voice_per_fold_and_reports_it(
     assert "Leave-one-corpus-out mean voice UAR" in (out / "crosscorpus.md").read_text()
     guard = results[0]["calibration"]["fusion_guard"]
     assert guard["shuffled_voice_weight"] in (1, 2, 4, 8, 16, 32)
+    # each fold again with the voice temperature of the other folds' held-out corpora
+    fitted_on = {r["fold"]: r["unseen_voice_temperature"]["fitted_on"] for r in results}
+    assert fitted_on == {
+        "without-emodb": ["ravdess", "urdu"],
+        "without-ravdess": ["emodb", "urdu"],
+        "without-urdu": ["emodb", "ravdess"],
+        "ravdess-statement-01": ["emodb", "urdu"],  # never the corpus a fold is scored on
+    }
+    again = results[0]["unseen_voice_temperature"]
+    assert again["calibration"]["temperatures"][1] == again["temperature"] > 0
+    assert again["groups"]["emodb"]["clips"] == 18 and "fusion_ok" in again["groups"]["emodb"]
+    unseen = json.loads((out / "voice-temperature.json").read_text())
+    assert unseen["fitted_on"] == {"emodb": 18, "ravdess": 21, "urdu": 12}  # every clip
+    assert unseen["voice_temperature"] > 0
+    assert "Voice temperature of speech never heard" in (out / "crosscorpus.md").read_text()
     versions = json.loads((out / "environment.json").read_text())
     assert versions["torch"] == torch.__version__ and versions["numpy"] == np.__version__
     assert versions["torch_threads"] == 1  # the same seed trains another voice at two threads
@@ -103,6 +118,8 @@ def test_the_teacher_is_scored_on_the_voice_alone(tiny_corpora: Corpora, tmp_pat
     results = json.loads((out / "crosscorpus.json").read_text())
     emodb = results[0]["groups"]["emodb"]
     assert results[0]["calibration"] is None and "pairs" not in emodb
+    assert "unseen_voice_temperature" not in results[0]
+    assert not (out / "voice-temperature.json").exists()  # no calibrated voice to fit
     assert emodb["clips"] == 18 and 0 <= emodb["voice_uar"] <= 100
     table_text = (out / "crosscorpus.md").read_text()
     assert "| without-emodb | emodb | 18 |" in table_text and "| – | – |" in table_text

@@ -19,6 +19,7 @@ from distill.fused import batch_loss
 from distill.models import RELIABILITY_UNIT, build_model, distillation_loss
 from distill.pretrain import GradientReversal, VoiceObjectives, class_weights
 from distill.run import warmup_ema
+from edge.core.errors import DataError
 from tests.fixtures_export import TINY, make_checkpoint, run_emoedge
 from tests.tiny_corpora import Corpora
 
@@ -342,6 +343,42 @@ def test_calibrate_stage_fits_temperatures_and_fusion_on_validation(
     args = ["--init", concat, "--stage", "calibrate", "--out", tmp_path / "x"]
     assert run_emoedge("distill", *common, *args) == 2
     assert "needs a late-fusion student" in capsys.readouterr().err
+
+
+def test_calibrate_gives_the_voice_the_temperature_of_speech_never_heard(
+    tiny_corpora: Corpora, tmp_path, capsys
+) -> None:
+    init = make_checkpoint(tmp_path / "init.pt", "student", fusion="late")
+    common = ["--arch", "student", "--workers", "0", "--stage", "calibrate", "--init", init]
+    common += tiny_corpora.args()
+    protocol = tmp_path / "cc"  # what --stage crosscorpus writes
+    protocol.mkdir()
+    (protocol / "voice-temperature.json").write_text('{"voice_temperature": 2.5}')
+    out = tmp_path / "calibrated"
+    assert run_emoedge("distill", *common, "--voice-temperature-from", protocol, "--out", out) == 0
+    model, meta = load_checkpoint(out / "best.pt")
+    (record,) = meta["history"]
+    assert record["temperatures"][1] == 2.5
+    assert abs(model.head.log_temperature.exp()[1] - 2.5) < 2e-3  # fp16 checkpoint
+    fitted = record["temperatures_fitted_on_validation"]["voice"]
+    assert fitted > 0 and fitted != 2.5  # recorded beside the one used
+
+    bad = {
+        protocol / "voice-temperature.json": '{"voice_temperature": -1}',
+        tmp_path / "empty": None,
+    }
+    for where, text in bad.items():
+        if text is None:
+            where.mkdir()
+        else:
+            where.write_text(text)
+        code = run_emoedge("distill", *common, "--voice-temperature-from", where, "--out", out)
+        err = capsys.readouterr().err
+        assert code == DataError.exit_code and "--voice-temperature-from" in err, err
+        assert "Traceback" not in err
+    args = ["--stage", "audio", "--voice-temperature-from", protocol, "--out", tmp_path / "a"]
+    assert run_emoedge("distill", "--init", init, "--workers", "0", *args) == 2
+    assert "--stage calibrate uses it" in capsys.readouterr().err
 
 
 def test_model_config_appends_a_face_block_to_an_init_checkpoint(

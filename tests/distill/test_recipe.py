@@ -167,13 +167,15 @@ def test_a_bad_recipe_is_one_error_listing_every_problem(tmp_path, capsys) -> No
         {"name": "scored", "stage": "evaluate", "model": str(DEFAULT)},  # valid
         {"name": "export", "stage": "export", "checkpoint": "scored"},
         {"name": "calibrated", "stage": "calibrate", "init": "missing/student.pt"},
+        {"name": "t", "stage": "calibrate", "init": str(DEFAULT)}
+        | {"voice_temperature_from": "scored"},
     ]
     recipe = write_recipe(tmp_path / "bad.toml", stages, defaults={"thread": 1})
     out = tmp_path / "out"
     assert run_emoedge("distill", "--recipe", recipe, "--out", out) == ConfigError.exit_code
     err = capsys.readouterr().err
     expected = [
-        "11 problem(s), nothing was run",
+        "12 problem(s), nothing was run",
         "defaults: unknown option 'thread' (did you mean 'threads'?)",
         "stage 'face': unknown option 'epoch' (did you mean 'epochs'?)",
         "stage 'face': lr = 'fast': a number expected",
@@ -186,6 +188,7 @@ def test_a_bad_recipe_is_one_error_listing_every_problem(tmp_path, capsys) -> No
         "stage 'test': 'model' is required",
         "stage 'export': checkpoint = 'scored': that stage writes no checkpoint",
         "stage 'calibrated': init = 'missing/student.pt': no such file or folder",
+        "stage 't': voice_temperature_from = 'scored': that stage is no crosscorpus stage",
     ]
     for line in expected:
         assert line in err
@@ -223,9 +226,9 @@ def test_the_default_recipe_validates_in_the_order_of_issue_14(tmp_path) -> None
         ("export", "export"),
         ("bundle", "bundle"),
         ("student-whisper-voice", "audio"),
+        ("crosscorpus-whisper", "crosscorpus"),
         ("student-whisper-calibrate", "calibrate"),
         ("test-student-whisper", "evaluate"),
-        ("crosscorpus-whisper", "crosscorpus"),
         ("export-whisper", "export"),
         ("bundle-whisper", "bundle"),
     ]
@@ -239,6 +242,10 @@ def test_the_default_recipe_validates_in_the_order_of_issue_14(tmp_path) -> None
     whisper = step["student-whisper-voice"].options
     assert whisper["model_config"]["voice"] == "whisper-base" and whisper["reset_audio"]
     assert whisper["model_config"]["voice_norm"] == "deployment"
+    # the voice's temperature: that of speech never heard, from the cross-corpus protocol
+    calibrated = step["student-whisper-calibrate"]
+    assert calibrated.uses["voice_temperature_from"] == "crosscorpus-whisper"
+    assert calibrated.options["voice_temperature_from"] == str(tmp_path / "crosscorpus-whisper")
     assert step["bundle-whisper"].options["no_fallback"]
     assert command(step["bundle-whisper"], tmp_path)[3] == "--no-fallback"
     # the committed student's settings (MODEL_CARD.md) and the data override on every stage

@@ -9,7 +9,9 @@ validation split, everything else fixed:
    validation set (the faces by their FER+ majority where there are votes, the labels the face
    trains for, else by their single labels; audio-only clips of every speech corpus), so that
    each branch's confidence means what it says; expected calibration error (ECE) before and
-   after is recorded;
+   after is recorded. The voice may instead take the temperature a cross-corpus run fitted on
+   corpora it never trained on (--voice-temperature-from; distill.crosscorpus): validation
+   voices come from the training corpora, where the voice is surer than anywhere else;
 2. the reliability-aware fusion (distill.models.LateFusionHead): the gate weights, which turn
    each branch's certainty on an input into its weight, fitted by cross-entropy on the
    validation split's class-paired pairs together with the same pairs with shuffled voices

@@ -327,12 +327,16 @@ def unseen_table(results: list[dict], unseen: dict) -> str:
         weight = again["calibration"]["fusion_guard"]["shuffled_voice_weight"]
         for group, r in again["groups"].items():
             before = fold["groups"][group]["voice_ece"]
-            voted = r.get("ferplus_pairs") or {"fused": float("nan"), "fusion_ok": False}
+            voted = r.get("ferplus_pairs")
+            ferplus = (
+                f"{voted['fused']:.2f} | {'yes' if voted['fusion_ok'] else 'no'}"
+                if voted
+                else "– | –"
+            )
             lines.append(
                 f"| {fold['fold']} | {group} | {validation_t:.2f} → {again['temperature']:.2f} "
                 f"| {before:.2f} → {r['voice_ece']:.2f} | {r['pairs_fused']:.2f} | "
-                f"{'yes' if r['fusion_ok'] else 'no'} | {voted['fused']:.2f} | "
-                f"{'yes' if voted['fusion_ok'] else 'no'} | {weight} |"
+                f"{'yes' if r['fusion_ok'] else 'no'} | {ferplus} | {weight} |"
             )
     fitted_on = ", ".join(f"{c} ({n} clips)" for c, n in unseen["fitted_on"].items())
     lines += [

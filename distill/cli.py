@@ -351,7 +351,7 @@ def _run_recipe(args: argparse.Namespace) -> int:
 
 
 def _configure_evaluate(p: argparse.ArgumentParser) -> None:
-    from distill.config import DEFAULT_FACES, DEFAULT_SPEECH
+    from distill.config import DEFAULT_FACES, DEFAULT_SPEECH, VOICE_STATISTICS
 
     p.add_argument("model", help="checkpoint (.pt) or exported artifact (folder or manifest.json)")
     p.add_argument("--faces", default=DEFAULT_FACES, help=FACES_HELP + DEFAULT_FACES)
@@ -412,6 +412,15 @@ def _configure_evaluate(p: argparse.ArgumentParser) -> None:
         help="with --device-crop: the detector's reach (detector.reach; default: the device's "
         "default)",
     )
+    p.add_argument(
+        "--voice-statistics",
+        choices=VOICE_STATISTICS,
+        default=VOICE_STATISTICS[0],
+        help="for a voice that adapts to the speech it hears: standardise each speech corpus by "
+        "the statistics of all its windows (corpus, the default), of the windows heard before "
+        "each one as the daemon gathers them (online), or by the training corpora's (prior: "
+        "nothing heard yet)",
+    )
     p.add_argument("--cache-dir")
     p.add_argument("--json", type=Path, help="also write the metrics here")
     p.add_argument(
@@ -441,6 +450,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         device_crop=args.device_crop or frame != NO_EFFECTS or args.reach is not None,
         frame=frame,
         reach=args.reach,
+        voice_statistics=args.voice_statistics,
     )
     print(table(metrics))
     if args.json:

@@ -23,6 +23,12 @@ AUDIO_ENCODERS = ("resemblyzer", "whisper-base")
 DEFAULT_FACES = "../shared/data/fer2013"
 # every speech corpus of ../shared/data (see its README): the voice trains on all of them
 DEFAULT_SPEECH = ("../shared/data/ravdess", "../shared/data/emodb", "../shared/data/urdu")
+# How an adapting voice's statistics are gathered in a score (distill.evaluate.predict_set):
+# "corpus", from each speech corpus's distinct voiced windows at once, as a device that heard
+# them; "online", as the daemon gathers them: a corpus's windows heard one after another, each
+# scored with the statistics of those heard before it; "prior", none heard (the training
+# corpora's)
+VOICE_STATISTICS = ("corpus", "online", "prior")
 
 
 @dataclass

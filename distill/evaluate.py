@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Protocol
 
 import numpy as np
 import torch
 
+from distill.config import VOICE_STATISTICS
 from distill.models import EmotionModel
 from distill.pairing import EvalSet, Rows
 from edge.backends.base import Runner
@@ -106,38 +107,81 @@ def torch_predictor(model: EmotionModel) -> TorchPredictor:
 
 
 def predict_set(
-    predict: Predictor, es: EvalSet, face_cfg: FaceConfig, batch_size: int = 256
+    predict: Predictor,
+    es: EvalSet,
+    face_cfg: FaceConfig,
+    batch_size: int = 256,
+    voice_statistics: str = "corpus",
 ) -> np.ndarray:
     """Class scores (N, 7) of a predictor over an evaluation set. An adapting predictor's
-    voice is standardised by each corpus's own statistics (edge.core.voice_norm.VoiceNorm.fit
-    on the mean steps of the set's distinct voiced windows of that corpus, `es.corpora`), as
-    on a device that heard them."""
+    voice is standardised by each corpus's (`es.corpora`) statistics, gathered from the mean
+    steps of its distinct voiced windows as `voice_statistics` says (VOICE_STATISTICS)."""
+    if voice_statistics not in VOICE_STATISTICS:
+        raise ValueError(f"voice statistics {voice_statistics!r}: one of {VOICE_STATISTICS}")
     norm: VoiceNorm | None = getattr(predict, "voice_norm", None)
-    if norm is None or es.corpora is None:
+    if norm is None or es.corpora is None or voice_statistics == "prior":
+        if norm is not None:
+            norm.reset()
         return _predict_rows(predict, es, np.arange(len(es)), face_cfg, batch_size)
-    voiced = es.mask[:, 1] > 0
-    groups, parts = [], []
+    parts: list[tuple[np.ndarray, np.ndarray]] = []  # (rows, their scores)
     try:
         for corpus in np.unique(es.corpora):
             rows = np.flatnonzero(es.corpora == corpus)
-            heard = rows[voiced[rows]]
+            if voice_statistics == "online":
+                parts += _heard_in_turn(predict, norm, es, rows, face_cfg, batch_size)
+                continue
+            heard = rows[es.mask[rows, 1] > 0]
             if len(heard):
                 norm.fit(voice_states(predict, es, heard, batch_size))
-            groups.append(rows)
-            parts.append(_predict_rows(predict, es, rows, face_cfg, batch_size))
+            parts.append((rows, _predict_rows(predict, es, rows, face_cfg, batch_size)))
             norm.reset()
     finally:
         norm.reset()
-    out = np.concatenate(parts)
-    out[np.concatenate(groups)] = out.copy()
+    parts = [(rows, scored) for rows, scored in parts if len(rows)]
+    out = np.concatenate([scored for _, scored in parts])
+    out[np.concatenate([rows for rows, _ in parts])] = out.copy()
     return out
+
+
+def _heard_in_turn(
+    predict: AdaptingPredictor,
+    norm: VoiceNorm,
+    es: EvalSet,
+    rows: np.ndarray,
+    face_cfg: FaceConfig,
+    batch_size: int,
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """`rows` (one corpus) and their scores, part by part, as the daemon hears them: from the
+    prior, the distinct voiced windows one every `norm.every_s` seconds (VoiceNorm.observe),
+    in an order fixed by their contents (the same in every set), each window's rows scored
+    before it is taken."""
+    norm.reset()
+    voiced = es.mask[rows, 1] > 0
+    silent = rows[~voiced]  # no voice: the statistics play no part
+    yield silent, _predict_rows(predict, es, silent, face_cfg, batch_size)
+    rows = rows[voiced]
+    # pairs repeat their clips' windows: the distinct ones, in the order of their digests
+    audio = es.audio
+    ids = audio.index[rows] if isinstance(audio, Rows) else np.arange(len(rows))
+    _, first, by_id = np.unique(ids, return_index=True, return_inverse=True)
+    digests = np.array([window_key(audio[rows[i]]) for i in first], dtype=object)[by_id]
+    distinct, which = np.unique(digests, return_inverse=True)
+    for turn in range(len(distinct)):
+        these = rows[which == turn]
+        yield these, _predict_rows(predict, es, these, face_cfg, batch_size)
+        norm.observe(voice_states(predict, es, these[:1], batch_size)[0], turn * norm.every_s)
+    norm.reset()
 
 
 CORPUS_SET = re.compile(r"^(?P<whole>.+)\[(?P<corpus>[^\]]+)\]$")  # 'fused[emodb]'
 
 
 def predict_sets(
-    predict: Predictor, sets: Sequence[EvalSet], face_cfg: FaceConfig, batch_size: int = 256
+    predict: Predictor,
+    sets: Sequence[EvalSet],
+    face_cfg: FaceConfig,
+    batch_size: int = 256,
+    voice_statistics: str = "corpus",
 ) -> dict[str, np.ndarray]:
     """Class scores of every set by name (predict_set). A corpus's set ('fused[emodb]') takes
     its rows of the set over every corpus ('fused') where that was scored before it: the same
@@ -152,7 +196,7 @@ def predict_sets(
             if rows.sum() == len(es) and np.array_equal(whole.labels[rows], es.labels):
                 out[es.name] = out[whole.name][rows]
                 continue
-        out[es.name] = predict_set(predict, es, face_cfg, batch_size)
+        out[es.name] = predict_set(predict, es, face_cfg, batch_size, voice_statistics)
     return out
 
 
@@ -218,11 +262,16 @@ def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int 
 
 
 def evaluate(
-    predict: Predictor, sets: Sequence[EvalSet], face_cfg: FaceConfig, batch_size: int = 256
+    predict: Predictor,
+    sets: Sequence[EvalSet],
+    face_cfg: FaceConfig,
+    batch_size: int = 256,
+    voice_statistics: str = "corpus",
 ) -> dict[str, dict]:
-    """Scores of a predictor on every evaluation set, by set name."""
+    """Scores of a predictor on every evaluation set, by set name (an adapting voice's
+    statistics gathered as `voice_statistics` says: predict_set)."""
     metrics = {}
-    scored = predict_sets(predict, sets, face_cfg, batch_size)
+    scored = predict_sets(predict, sets, face_cfg, batch_size, voice_statistics)
     for es in sets:
         probs = scored[es.name]
         metrics[es.name] = scores(probs.argmax(1), es.labels)

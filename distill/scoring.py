@@ -75,16 +75,21 @@ def score_model(
     device_crop: bool = False,
     frame: FrameEffects = NO_EFFECTS,
     reach: str | None = None,
+    voice_statistics: str = "corpus",
 ) -> dict:
     """Metrics of a model on the given split: every row of ROWS that the data allows; with
     `av`, also the real same-person clips under that folder (distill.avclips), all of them,
     with each clip's predictions; with `device_crop`, the face rows again through the device's
     detector (its default settings, `reach` if given) and crop (each frame with the camera's
-    effects `frame`), and the framing that would reproduce the faces (distill.device_crop)."""
+    effects `frame`), and the framing that would reproduce the faces (distill.device_crop). An
+    adapting voice's statistics are gathered as `voice_statistics` says
+    (distill.evaluate.VOICE_STATISTICS)."""
     predict, audio_cfg, face_cfg, name = load_predictor(model, backend)
     face_data, audio_data = load_data(faces, speech, split, audio_cfg, cache_dir)
     sets = build_eval_sets(face_data, audio_data, audio_cfg, ferplus_pairs=True)
     result = {"model": str(model), "runtime": name, "split": split}
+    if getattr(predict, "voice_norm", None) is not None:
+        result["voice_statistics"] = voice_statistics
     if device_crop:
         detector = device_detector(reach)
         cropped, implied = device_crop_sets(face_data, audio_cfg, face_cfg, detector, frame)
@@ -100,7 +105,8 @@ def score_model(
         inputs = av_inputs(load_av_clips(av), audio_cfg, face_cfg)
         sets += inputs.sets()
         result["av_clips"] = clip_predictions(predict, inputs, face_cfg)
-    return {**result, "metrics": evaluate(predict, sets, face_cfg)}
+    metrics = evaluate(predict, sets, face_cfg, voice_statistics=voice_statistics)
+    return {**result, "metrics": metrics}
 
 
 def clip_predictions(predict: Predictor, inputs: AVInputs, face_cfg: FaceConfig) -> list[dict]:
@@ -141,8 +147,11 @@ def clip_table(clips: list[dict]) -> str:
 
 def table(result: dict) -> str:
     """A Markdown table: one row per evaluation set."""
+    heading = f"{result['runtime']} · {result['model']} · split {result['split']}"
+    if "voice_statistics" in result:
+        heading += f" · voice statistics: {result['voice_statistics']}"
     lines = [
-        f"{result['runtime']} · {result['model']} · split {result['split']}",
+        heading,
         "",
         "| input | n | accuracy % | macro-F1 % | UAR % |",
         "|---|---:|---:|---:|---:|",

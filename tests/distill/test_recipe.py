@@ -221,8 +221,9 @@ def test_the_default_recipe_validates_in_the_order_of_issue_14(tmp_path) -> None
         ("student-voice", "audio"),
         ("student-calibrate", "calibrate"),
         ("test-teacher", "evaluate"),
-        ("test-student", "evaluate"),
         ("crosscorpus", "crosscorpus"),
+        ("student-recalibrate", "calibrate"),
+        ("test-student", "evaluate"),
         ("export", "export"),
         ("bundle", "bundle"),
         ("student-whisper-voice", "audio"),
@@ -242,10 +243,14 @@ def test_the_default_recipe_validates_in_the_order_of_issue_14(tmp_path) -> None
     whisper = step["student-whisper-voice"].options
     assert whisper["model_config"]["voice"] == "whisper-base" and whisper["reset_audio"]
     assert whisper["model_config"]["voice_norm"] == "deployment"
-    # the voice's temperature: that of speech never heard, from the cross-corpus protocol
-    calibrated = step["student-whisper-calibrate"]
-    assert calibrated.uses["voice_temperature_from"] == "crosscorpus-whisper"
-    assert calibrated.options["voice_temperature_from"] == str(tmp_path / "crosscorpus-whisper")
+    # the voices' temperatures: those of speech never heard, from the cross-corpus protocols
+    for calibrated, protocol, exported in (
+        ("student-recalibrate", "crosscorpus", "export"),
+        ("student-whisper-calibrate", "crosscorpus-whisper", "export-whisper"),
+    ):
+        assert step[calibrated].uses["voice_temperature_from"] == protocol
+        assert step[calibrated].options["voice_temperature_from"] == str(tmp_path / protocol)
+        assert step[exported].uses == {"checkpoint": calibrated}
     assert step["bundle-whisper"].options["no_fallback"]
     assert command(step["bundle-whisper"], tmp_path)[3] == "--no-fallback"
     # the committed student's settings (MODEL_CARD.md) and the data override on every stage

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from distill.evaluate import TorchPredictor, predict_set, predict_sets
+from distill.evaluate import TorchPredictor, predict_set, predict_sets, window_key
 from distill.models import build_model
 from distill.pairing import EvalSet, Rows
 from distill.whisper_voice import pooled_validation, standardised
@@ -107,6 +107,45 @@ def test_evaluation_standardises_each_corpus_by_its_own_distinct_windows() -> No
     np.testing.assert_allclose(fed[corpus_of_clip[pairs] == "b"], 3.0, rtol=1e-6)
     es.corpora = None
     assert not predict_set(predict, es, FaceConfig())[:, 0].any()
+
+
+def test_online_statistics_score_each_window_with_those_heard_before_it() -> None:
+    """--voice-statistics online: a corpus's windows are heard one after another, as the daemon
+    takes them, each clip's rows scored with the statistics of the clips heard before it;
+    prior: nothing heard."""
+    clips = np.zeros((5, 2, 1), np.float32)
+    clips[:, 0, 0] = [1.0, 3.0, 10.0, 20.0, 30.0]
+    corpus_of_clip = np.array(["b", "b", "a", "a", "a"])
+    pairs = np.repeat(np.arange(5), [4, 1, 2, 2, 2])
+    mask = np.tile([1.0, 1.0], (len(pairs), 1)).astype(np.float32)
+    mask[-1, 1] = 0.0  # one pair of clip 4 without its voice
+    es = EvalSet("fused", np.zeros((len(pairs), 48, 48), np.uint8), Rows(clips, pairs), mask,
+                 np.zeros(len(pairs), np.int64), corpora=corpus_of_clip[pairs])  # fmt: skip
+    # the order: by the windows' digests, whatever the rows' order
+    turn = np.argsort(np.argsort([window_key(c) for c in clips]))
+    expected = np.zeros(len(clips))
+    for clip in range(len(clips)):
+        before = [c for c in range(len(clips)) if corpus_of_clip[c] == corpus_of_clip[clip]
+                  and turn[c] < turn[clip]]  # fmt: skip
+        expected[clip] = clips[before, 0, 0].mean() if before else 0.0  # the prior's centre
+    predict = Listening()
+    scored = predict_set(predict, es, FaceConfig(), batch_size=3, voice_statistics="online")
+    voiced = mask[:, 1] > 0
+    np.testing.assert_allclose(scored[voiced, 0], expected[pairs[voiced]], rtol=1e-6)
+    np.testing.assert_array_equal(scored[:, 1], clips[pairs, 0, 0])  # each row its own clip
+    assert scored[~voiced, 0] == 0.0  # a row without voice: no statistics of any use
+    assert predict.states_asked == 5  # each window heard once
+    np.testing.assert_array_equal(predict.voice_norm.norm, predict.voice_norm.prior)
+    # another set of the same clips, its rows in another order, hears them in the same order
+    backwards = EvalSet("audio_only", np.zeros((5, 48, 48), np.uint8), clips[::-1].copy(),
+                        np.tile([0.0, 1.0], (5, 1)).astype(np.float32), np.zeros(5, np.int64),
+                        corpora=corpus_of_clip[::-1])  # fmt: skip
+    scored = predict_set(Listening(), backwards, FaceConfig(), voice_statistics="online")
+    np.testing.assert_allclose(scored[:, 0], expected[::-1], rtol=1e-6)
+
+    assert not predict_set(predict, es, FaceConfig(), voice_statistics="prior")[:, 0].any()
+    with pytest.raises(ValueError, match="voice statistics 'room'"):
+        predict_set(predict, es, FaceConfig(), voice_statistics="room")
 
 
 def test_each_corpus_set_is_its_rows_of_the_set_over_every_corpus() -> None:

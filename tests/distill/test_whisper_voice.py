@@ -65,6 +65,12 @@ def test_a_whisper_voice_trains_on_cached_window_means_then_calibrates_exports_a
     calibrated = tmp_path / "calibrated"
     args = ["--init", voice / "best.pt", "--stage", "calibrate", "--out", calibrated]
     assert run_emoedge("distill", *common, *args) == 0
+    # scored as the daemon gathers its statistics: each window with those heard before it
+    scored = tmp_path / "online.json"
+    args = ["--split", "val", "--voice-statistics", "online", "--json", scored, *data]
+    assert run_emoedge("evaluate", calibrated / "best.pt", *args, "--cache-dir", cache) == 0
+    online = json.loads(scored.read_text())
+    assert online["voice_statistics"] == "online" and online["metrics"]["audio_only"]["n"] > 0
 
     out = tmp_path / "export"
     args = ["--formats", "onnx", "--int8", "--out", out, "--eval-split", "val", *data]

@@ -160,16 +160,20 @@ def _heard_in_turn(
     silent = rows[~voiced]  # no voice: the statistics play no part
     yield silent, _predict_rows(predict, es, silent, face_cfg, batch_size)
     rows = rows[voiced]
+    if not len(rows):  # a set whose voices are all masked
+        return
     # pairs repeat their clips' windows: the distinct ones, in the order of their digests
     audio = es.audio
     ids = audio.index[rows] if isinstance(audio, Rows) else np.arange(len(rows))
     _, first, by_id = np.unique(ids, return_index=True, return_inverse=True)
     digests = np.array([window_key(audio[rows[i]]) for i in first], dtype=object)[by_id]
     distinct, which = np.unique(digests, return_inverse=True)
+    # each distinct window's mean steps, in `first`'s order (no statistics change them)
+    states = voice_states(predict, es, rows, batch_size)
     for turn in range(len(distinct)):
-        these = rows[which == turn]
-        yield these, _predict_rows(predict, es, these, face_cfg, batch_size)
-        norm.observe(voice_states(predict, es, these[:1], batch_size)[0], turn * norm.every_s)
+        chosen = which == turn
+        yield rows[chosen], _predict_rows(predict, es, rows[chosen], face_cfg, batch_size)
+        norm.observe(states[by_id[chosen][0]], turn * norm.every_s)
     norm.reset()
 
 

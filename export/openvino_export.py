@@ -24,12 +24,15 @@ ACTIVATION_RANGES = AdvancedQuantizationParameters(
 
 def convert(job: Job, dest: Path, calibration: list[Sample] | None) -> Converted:
     """IR with FP16 weights, or (given calibration samples) NNCF int8, in `dest`."""
+    # drawn before OpenVINO's converter runs: after it, numpy's OpenBLAS threads, if already
+    # started, stall (window features took minutes instead of milliseconds on 2 cores)
+    samples = None if calibration is None else list(calibration)
     ir = ov.convert_model(str(fp32_onnx(job)))
-    if calibration is not None:
+    if samples is not None:
         ir = nncf.quantize(
             ir,
-            nncf.Dataset(calibration),
-            subset_size=len(calibration),
+            nncf.Dataset(samples),
+            subset_size=len(samples),
             preset=nncf.QuantizationPreset.MIXED,
             advanced_parameters=ACTIVATION_RANGES,
         )

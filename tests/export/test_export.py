@@ -271,6 +271,23 @@ def test_a_format_that_does_not_convert_fails_the_export_and_spares_the_others(
     assert rows["onnx-fp32"]["status"] == "ok" and rows["tflite-fp32"]["status"] == "failed"
 
 
+@pytest.mark.timeout(300, method="thread")  # a stall would otherwise hold CI to its limit
+def test_openvino_int8_alone_draws_its_calibration_before_converting(
+    tiny_corpora: Corpora, student_checkpoint: Path, tmp_path: Path
+) -> None:
+    """With OpenVINO the only format, its int8 conversion is the first to ask for calibration
+    samples; drawn after OpenVINO's converter had run, their features stalled for minutes."""
+    code = run_emoedge(
+        "export", student_checkpoint, "--formats", "openvino", "--int8", "--calib-samples", "6",
+        "--max-int8-drop", "100", "--min-agreement", "0", "--out", tmp_path,
+        *tiny_corpora.args(),
+    )  # fmt: skip
+    assert code == 0
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert [r["status"] for r in report["rows"]] == ["ok"] * 3
+    assert report["calibration"]["samples"] > 0
+
+
 @pytest.mark.parametrize(
     ("args", "code", "message"),
     [

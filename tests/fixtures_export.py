@@ -55,9 +55,14 @@ class Exported:
     exit_code: int
 
 
-def make_checkpoint(path: Path, arch: str, seed: int = 0, **config: object) -> Path:
+def make_checkpoint(
+    path: Path, arch: str, seed: int = 0, window_s: float | None = None, **config: object
+) -> Path:
     """A randomly initialised tiny model of `arch` (TINY, updated by `config`), saved as an
-    emoedge checkpoint (fp32)."""
+    emoedge checkpoint (fp32) that reads audio windows of `window_s` (default: its front
+    end's)."""
+    from dataclasses import replace
+
     import torch
 
     from distill.checkpoint import save_checkpoint
@@ -66,7 +71,10 @@ def make_checkpoint(path: Path, arch: str, seed: int = 0, **config: object) -> P
 
     torch.manual_seed(seed)
     model = build_model(arch, TINY[arch] | config).eval()
-    save_checkpoint(path, model, arch, audio_config(model), FaceConfig(), half=False)
+    audio = audio_config(model)
+    if window_s is not None:
+        audio = replace(audio, window_s=window_s)
+    save_checkpoint(path, model, arch, audio, FaceConfig(), half=False)
     return path
 
 

@@ -85,11 +85,7 @@ def validate_artifact(
     """Metrics of the artifact in `directory` through its edge backend, on one thread, one
     input a call."""
     runner = load_artifact(directory, threads=1)
-    # one input a call, as the daemon runs it: a dynamic int8 graph (a Whisper voice's)
-    # quantises each call's activations with one scale for the whole batch, so in a batch the
-    # rows change each other's answers (the default's voice: 75.70 % one at a time, 75.23 % in
-    # batches of 64)
-    logits = predict_sets(RunnerPredictor(runner, logits=True), sets, face_cfg, batch_size=1)
+    logits = predict_sets(RunnerPredictor(runner, logits=True), sets, face_cfg)
     return {
         **metrics(logits, sets, reference),
         "backend": runner.name,

@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from distill.checkpoint import load_checkpoint
+from distill.evaluate import RunnerPredictor
 from distill.models import MeanPool, build_model
 from distill.speech_encoder import STORE_PREFIX
 from edge.audio.frontend import AudioConfig, window_features
@@ -114,6 +115,13 @@ def test_a_whisper_voice_trains_on_cached_window_means_then_calibrates_exports_a
     assert ops["QuantizeLinear"] == 0 and ops["ConvInteger"] == 0
     # … so the calibration samples were never drawn, and the report does not claim them
     assert json.loads((out / "report.json").read_text())["calibration"] is None
+    # its activations are quantised with one scale per call, so in a batch the inputs change
+    # each other's answers; evaluation runs it one input a call, as the daemon does
+    loud = np.stack([audio[0], audio[0] * 0.1 + 2.0, audio[0][::-1] * 3.0])
+    rows = (np.zeros((3, 1, 48, 48), np.float32), loud, np.tile([[0.0, 1.0]], (3, 1)))
+    alone = np.concatenate([int8.logits(*(x[[i]] for x in rows)) for i in range(3)])
+    assert not np.allclose(int8.logits(*rows), alone, atol=1e-4)
+    np.testing.assert_array_equal(RunnerPredictor(int8, logits=True)(*rows), alone)
     quantised = int8.outputs(face, audio, np.array([[0.0, 1.0]], np.float32))
     voice_probs = [np.exp(log_softmax(r[0, 2])) for r in (quantised, unadapted)]
     np.testing.assert_allclose(*voice_probs, atol=0.05)

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from distill.config import VOICE_STATISTICS
-from distill.models import EmotionModel
+from distill.models import EmotionModel, MeanPool
 from distill.pairing import EvalSet, Rows
 from edge.backends.base import Runner
 from edge.core.labels import NUM_CLASSES
@@ -48,6 +48,9 @@ class TorchPredictor:
     ):
         self.model = model
         self.output = output or (lambda *inputs: torch.softmax(model(*inputs), 1))
+        # the model's own probabilities, and a voice that only pools its steps: the head reads
+        # each window's mean steps, computed once however many rows share the window
+        self._pooled = output is None and isinstance(model.attention, MeanPool)
         self.device = next(model.parameters()).device
         self._states = {} if states is None else states
         prior = model.voice_prior()
@@ -62,14 +65,21 @@ class TorchPredictor:
         self.model.eval()
         norm = getattr(self, "voice_norm", None)
         extra = [] if norm is None else self._tensors(norm.norm)
-        return self.output(*self._tensors(face, audio, mask), *extra).cpu().numpy()
+        if not self._pooled:
+            return self.output(*self._tensors(face, audio, mask), *extra).cpu().numpy()
+        heard = np.where(mask[:, 1:, None] > 0, audio, np.float32(0))  # what the voice reads
+        face_t, mask_t, states = self._tensors(face, mask, self.voice_states(heard))
+        visual = self.model.face(face_t * mask_t[:, :1].view(-1, 1, 1, 1))
+        attended = self.model.attention.project(states, *extra)
+        return torch.softmax(self.model.head(visual, attended, mask_t), 1).cpu().numpy()
 
     @torch.no_grad()
     def voice_states(self, audio: np.ndarray) -> np.ndarray:
         """The voice's mean steps (N, D) of windows (N, T, F), each window's computed once
         (evaluation sets share their windows)."""
         keys = [window_key(w) for w in audio]
-        new = sorted({i for i, k in enumerate(keys) if k not in self._states})
+        first = {k: i for i, k in reversed(list(enumerate(keys))) if k not in self._states}
+        new = sorted(first.values())
         if new:
             self.model.eval()
             (x,) = self._tensors(np.ascontiguousarray(audio[new]))

@@ -6,7 +6,8 @@ projection and the voice head, on those.
 Each training clip gives its centred window and `--audio-bank` augmented windows (the wave
 augmentation of distill.speech_augment, seeded by the clip's content); draws are balanced as
 the other voice stage's (distill.pairing.balanced_weights) and scored over the classes of the
-clip's corpus. Validation runs the whole model on the validation windows.
+clip's corpus. Validation runs the whole model, its head reading the validation windows' mean
+steps computed once.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from tqdm import tqdm
 
 from distill.cache import Decoded
 from distill.config import TrainConfig
-from distill.evaluate import window_key
+from distill.evaluate import TorchPredictor, window_key
 from distill.fit import Batch
 from distill.models import EmotionModel, MeanPool, WhisperVoice
 from distill.pairing import balanced_weights, centred_window, corpus_support
@@ -31,7 +32,7 @@ from distill.speech_augment import SpeechAugment, training_features
 from distill.speech_encoder import clip_keys, store_states, stored_states
 from edge.audio.frontend import AudioConfig, window_features
 from edge.core.errors import UsageError
-from edge.core.voice_norm import VoiceNorm, statistics
+from edge.core.voice_norm import statistics
 
 STATES_VERSION = "whisper-voice window means, block 3"
 CHUNK = 16  # windows per encoder call
@@ -103,48 +104,20 @@ class PooledVoice(nn.Module):
         return self.model.voice_from_attended(self.model.attention.value(standardised_steps))
 
 
-class PooledPredictor:
-    """Scores voice-only inputs (the voice stage's validation sets) from their windows' mean
-    steps, computed once before training (`pooled_validation`): what the stage trains, without
-    running the frozen blocks again each epoch. An AdaptingPredictor where the voice adapts."""
-
-    def __init__(self, model: EmotionModel, states: dict[bytes, np.ndarray]):
-        self.model = model
-        self.states = states
-        prior = model.voice_prior()
-        if prior is not None:
-            self.voice_norm = VoiceNorm(prior)
-
-    def voice_states(self, audio: np.ndarray) -> np.ndarray:
-        """The mean steps (N, 512) of windows computed before training."""
-        return np.stack([self.states[window_key(w)] for w in audio])
-
-    @torch.no_grad()
-    def __call__(self, face: np.ndarray, audio: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        if (mask[:, 0] > 0).any() or (mask[:, 1] == 0).any():
-            raise ValueError("PooledPredictor scores voice-only inputs")
-        self.model.eval()
-        norm = getattr(self, "voice_norm", None)
-        pooled = torch.from_numpy(self.voice_states(audio))
-        attended = self.model.attention.project(
-            pooled, None if norm is None else torch.from_numpy(norm.norm)
-        )
-        return torch.softmax(self.model.voice_from_attended(attended), 1).numpy()
-
-
 @torch.no_grad()
 def pooled_validation(
     voice: WhisperVoice, windows: np.ndarray
-) -> Callable[[EmotionModel], PooledPredictor]:
+) -> Callable[[EmotionModel], TorchPredictor]:
     """The validation predictor of a Whisper voice stage: each validation window's mean steps
-    computed once, here."""
+    computed once, here, and read by the model's head each epoch (TorchPredictor) without
+    running the frozen blocks again."""
     voice.eval()
     means = [
         voice(torch.from_numpy(part)).mean(1).numpy()
         for part in np.split(np.ascontiguousarray(windows), range(CHUNK, len(windows), CHUNK))
     ]
     states = dict(zip(map(window_key, windows), np.concatenate(means), strict=True))
-    return lambda model: PooledPredictor(model, states)
+    return lambda model: TorchPredictor(model, states=states)
 
 
 def check_options(cfg: TrainConfig) -> None:

@@ -179,28 +179,49 @@ def test_each_corpus_set_is_its_rows_of_the_set_over_every_corpus() -> None:
 
 
 @pytest.mark.parametrize("voice_norm", ["fixed", "deployment"])
-def test_the_voice_stage_validates_on_mean_steps_computed_once(voice_norm: str) -> None:
-    """PooledPredictor scores the validation windows as the whole model does."""
+def test_a_pooled_voice_runs_once_a_window_and_scores_as_the_whole_model(voice_norm: str) -> None:
+    """TorchPredictor on a voice that only pools its steps (Whisper's blocks): the head reads
+    each distinct window's mean steps, computed once however many rows share the window (the
+    voice stage's validation computes them before training), and the probabilities are the
+    whole model's, with any mask and the statistics of another room."""
     model = build_model("student", TINY["student"] | WHISPER | {"voice_norm": voice_norm}).eval()
     cfg = AudioConfig.whisper()
     rng = np.random.default_rng(1)
-    waves = rng.normal(0, 0.1, (4, cfg.window_samples)).astype(np.float32)
+    waves = rng.normal(0, 0.1, (2, cfg.window_samples)).astype(np.float32)
     windows = np.stack([window_features(w * (i + 1), cfg) for i, w in enumerate(waves)])
     pool = model.attention
     pool.centre.copy_(torch.from_numpy(rng.normal(0, 0.1, 512).astype(np.float32)))
     pool.spread.copy_(torch.full((512,), 0.5))
+    audio = windows[[0, 0, 1, 1, 0, 1]]
+    face = rng.standard_normal((6, 1, 48, 48)).astype(np.float32)
+    mask = np.array([[1, 1], [1, 0], [0, 1], [1, 1], [0, 1], [1, 0]], np.float32)
+    predict = TorchPredictor(model)
+    norm = []
+    if voice_norm == "deployment":
+        predict.voice_norm.norm = np.stack([pool.centre.numpy() + 0.3, pool.spread.numpy() * 2])
+        norm = [torch.from_numpy(predict.voice_norm.norm)]
+    batches: list[int] = []
+    hook = model.audio.register_forward_hook(lambda _m, x, _o: batches.append(len(x[0])))
+    got = predict(face, audio, mask)
+    assert batches == [3]  # the two windows and the silence a masked voice reads, once each
+    predict(face, audio[::-1].copy(), mask)
+    assert batches == [3]  # … and never again
+    hook.remove()
+    with torch.no_grad():
+        whole = model(*(torch.from_numpy(x) for x in (face, audio, mask)), *norm)
+    np.testing.assert_allclose(got, torch.softmax(whole, 1).numpy(), atol=1e-5)
+    # the voice stage's validation: the windows' steps computed before training, read each epoch
     es = EvalSet(
         "audio_only",
-        np.zeros((4, 48, 48), np.uint8),
+        np.zeros((2, 48, 48), np.uint8),
         windows,
-        np.tile([0.0, 1.0], (4, 1)).astype(np.float32),
-        np.zeros(4, np.int64),
-        corpora=np.array(["a", "a", "b", "b"]),
+        np.tile([0.0, 1.0], (2, 1)).astype(np.float32),
+        np.zeros(2, np.int64),
+        corpora=np.array(["a", "b"]),
     )
     whole = predict_set(TorchPredictor(model), es, FaceConfig())
-    pooled = predict_set(pooled_validation(model.audio, windows)(model), es, FaceConfig())
-    np.testing.assert_allclose(pooled, whole, atol=1e-5)
-    with pytest.raises(ValueError, match="voice-only"):
-        pooled_validation(model.audio, windows[:1])(model)(
-            np.zeros((1, 1, 48, 48), np.float32), windows[:1], np.ones((1, 2), np.float32)
-        )
+    validation = pooled_validation(model.audio, windows)(model)
+    batches.clear()
+    model.audio.register_forward_hook(lambda _m, x, _o: batches.append(len(x[0])))
+    np.testing.assert_allclose(predict_set(validation, es, FaceConfig()), whole, atol=1e-6)
+    assert batches == []

@@ -73,7 +73,10 @@ def test_a_whisper_voice_trains_on_cached_window_means_then_calibrates_exports_a
     assert online["voice_statistics"] == "online" and online["metrics"]["audio_only"]["n"] > 0
 
     out = tmp_path / "export"
-    args = ["--formats", "onnx", "--int8", "--out", out, "--eval-split", "val", *data]
+    # validated on EmoDB's voices alone: each input runs on its own, and the checks below are
+    # of the graph and its outputs
+    one_corpus = ["--faces", tiny_corpora.faces, "--speech", tiny_corpora.emodb]
+    args = ["--formats", "onnx", "--int8", "--out", out, "--eval-split", "val", *one_corpus]
     # no agreement bound: a two-epoch model's near-equal scores flip under any rounding (the
     # gate is for trained models); the int8 graph and its outputs are checked below
     args += ["--min-agreement", "0", "--cache-dir", cache]

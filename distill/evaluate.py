@@ -78,8 +78,11 @@ class TorchPredictor:
         """The voice's mean steps (N, D) of windows (N, T, F), each window's computed once
         (evaluation sets share their windows)."""
         keys = [window_key(w) for w in audio]
-        first = {k: i for i, k in reversed(list(enumerate(keys))) if k not in self._states}
-        new = sorted(first.values())
+        first: dict[bytes, int] = {}  # each window not computed yet, at its first row
+        for i, key in enumerate(keys):
+            if key not in self._states:
+                first.setdefault(key, i)
+        new = list(first.values())
         if new:
             self.model.eval()
             (x,) = self._tensors(np.ascontiguousarray(audio[new]))

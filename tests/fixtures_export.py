@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -61,8 +61,6 @@ def make_checkpoint(
     """A randomly initialised tiny model of `arch` (TINY, updated by `config`), saved as an
     emoedge checkpoint (fp32) that reads audio windows of `window_s` (default: its front
     end's)."""
-    from dataclasses import replace
-
     import torch
 
     from distill.checkpoint import save_checkpoint

@@ -219,9 +219,9 @@ def test_a_pooled_voice_runs_once_a_window_and_scores_as_the_whole_model(voice_n
         np.zeros(2, np.int64),
         corpora=np.array(["a", "b"]),
     )
-    whole = predict_set(TorchPredictor(model), es, FaceConfig())
+    computed_here = predict_set(TorchPredictor(model), es, FaceConfig())
     validation = pooled_validation(model.audio, windows)(model)
     batches.clear()
     model.audio.register_forward_hook(lambda _m, x, _o: batches.append(len(x[0])))
-    np.testing.assert_allclose(predict_set(validation, es, FaceConfig()), whole, atol=1e-6)
-    assert batches == []
+    np.testing.assert_allclose(predict_set(validation, es, FaceConfig()), computed_here, atol=1e-6)
+    assert batches == []  # the states came with it

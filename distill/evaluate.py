@@ -68,10 +68,8 @@ class TorchPredictor:
         if not self._pooled:
             return self.output(*self._tensors(face, audio, mask), *extra).cpu().numpy()
         heard = np.where(mask[:, 1:, None] > 0, audio, np.float32(0))  # what the voice reads
-        face_t, mask_t, states = self._tensors(face, mask, self.voice_states(heard))
-        visual = self.model.face(face_t * mask_t[:, :1].view(-1, 1, 1, 1))
-        attended = self.model.attention.project(states, *extra)
-        return torch.softmax(self.model.head(visual, attended, mask_t), 1).cpu().numpy()
+        inputs = self._tensors(face, self.voice_states(heard), mask)
+        return torch.softmax(self.model.from_mean_steps(*inputs, *extra), 1).cpu().numpy()
 
     @torch.no_grad()
     def voice_states(self, audio: np.ndarray) -> np.ndarray:

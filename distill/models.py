@@ -259,10 +259,26 @@ class EmotionModel(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """What the head reads: the face feature (B, Dv) and the attended audio (B, Da), a
         masked modality's input zeroed."""
-        face_present = mask[:, :1]
-        visual = self.face(face * face_present.view(-1, 1, 1, 1))
+        visual = self.face_feature(face, mask)
         steps = self.audio(audio * mask[:, 1:].view(-1, 1, 1))
-        return visual, self.attend(visual, steps, face_present, voice_norm)
+        return visual, self.attend(visual, steps, mask[:, :1], voice_norm)
+
+    def face_feature(self, face: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The face branch's feature (B, Dv), a masked face's input zeroed."""
+        return self.face(face * mask[:, :1].view(-1, 1, 1, 1))
+
+    def from_mean_steps(
+        self,
+        face: torch.Tensor,
+        mean_steps: torch.Tensor,
+        mask: torch.Tensor,
+        voice_norm: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """forward() for a voice that only pools its steps (a MeanPool attention), given the
+        voice's mean steps (B, Da) of the masked audio instead of the audio: a caller that has
+        them for a window (computed once however many rows share it) skips the voice."""
+        attended = self.attention.project(mean_steps, voice_norm)
+        return self.head(self.face_feature(face, mask), attended, mask)
 
     def face_logits(self, face: torch.Tensor) -> torch.Tensor:
         """forward(face, any audio, mask [1, 0]) without computing the audio branch."""
@@ -309,7 +325,7 @@ class EmotionModel(nn.Module):
         steps (B, Da) before any standardisation: what the deployment's statistics are
         gathered from."""
         face_present, audio_present = mask[:, :1], mask[:, 1:]
-        visual = self.face(face * face_present.view(-1, 1, 1, 1))
+        visual = self.face_feature(face, mask)
         steps = self.audio(audio * audio_present.view(-1, 1, 1))
         attended = self.attend(visual, steps, face_present, voice_norm)
         absent = torch.zeros_like(face_present)
